@@ -1,0 +1,12 @@
+"""bayes_larq: Bayesian Optimized 1-bit CNNs (BONN, ICCV 2019) on top of Larq."""
+
+from bayes_larq._legacy_keras import ensure_legacy_keras
+
+ensure_legacy_keras()
+
+from bayes_larq import losses, quantizers  # noqa: E402
+from bayes_larq.quantizers import BayesianSign  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = ["BayesianSign", "losses", "quantizers", "__version__"]
