@@ -4,7 +4,7 @@ from bayes_larq._legacy_keras import ensure_legacy_keras
 
 ensure_legacy_keras()
 
-from bayes_larq import losses, quantizers  # noqa: E402
+from bayes_larq import convert, losses, quantizers  # noqa: E402
 from bayes_larq.quantizers import BayesianSign  # noqa: E402
 
 __version__ = "0.1.0"

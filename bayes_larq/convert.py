@@ -1,0 +1,119 @@
+"""Larq Compute Engine conversion: Keras -> TFLite flatbuffer, op census, parity, latency.
+
+```python
+import bayes_larq as bl
+flatbuffer = bl.convert.convert(model)            # bytes of a .tflite
+bl.convert.op_census(flatbuffer)                  # Counter({'LceBconv2d': 3, ...})
+bl.convert.compare(model, flatbuffer, x)          # agreement with the Keras model
+```
+
+Latency on x86 depends heavily on the interpreter flags (see STACK.md); the defaults
+here are the fastest measured ones, `use_indirect_bgemm=True, use_xnnpack=True`.
+"""
+
+import collections
+import dataclasses
+import time
+
+import numpy as np
+
+
+def convert(model):
+    """Convert a tf_keras (Larq) model to an LCE TFLite flatbuffer (bytes)."""
+    import larq_compute_engine as lce
+
+    return lce.convert_keras_model(model)
+
+
+def _builtin_op_names():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return {
+        value: name for name, value in vars(schema.BuiltinOperator).items()
+        if not name.startswith("_")
+    }
+
+
+def op_census(flatbuffer):
+    """Count the operators of every subgraph of a TFLite flatbuffer by name.
+
+    Custom ops (LceBconv2d, LceQuantize, LceDequantize, LceBMaxPool2d) are named by
+    their custom code, builtin ops by their TFLite name (CONV_2D, FULLY_CONNECTED, ...).
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    tflite_model = schema.Model.GetRootAsModel(bytearray(flatbuffer), 0)
+    builtin_names = _builtin_op_names()
+    code_names = []
+    for index in range(tflite_model.OperatorCodesLength()):
+        code = tflite_model.OperatorCodes(index)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        custom = code.CustomCode()
+        code_names.append(custom.decode() if custom else builtin_names.get(builtin, str(builtin)))
+    census = collections.Counter()
+    for graph_index in range(tflite_model.SubgraphsLength()):
+        graph = tflite_model.Subgraphs(graph_index)
+        for op_index in range(graph.OperatorsLength()):
+            census[code_names[graph.Operators(op_index).OpcodeIndex()]] += 1
+    return census
+
+
+def interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True, use_xnnpack=True):
+    """An LCE interpreter (runs the LCE custom ops on x86 and ARM)."""
+    from larq_compute_engine.tflite.python.interpreter import Interpreter
+
+    return Interpreter(flatbuffer, num_threads=num_threads,
+                       use_indirect_bgemm=use_indirect_bgemm, use_xnnpack=use_xnnpack)
+
+
+def tflite_predict(flatbuffer, x, **interpreter_kwargs):
+    """Outputs of the converted model on the batch `x` (NumPy, float32)."""
+    outputs = interpreter(flatbuffer, **interpreter_kwargs).predict(np.asarray(x, np.float32))
+    return np.asarray(outputs)
+
+
+@dataclasses.dataclass
+class Agreement:
+    """How closely a converted model reproduces its Keras model on the same inputs."""
+
+    max_abs_diff: float
+    top1_agreement: float
+    samples: int
+
+    def check(self, atol=1e-3, min_top1_agreement=1.0):
+        """Raise ValueError when the converted model disagrees beyond tolerance."""
+        if not (self.max_abs_diff <= atol and self.top1_agreement >= min_top1_agreement):
+            raise ValueError(
+                f"Converted model disagrees with Keras on {self.samples} inputs: max abs "
+                f"output difference {self.max_abs_diff:.3g} (tolerance {atol:g}), top-1 "
+                f"agreement {self.top1_agreement:.4f} (required {min_top1_agreement:g})."
+            )
+        return self
+
+
+def compare(model, flatbuffer, x, **interpreter_kwargs):
+    """Compare Keras and TFLite outputs on `x`: max abs difference and top-1 agreement."""
+    x = np.asarray(x, np.float32)
+    keras_out = np.asarray(model.predict(x, verbose=0, batch_size=64))
+    tflite_out = tflite_predict(flatbuffer, x, **interpreter_kwargs).reshape(keras_out.shape)
+    return Agreement(
+        max_abs_diff=float(np.max(np.abs(keras_out - tflite_out))),
+        top1_agreement=float(np.mean(keras_out.argmax(-1) == tflite_out.argmax(-1))),
+        samples=len(x),
+    )
+
+
+def latency_ms(flatbuffer, repeats=10, warmup=2, **interpreter_kwargs):
+    """Median single-image latency (ms) of a flatbuffer in the LCE interpreter."""
+    runner = interpreter(flatbuffer, **interpreter_kwargs)
+    shape = [1 if d is None else d for d in runner.input_shapes[0]]
+    shape[0] = 1
+    sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    timings = []
+    for step in range(warmup + repeats):
+        start = time.perf_counter()
+        runner.predict(sample)
+        if step >= warmup:
+            timings.append(1e3 * (time.perf_counter() - start))
+    return float(np.median(timings))
+
