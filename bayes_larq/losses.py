@@ -65,7 +65,7 @@ def kernel_loss(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu, reduction="
     """
     validate_choice("reduction", reduction, REDUCTIONS)
     x2, w2 = channels_last_2d(x), channels_last_2d(w)
-    x_hat = tf.stop_gradient(tf.where(x2 >= 0, 1.0, -1.0))
+    x_hat = tf.stop_gradient(tf.where(x2 >= 0, tf.ones_like(x2), -tf.ones_like(x2)))
     reconstruction = tf.reduce_sum(tf.square(x_hat - w2 * x2))
     var_pos, var_neg = tf.square(sigma_pos), tf.square(sigma_neg)
     nll_pos = tf.square(x2 - mu_pos) / var_pos + tf.math.log(var_pos)
