@@ -15,6 +15,8 @@ layer = lq.layers.QuantConv2D(
 ```
 """
 
+import collections
+
 import numpy as np
 import tensorflow as tf
 from larq import utils as lq_utils
@@ -237,9 +239,34 @@ class BayesianSign(Quantizer):
         }
 
 
+BayesianKernel = collections.namedtuple("BayesianKernel", "layer quantizer latent")
+
+
+def bayesian_kernels(model):
+    """Every kernel quantized by a `BayesianSign` inside a model: (layer, quantizer, latent).
+
+    `latent` is the full-precision variable the quantizer binarizes. Layers appear in
+    model order; a quantizer shared by several kernels is listed once per kernel.
+    """
+    found = []
+    for layer in model._flatten_layers(include_self=False):
+        for variable in layer._trainable_weights + layer._non_trainable_weights:
+            quantizer = getattr(variable, "quantizer", None)
+            if isinstance(quantizer, BayesianSign):
+                found.append(BayesianKernel(layer, quantizer, variable.latent_variable))
+    return found
+
+
 def bayesian_quantizers(model):
-    """All `BayesianSign` quantizers inside a Keras model or layer, in layer order."""
-    return [
-        layer for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, BayesianSign)
-    ]
+    """The distinct `BayesianSign` quantizers of a model, in layer order."""
+    quantizers = []
+    for kernel in bayesian_kernels(model):
+        if all(kernel.quantizer is not q for q in quantizers):
+            quantizers.append(kernel.quantizer)
+    return quantizers
+
+
+def total_kernel_loss(model):
+    """Sum of $L_B$ over the model's Bayesian kernels, computed now from the variables."""
+    losses = [k.quantizer.kernel_loss(k.latent) for k in bayesian_kernels(model)]
+    return tf.add_n(losses) if losses else tf.constant(0.0)

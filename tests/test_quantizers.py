@@ -1,0 +1,193 @@
+"""BayesianSign: forward/backward, initialisation, training, serialization, LCE, errors."""
+
+import bayes_larq as bl
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bayes_larq.quantizers import (
+    BayesianSign,
+    bayesian_kernels,
+    bayesian_quantizers,
+    total_kernel_loss,
+)
+
+
+def small_model(quantizer_factory=BayesianSign, seed=0, input_shape=(8, 8, 3)):
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.Input(input_shape)
+    x = tf.keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inputs)
+    x = tf.keras.layers.BatchNormalization()(x)
+    for _ in range(2):
+        x = lq.layers.QuantConv2D(8, 3, padding="same", pad_values=1.0, use_bias=False,
+                                  input_quantizer="ste_sign", kernel_quantizer=quantizer_factory(),
+                                  kernel_constraint="weight_clip")(x)
+        x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    x = lq.layers.QuantDense(4, input_quantizer="ste_sign", kernel_quantizer=quantizer_factory(),
+                             kernel_constraint="weight_clip")(x)
+    return tf.keras.Model(inputs, x)
+
+
+def test_forward_is_sign_divided_by_mean_of_w():
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 3, 2, 4)).astype(np.float32)
+    for scale in ("layer", "channel"):
+        q = BayesianSign(scale=scale)
+        q(tf.constant(x))
+        w = np.random.default_rng(1).uniform(0.5, 2.0, x.shape).astype(np.float32)
+        q.reconstruction.assign(w)
+        w_bar = w.mean() if scale == "layer" else w.reshape(-1, 4).mean(axis=0)
+        expected = np.where(x >= 0, 1.0, -1.0) / w_bar
+        np.testing.assert_allclose(q(tf.constant(x)).numpy(), expected, rtol=1e-6)
+
+
+def test_with_unit_w_equals_ste_sign_including_gradient():
+    x = tf.Variable(np.linspace(-1.5, 1.5, 24, dtype=np.float32).reshape(4, 6))
+    q = BayesianSign()
+    q(x)
+    q.reconstruction.assign(tf.ones_like(q.reconstruction))
+    with tf.GradientTape(persistent=True) as tape:
+        ours = q(x)
+        reference = lq.quantizers.ste_sign(x)
+        upstream = tf.reshape(tf.range(24, dtype=tf.float32), (4, 6))
+        ours_sum, reference_sum = tf.reduce_sum(ours * upstream), tf.reduce_sum(reference * upstream)
+    np.testing.assert_array_equal(ours.numpy(), reference.numpy())
+    np.testing.assert_array_equal(tape.gradient(ours_sum, x).numpy(),
+                                  tape.gradient(reference_sum, x).numpy())
+
+
+def test_adds_the_kernel_loss_of_its_kernel():
+    x = np.random.default_rng(2).uniform(-1, 1, (5, 3)).astype(np.float32)
+    q = BayesianSign(lam=0.5, nu=0.2, reduction="sum")
+    q(tf.constant(x))
+    expected = bl.losses.kernel_loss(x, q.reconstruction, q.mu_pos, q.mu_neg, q.sigma_pos,
+                                     q.sigma_neg, 0.5, 0.2, "sum")
+    assert len(q.losses) == 1
+    np.testing.assert_allclose(q.losses[0].numpy(), expected.numpy(), rtol=1e-6)
+
+
+def test_parameters_start_from_the_statistics_of_the_latent_kernel():
+    model = small_model()
+    layer = model.layers[3]
+    kernel = layer.kernel.latent_variable.numpy().reshape(-1, 8)
+    q = layer.kernel_quantizer
+    for i in range(8):
+        pos, neg = kernel[kernel[:, i] >= 0, i], -kernel[kernel[:, i] < 0, i]
+        np.testing.assert_allclose(q.mu_pos.numpy()[i], pos.mean(), rtol=1e-5)
+        np.testing.assert_allclose(q.mu_neg.numpy()[i], neg.mean(), rtol=1e-5)
+        np.testing.assert_allclose(q.sigma_pos.numpy()[i], pos.std(), rtol=1e-4)
+        np.testing.assert_allclose(q.sigma_neg.numpy()[i], neg.std(), rtol=1e-4)
+        least_squares_w = np.abs(kernel[:, i]).sum() / np.square(kernel[:, i]).sum()
+        np.testing.assert_allclose(q.reconstruction.numpy()[..., i], least_squares_w, rtol=1e-5)
+
+
+def test_empty_mixture_side_keeps_loss_finite_and_sigma_positive():
+    x = np.abs(np.random.default_rng(3).uniform(0.1, 1, (4, 2))).astype(np.float32)
+    q = BayesianSign()
+    q(tf.constant(x))
+    q.log_sigma_neg.assign([-50.0, -50.0])
+    assert np.all(q.sigma_neg.numpy() > 0)
+    assert np.isfinite(q.losses[0].numpy())
+    assert np.isfinite(q(tf.constant(-x)).numpy()).all()
+
+
+def test_alias_works_in_conv_and_dense_and_larq_counts_them_binary():
+    conv = lq.layers.QuantConv2D(4, 3, kernel_quantizer="bayesian_sign",
+                                 kernel_constraint="weight_clip", input_quantizer="ste_sign")
+    dense = lq.layers.QuantDense(3, kernel_quantizer="bayesian_sign", kernel_constraint="weight_clip")
+    inputs = tf.keras.Input((6, 6, 2))
+    model = tf.keras.Model(inputs, dense(tf.keras.layers.Flatten()(conv(inputs))))
+    assert isinstance(conv.kernel_quantizer, BayesianSign)
+    assert isinstance(dense.kernel_quantizer, BayesianSign)
+    assert conv.kernel.precision == 1 and dense.kernel.precision == 1
+    assert len(bayesian_quantizers(model)) == 2
+    assert len(model.losses) == 2
+
+
+def distance_to_nearest_mode(model):
+    distances = []
+    for _, q, latent in bayesian_kernels(model):
+        x = latent.numpy().reshape(-1, q.mu_pos.shape[0])
+        mode = np.where(x >= 0, q.mu_pos.numpy(), -q.mu_neg.numpy())
+        distances.append(np.mean(np.abs(x - mode)))
+    assert len(distances) == 3
+    return np.mean(distances)
+
+
+def test_training_lowers_kernel_loss_and_moves_weights_to_modes():
+    model = small_model(lambda: BayesianSign(lam=1.0, nu=0.1))
+    model.compile(tf.keras.optimizers.Adam(1e-2),
+                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8, 8, 3)).astype(np.float32), rng.integers(0, 4, 64)
+    kernel_loss_before = float(total_kernel_loss(model))
+    distance_before = distance_to_nearest_mode(model)
+    model.fit(x, y, epochs=5, batch_size=16, verbose=0)
+    assert float(total_kernel_loss(model)) < kernel_loss_before
+    assert distance_to_nearest_mode(model) < 0.8 * distance_before
+
+
+def test_config_round_trip():
+    q = BayesianSign(lam=0.3, nu=0.2, reduction="sum", scale="channel", clip_value=2.0,
+                     min_sigma=1e-2)
+    clone = BayesianSign.from_config(q.get_config())
+    assert clone.get_config() == q.get_config()
+    rebuilt = lq.quantizers.get(lq.quantizers.serialize(q))
+    assert isinstance(rebuilt, BayesianSign) and rebuilt.get_config() == q.get_config()
+
+
+def bonn_state(model):
+    return [v.numpy() for q in bayesian_quantizers(model) for v in q.weights]
+
+
+@pytest.mark.parametrize("filename", ["model.h5", "saved_model"])
+def test_save_and_load_keep_predictions_and_bonn_state(tmp_path, filename):
+    model = small_model(lambda: BayesianSign(scale="channel"))
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = np.random.default_rng(4).normal(size=(16, 8, 8, 3)).astype(np.float32)
+    model.fit(x, np.arange(16) % 4, epochs=1, verbose=0)
+    path = str(tmp_path / filename)
+    model.save(path)
+    loaded = tf.keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+    for ours, theirs in zip(bonn_state(model), bonn_state(loaded)):
+        np.testing.assert_array_equal(ours, theirs)
+    assert len(bonn_state(loaded)) == len(bonn_state(model)) == 3 * 7
+
+
+@pytest.mark.parametrize("scale", ["layer", "channel"])
+def test_lce_conversion_keeps_binary_convolutions_and_outputs(scale):
+    model = small_model(lambda: BayesianSign(scale=scale))
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(32, 8, 8, 3)).astype(np.float32)
+    model.fit(x, np.arange(32) % 4, epochs=2, verbose=0)
+    for q in bayesian_quantizers(model):  # make the scale matter
+        q.reconstruction.assign(rng.uniform(0.5, 3.0, q.reconstruction.shape))
+    flatbuffer = bl.convert.convert(model)
+    census = bl.convert.op_census(flatbuffer)
+    assert census["LceBconv2d"] == 2
+    assert census["CONV_2D"] == 1
+    agreement = bl.convert.compare(model, flatbuffer, rng.normal(size=(20, 8, 8, 3)))
+    assert agreement.max_abs_diff < 1e-4
+
+
+@pytest.mark.parametrize("kwargs, argument", [
+    ({"lam": -1.0}, "lam"), ({"lam": float("nan")}, "lam"), ({"nu": -0.5}, "nu"),
+    ({"nu": float("nan")}, "nu"), ({"lam": "big"}, "lam"), ({"reduction": "max"}, "reduction"),
+    ({"scale": "pixel"}, "scale"), ({"min_sigma": 0.0}, "min_sigma"),
+])
+def test_bad_arguments_name_the_argument(kwargs, argument):
+    with pytest.raises(ValueError, match=f"`{argument}`"):
+        BayesianSign(**kwargs)
+
+
+def test_bad_scale_lists_allowed_values():
+    with pytest.raises(ValueError, match="'layer', 'channel'"):
+        BayesianSign(scale="pixel")
+
+
+def test_unsupported_kernel_rank_is_rejected():
+    with pytest.raises(ValueError, match="rank >= 2"):
+        BayesianSign()(tf.constant([0.5, -0.5]))
