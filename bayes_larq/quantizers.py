@@ -220,12 +220,18 @@ class BayesianSign(Quantizer):
 
     def reset_from_kernel(self, kernel):
         """Re-initialise W, mu and sigma from a kernel value (e.g. after loading weights)."""
-        stats = initial_statistics(np.asarray(kernel), self.min_sigma)
+        stats = self.refresh_mixture(kernel)
         self.reconstruction.assign(stats["reconstruction"])
+
+    def refresh_mixture(self, kernel):
+        """Closed-form (EM-like) update: mu and sigma of each mode become the mean and std
+        of the weight magnitudes on that side, where dL_B/dmu = dL_B/dsigma = 0."""
+        stats = initial_statistics(np.asarray(kernel), self.min_sigma)
         self.mu_pos.assign(stats["mu_pos"])
         self.mu_neg.assign(stats["mu_neg"])
         self.log_sigma_pos.assign(np.log(stats["sigma_pos"]))
         self.log_sigma_neg.assign(np.log(stats["sigma_neg"]))
+        return stats
 
     def get_config(self):
         return {

@@ -1,0 +1,179 @@
+r"""Keras callbacks for BONN training: loss-weight schedules, mixture monitor and refresh.
+
+```python
+callbacks = [
+    bl.callbacks.LossWeightScheduler("lam", bl.callbacks.linear_warmup(1e-4, 2)),
+    bl.callbacks.MixtureMonitor(log_dir="runs/tb"),
+]
+bonn.fit(x, y, epochs=5, callbacks=callbacks)
+```
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from bayes_larq.losses import validate_choice, validate_non_negative
+from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers
+
+SCHEDULE_TARGETS = ("lam", "nu", "theta")
+
+
+def constant(value):
+    """Schedule: the same value every epoch."""
+    validate_non_negative("value", value)
+    return lambda epoch: value
+
+
+def linear_warmup(final_value, warmup_epochs, initial_value=0.0):
+    """Schedule: linear from `initial_value` at epoch 0 to `final_value` at `warmup_epochs`."""
+    validate_non_negative("final_value", final_value)
+    validate_non_negative("initial_value", initial_value)
+    if int(warmup_epochs) < 1:
+        raise ValueError(f"`warmup_epochs` must be >= 1; got {warmup_epochs!r}.")
+
+    def schedule(epoch):
+        fraction = min(1.0, epoch / warmup_epochs)
+        return initial_value + (final_value - initial_value) * fraction
+
+    return schedule
+
+
+class LossWeightScheduler(tf.keras.callbacks.Callback):
+    """Set `lam` or `nu` of every `BayesianSign`, or `theta` of a `BONN` model, per epoch.
+
+    Args:
+        target: "lam", "nu" or "theta".
+        schedule: a number (constant) or a function `epoch -> value` (0-based epochs),
+            e.g. `constant(v)`, `linear_warmup(v, epochs)` or your own.
+
+    The value in force is written to the epoch logs (and so to `history`) as `target`.
+    The weights are variables of the model, so a checkpoint keeps them.
+    """
+
+    def __init__(self, target, schedule):
+        super().__init__()
+        self.target = validate_choice("target", target, SCHEDULE_TARGETS)
+        self.schedule = schedule if callable(schedule) else constant(schedule)
+        self.value = None
+
+    def _variables(self):
+        if self.target == "theta":
+            feature_loss = getattr(self.model, "feature_loss", None)
+            if feature_loss is None:
+                raise ValueError("A 'theta' schedule needs a bayes_larq.BONN model with the "
+                                 "feature loss on (feature_loss=True).")
+            return [feature_loss.theta]
+        variables = [getattr(q, self.target) for q in bayesian_quantizers(self.model)]
+        if not variables:
+            raise ValueError(f"A {self.target!r} schedule needs BayesianSign kernel quantizers "
+                             f"in the model; {self.model.name} has none.")
+        return variables
+
+    def on_train_begin(self, logs=None):
+        self._variables()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.value = validate_non_negative(self.target, self.schedule(epoch))
+        for variable in self._variables():
+            variable.assign(self.value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs[self.target] = self.value
+
+
+def bimodality_coefficient(values):
+    r"""Sarle's bimodality coefficient $b = (g^2 + 1) / \kappa$ of a sample.
+
+    $g$ is the skewness and $\kappa$ the (non-excess) kurtosis. $b = 1/3$ for a
+    Gaussian, $5/9$ for a uniform distribution, and it tends to 1 for two well-separated
+    modes; values above 5/9 suggest bimodality.
+    """
+    values = np.asarray(values, np.float64).ravel()
+    centered = values - values.mean()
+    variance = np.mean(centered**2)
+    if variance == 0:
+        return 0.0
+    skewness = np.mean(centered**3) / variance**1.5
+    kurtosis = np.mean(centered**4) / variance**2
+    return float((skewness**2 + 1) / kurtosis)
+
+
+def mixture_statistics(quantizer, latent, previous_signs=None):
+    """Per-layer numbers the review asks for (BONN.md section 6), averaged over channels."""
+    x = np.asarray(latent)
+    signs = x >= 0
+    return {
+        "mu_pos": float(np.mean(quantizer.mu_pos.numpy())),
+        "mu_neg": float(np.mean(quantizer.mu_neg.numpy())),
+        "sigma_pos": float(np.mean(quantizer.sigma_pos.numpy())),
+        "sigma_neg": float(np.mean(quantizer.sigma_neg.numpy())),
+        "w_bar": float(np.mean(quantizer.reconstruction.numpy())),
+        "latent_scale": float(np.mean(np.abs(x))),
+        "bimodality": bimodality_coefficient(x),
+        "flip_ratio": (float(np.mean(signs != previous_signs))
+                       if previous_signs is not None else 0.0),
+    }
+
+
+class MixtureMonitor(tf.keras.callbacks.Callback):
+    """Record, per binarized layer and epoch, the mixture and the latent weights.
+
+    Logged as `"<layer>/<stat>"` into the epoch logs (so into `history`), and with
+    `log_dir` as TensorBoard scalars plus a histogram of the latent weights per layer.
+    Stats: mu_pos, mu_neg, sigma_pos, sigma_neg (means over output channels), w_bar
+    (mean of W), latent_scale (mean |x|), bimodality (`bimodality_coefficient` of the
+    latent weights) and flip_ratio (share of latent weights whose sign changed since
+    the previous epoch; since the start of training for the first epoch).
+    """
+
+    def __init__(self, log_dir=None):
+        super().__init__()
+        self.log_dir = log_dir
+        self._writer = None
+        self._previous_signs = {}
+
+    def on_train_begin(self, logs=None):
+        kernels = bayesian_kernels(self.model)
+        if not kernels:
+            raise ValueError(f"MixtureMonitor found no BayesianSign kernels in {self.model.name}.")
+        self._previous_signs = {k.layer.name: k.latent.numpy() >= 0 for k in kernels}
+        if self.log_dir is not None and self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        for kernel in bayesian_kernels(self.model):
+            name, latent = kernel.layer.name, kernel.latent.numpy()
+            stats = mixture_statistics(kernel.quantizer, latent, self._previous_signs.get(name))
+            self._previous_signs[name] = latent >= 0
+            logs.update({f"{name}/{key}": value for key, value in stats.items()})
+            if self._writer is not None:
+                with self._writer.as_default(step=epoch):
+                    for key, value in stats.items():
+                        tf.summary.scalar(f"{name}/{key}", value)
+                    tf.summary.histogram(f"{name}/latent_weights", latent)
+        if self._writer is not None:
+            self._writer.flush()
+
+
+class MixtureRefresh(tf.keras.callbacks.Callback):
+    """Closed-form refresh of mu and sigma after every `every_n_batches` batches.
+
+    An alternative to learning them by gradient (the default): each refresh sets every
+    mode to the mean and std of the weights on its side, the stationary point of L_B.
+    """
+
+    def __init__(self, every_n_batches=100):
+        super().__init__()
+        if int(every_n_batches) < 1:
+            raise ValueError(f"`every_n_batches` must be >= 1; got {every_n_batches!r}.")
+        self.every_n_batches = int(every_n_batches)
+
+    def refresh(self):
+        for kernel in bayesian_kernels(self.model):
+            kernel.quantizer.refresh_mixture(kernel.latent.numpy())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (batch + 1) % self.every_n_batches == 0:
+            self.refresh()

@@ -1,0 +1,317 @@
+r"""BONN training with plain `model.fit`: the feature loss and the training wrapper.
+
+```python
+model = bl.models.get("small_cnn", num_classes=10, input_shape=(28, 28, 1))
+bonn = bl.BONN(model, theta=1e-3)          # the one line that adds L_F and the logs
+bonn.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+             metrics=["accuracy"])
+bonn.fit(x_train, y_train, epochs=3)       # integer labels, NumPy or tf.data
+bonn.classifier                            # the plain Keras model, for predict / LCE
+```
+
+Total loss (BONN.md section 4): $L = L_{CE} + \sum_l L_B(l) + L_F$ (+ any other Keras
+regularization losses). $L_B$ comes from the `BayesianSign` kernel quantizers of the
+model; $L_F$ from `BayesianFeatureLoss` on the penultimate features. `fit` and
+`evaluate` log `loss` (the total), `ce_loss` (the compiled loss, cross-entropy for a
+classifier), `kernel_loss` and `feature_loss` separately.
+"""
+
+import contextlib
+
+import numpy as np
+import tensorflow as tf
+from larq import utils as lq_utils
+
+from bayes_larq.losses import feature_loss, validate_non_negative
+from bayes_larq.quantizers import bayesian_quantizers
+
+LABEL_RANGE_MARK = "bayes_larq: label out of range"
+
+
+@lq_utils.register_keras_custom_object
+class BayesianFeatureLoss(tf.keras.layers.Layer):
+    r"""Class-conditional Gaussian prior on penultimate features (BONN.md section 3).
+
+    Owns the class centers $c_m$ (`centers`, `[M, d]`, start at 0), per-class
+    per-dimension log standard deviations (`log_sigmas`, `[M, d]`, start at 0, i.e.
+    $\sigma = 1$) and the weight `theta` (a non-trainable variable, so schedules need no
+    retracing). Centers and sigmas are learned by gradient descent with the rest of the
+    model; `sigma = max(exp(log_sigma), min_sigma)`. Calling it on `(features, labels)`
+    returns $L_F$ of `bayes_larq.losses.feature_loss`.
+
+    Args:
+        num_classes: M. theta: weight of the loss, >= 0. feature_dim: d, or None to take
+        it from the first features seen. min_sigma: lower bound on sigma, > 0.
+    """
+
+    def __init__(self, num_classes, theta=1e-3, feature_dim=None, min_sigma=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_classes) < 2:
+            raise ValueError(f"`num_classes` must be >= 2; got {num_classes!r}.")
+        self.num_classes = int(num_classes)
+        self.initial_theta = validate_non_negative("theta", theta)
+        self.feature_dim = None if feature_dim is None else int(feature_dim)
+        self.min_sigma = float(min_sigma)
+
+    def build(self, input_shape):
+        feature_shape = tf.TensorShape(input_shape[0] if isinstance(input_shape, (list, tuple))
+                                       and not isinstance(input_shape[0], (int, type(None)))
+                                       else input_shape)
+        if feature_shape.rank != 2 or feature_shape[-1] is None:
+            raise ValueError(
+                f"The Bayesian feature loss needs flat features of shape [batch, d]; got "
+                f"{feature_shape}. Name a layer after global pooling or Flatten as "
+                f"`feature_layer`."
+            )
+        if self.feature_dim is not None and feature_shape[-1] != self.feature_dim:
+            raise ValueError(
+                f"Feature dimension mismatch: the features have d={feature_shape[-1]} but "
+                f"`feature_dim` is {self.feature_dim}."
+            )
+        self.feature_dim = int(feature_shape[-1])
+        shape = (self.num_classes, self.feature_dim)
+        self.centers = self.add_weight(name="centers", shape=shape, initializer="zeros")
+        self.log_sigmas = self.add_weight(name="log_sigmas", shape=shape, initializer="zeros")
+        self.theta = self.add_weight(
+            name="theta", shape=(), trainable=False,
+            initializer=tf.keras.initializers.Constant(self.initial_theta))
+        super().build(input_shape)
+
+    @property
+    def sigmas(self):
+        return tf.maximum(tf.exp(self.log_sigmas), self.min_sigma)
+
+    def call(self, features, labels):
+        return feature_loss(features, labels, self.centers, self.sigmas, self.theta)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes,
+                "theta": self.initial_theta, "feature_dim": self.feature_dim,
+                "min_sigma": self.min_sigma}
+
+
+def find_feature_tensor(model, feature_layer=None):
+    """The penultimate features of a functional classifier.
+
+    By default the input of the last Dense (or QuantDense) layer; with `feature_layer`,
+    the output of the layer of that name.
+    """
+    if feature_layer is not None:
+        names = [layer.name for layer in model.layers]
+        if feature_layer not in names:
+            raise ValueError(f"`feature_layer` {feature_layer!r} is not a layer of "
+                             f"{model.name}; its layers are {names}.")
+        return model.get_layer(feature_layer).output
+    for layer in reversed(model.layers):
+        if isinstance(layer, tf.keras.layers.Dense):
+            return layer.input
+    raise ValueError(f"{model.name} has no Dense layer whose input could serve as the "
+                     f"penultimate features; name one with `feature_layer=`.")
+
+
+def integer_labels(y, num_classes):
+    """Labels as int32 `[batch]`; one-hot or out-of-range labels are rejected."""
+    y = tf.convert_to_tensor(y)
+    if y.shape.rank == 2 and y.shape[-1] == 1:
+        y = tf.squeeze(y, axis=-1)
+    if y.shape.rank != 1:
+        raise ValueError(
+            f"BONN needs integer class labels of shape [batch]; got labels of shape "
+            f"{y.shape} (one-hot?). Pass integer labels, e.g. `np.argmax(y, axis=-1)`, and "
+            f"compile with SparseCategoricalCrossentropy."
+        )
+    labels = tf.cast(y, tf.int32)
+    checks = [
+        tf.debugging.assert_non_negative(labels, message=LABEL_RANGE_MARK),
+        tf.debugging.assert_less(labels, num_classes, message=LABEL_RANGE_MARK),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
+
+
+@contextlib.contextmanager
+def label_errors_as_value_errors(num_classes):
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        if LABEL_RANGE_MARK not in str(error):
+            raise
+        raise ValueError(
+            f"Labels must be integers in [0, {num_classes}) for this {num_classes}-class "
+            f"model; a batch held a label outside that range."
+        ) from None
+
+
+def scaled_learning_rate_optimizer(optimizer, multiplier):
+    """A fresh optimizer of the same kind whose learning rate is `multiplier` times larger."""
+    config = optimizer.get_config()
+    if not isinstance(config.get("learning_rate"), (float, int, np.floating)):
+        raise ValueError(
+            "`w_lr_multiplier` != 1 needs an optimizer with a constant float learning "
+            "rate; got a learning-rate schedule. Scale the schedule yourself or use "
+            "w_lr_multiplier=1."
+        )
+    config["learning_rate"] = float(config["learning_rate"]) * multiplier
+    config["name"] = f"{config.get('name', 'optimizer')}_w"
+    return type(optimizer).from_config(config)
+
+
+@lq_utils.register_keras_custom_object
+class BONN(tf.keras.Model):
+    r"""Train a functional Keras classifier the BONN way, with plain `compile` / `fit`.
+
+    Adds the Bayesian feature loss on the penultimate features (labels reach it inside
+    `train_step`; nothing changes at inference), sums it with the kernel losses of the
+    model's `BayesianSign` quantizers and the compiled loss, and logs each term.
+    `predict` / `evaluate` behave as for the wrapped model; `classifier` is the wrapped
+    model itself, which is what you convert with LCE.
+
+    Args:
+        model: a functional classifier whose output is `[batch, num_classes]`.
+        theta: weight of the feature loss (default 1e-3, see README).
+        feature_layer: name of the layer whose output are the features; default the
+            input of the last Dense layer.
+        feature_loss: False leaves out the feature loss entirely (ablation switch). The
+            kernel loss is switched by the model's quantizer: `BayesianSign` on,
+            `"ste_sign"` off (`bayes_larq.models` builders: `bonn=True|False`).
+        w_lr_multiplier: learning-rate multiplier for the reconstruction vectors W
+            (a second optimizer of the same kind); default 1, one optimizer for all.
+    """
+
+    # A class attribute keeps Keras from tracking (and saving twice) this second view
+    # of the classifier's layers.
+    _network = None
+
+    def __init__(self, model, theta=1e-3, feature_layer=None, feature_loss=True,
+                 w_lr_multiplier=1.0, **kwargs):
+        kwargs.setdefault("name", f"bonn_{model.name}")
+        super().__init__(**kwargs)
+        if not getattr(model, "_is_graph_network", False):
+            raise ValueError("BONN wraps functional (or Sequential) Keras models; got a "
+                             f"subclassed model {type(model).__name__}.")
+        if model.outputs[0].shape.rank != 2:
+            raise ValueError(f"BONN needs a classifier with output [batch, num_classes]; "
+                             f"{model.name} outputs {model.outputs[0].shape}.")
+        self.classifier = model
+        self.num_classes = int(model.outputs[0].shape[-1])
+        self.feature_layer = feature_layer
+        self.theta_value = validate_non_negative("theta", theta)
+        self.use_feature_loss = bool(feature_loss)
+        self.w_lr_multiplier = float(w_lr_multiplier)
+        if not self.w_lr_multiplier > 0:
+            raise ValueError(f"`w_lr_multiplier` must be > 0; got {w_lr_multiplier!r}.")
+        features = find_feature_tensor(model, feature_layer)
+        self._network = tf.keras.Model(model.inputs, [features, model.outputs[0]])
+        self.feature_loss = None
+        if self.use_feature_loss:
+            self.feature_loss = BayesianFeatureLoss(self.num_classes, theta, name="feature_loss")
+            self.feature_loss.build(features.shape)
+        self.w_optimizer = None
+        self.total_tracker = tf.keras.metrics.Mean(name="loss")
+        self.ce_tracker = tf.keras.metrics.Mean(name="ce_loss")
+        self.kernel_tracker = tf.keras.metrics.Mean(name="kernel_loss")
+        self.feature_tracker = tf.keras.metrics.Mean(name="feature_loss")
+
+    def call(self, inputs, training=None):
+        return self.classifier(inputs, training=training)
+
+    def compile(self, optimizer="rmsprop", *args, **kwargs):
+        super().compile(optimizer, *args, **kwargs)
+        if self.w_lr_multiplier != 1.0:
+            self.w_optimizer = scaled_learning_rate_optimizer(self.optimizer, self.w_lr_multiplier)
+
+    def _loss_terms(self, y, features, logits, sample_weight):
+        """The loss terms of one batch; `total` is scaled for cross-replica summation."""
+        labels = integer_labels(y, self.num_classes)
+        task = self.compiled_loss(y, logits, sample_weight)  # already divided by replicas
+        replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, task.dtype)
+        quantizer_losses = [loss for q in bayesian_quantizers(self._network) for loss in q.losses]
+        kernel = tf.add_n(quantizer_losses) if quantizer_losses else tf.constant(0.0)
+        all_losses = self.classifier.losses
+        other = tf.add_n(all_losses) - kernel if all_losses else tf.constant(0.0)
+        feature = (self.feature_loss(features, labels) if self.feature_loss is not None
+                   else tf.constant(0.0))
+        extra = kernel + other + feature
+        return {"ce": task * replicas, "kernel": kernel, "feature": feature,
+                "total": task + extra / replicas, "logged_total": task * replicas + extra}
+
+    def _split_variables(self, pairs):
+        """(main, W) parts of `pairs` of (gradient or None, variable)."""
+        w_refs = {q.reconstruction.ref() for q in bayesian_quantizers(self._network)}
+        if self.w_optimizer is None:
+            return list(pairs), []
+        return ([p for p in pairs if p[1].ref() not in w_refs],
+                [p for p in pairs if p[1].ref() in w_refs])
+
+    def _apply_gradients(self, tape, loss):
+        variables = self.trainable_variables
+        main, w = self._split_variables(zip(tape.gradient(loss, variables), variables))
+        self.optimizer.apply_gradients(main)
+        if w:
+            self.w_optimizer.apply_gradients(w)
+
+    def compile_from_config(self, config):
+        """Re-compile after `load_model` (`compile` is extended, so Keras leaves it to us)."""
+        self.compile(**tf.keras.saving.deserialize_keras_object(config))
+        if self.built:
+            main, w = self._split_variables((None, v) for v in self.trainable_variables)
+            self.optimizer.build([v for _, v in main])
+            if w:
+                self.w_optimizer.build([v for _, v in w])
+
+    @property
+    def metrics(self):
+        """Loss trackers first; the compiled loss's own tracker is replaced by ours."""
+        ours = [self.total_tracker, self.ce_tracker, self.kernel_tracker]
+        if self.feature_loss is not None:
+            ours.append(self.feature_tracker)
+        compiled_loss = getattr(self, "compiled_loss", None)
+        replaced = ours + [self.feature_tracker] + (compiled_loss.metrics if compiled_loss else [])
+        return ours + [m for m in super().metrics if all(m is not r for r in replaced)]
+
+    def _results(self, y, logits, sample_weight, terms):
+        batch = tf.cast(tf.shape(logits)[0], tf.float32)
+        self.compiled_metrics.update_state(y, logits, sample_weight)
+        for tracker, key in ((self.total_tracker, "logged_total"), (self.ce_tracker, "ce"),
+                             (self.kernel_tracker, "kernel"), (self.feature_tracker, "feature")):
+            tracker.update_state(terms[key], sample_weight=batch)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            features, logits = self._network(x, training=True)
+            terms = self._loss_terms(y, features, logits, sample_weight)
+        self._apply_gradients(tape, terms["total"])
+        return self._results(y, logits, sample_weight, terms)
+
+    def test_step(self, data):
+        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        features, logits = self._network(x, training=False)
+        terms = self._loss_terms(y, features, logits, sample_weight)
+        return self._results(y, logits, sample_weight, terms)
+
+    def fit(self, *args, **kwargs):
+        with label_errors_as_value_errors(self.num_classes):
+            return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        with label_errors_as_value_errors(self.num_classes):
+            return super().evaluate(*args, **kwargs)
+
+    def get_config(self):
+        return {
+            "model": tf.keras.utils.serialize_keras_object(self.classifier),
+            "theta": self.theta_value,
+            "feature_layer": self.feature_layer,
+            "feature_loss": self.use_feature_loss,
+            "w_lr_multiplier": self.w_lr_multiplier,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        model = tf.keras.models.model_from_config(config.pop("model"),
+                                                  custom_objects=custom_objects)
+        return cls(model, **config)
