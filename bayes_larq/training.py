@@ -211,6 +211,7 @@ class BONN(tf.keras.Model):
         self.ce_tracker = tf.keras.metrics.Mean(name="ce_loss")
         self.kernel_tracker = tf.keras.metrics.Mean(name="kernel_loss")
         self.feature_tracker = tf.keras.metrics.Mean(name="feature_loss")
+        self(model.inputs)  # builds the wrapper and records its input spec for saving
 
     def call(self, inputs, training=None):
         return self.classifier(inputs, training=training)
@@ -237,9 +238,10 @@ class BONN(tf.keras.Model):
 
     def _split_variables(self, pairs):
         """(main, W) parts of `pairs` of (gradient or None, variable)."""
-        w_refs = {q.reconstruction.ref() for q in bayesian_quantizers(self._network)}
+        pairs = list(pairs)
         if self.w_optimizer is None:
-            return list(pairs), []
+            return pairs, []
+        w_refs = {q.reconstruction.ref() for q in bayesian_quantizers(self._network)}
         return ([p for p in pairs if p[1].ref() not in w_refs],
                 [p for p in pairs if p[1].ref() in w_refs])
 

@@ -1,0 +1,232 @@
+"""BONN wrapper: loss terms in the logs, feature loss, equivalence, resume, errors, LCE."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import bayes_larq as bl
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bayes_larq.quantizers import BayesianSign, bayesian_quantizers
+from bayes_larq.training import BONN, BayesianFeatureLoss
+
+CE = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def binary_classifier(kernel_quantizer=BayesianSign, seed=0, classes=4, synchronized_bn=False):
+    """A one-binary-conv classifier; `kernel_quantizer` is a factory or a Larq alias."""
+    tf.keras.utils.set_random_seed(seed)
+    inputs = tf.keras.Input((8, 8, 2))
+    x = tf.keras.layers.Conv2D(6, 3, padding="same", use_bias=False)(inputs)
+    x = tf.keras.layers.BatchNormalization(synchronized=synchronized_bn)(x)
+    x = lq.layers.QuantConv2D(6, 3, padding="same", pad_values=1.0, use_bias=False,
+                              input_quantizer="ste_sign", kernel_quantizer=(kernel_quantizer() if callable(kernel_quantizer)
+                                                else kernel_quantizer),
+                              kernel_constraint="weight_clip")(x)
+    x = tf.keras.layers.BatchNormalization(synchronized=synchronized_bn)(x)
+    x = tf.keras.layers.GlobalAveragePooling2D(name="features")(x)
+    return tf.keras.Model(inputs, tf.keras.layers.Dense(classes, name="logits")(x))
+
+
+def toy_data(n=48, classes=4, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 8, 8, 2)).astype(np.float32), rng.integers(0, classes, n)
+
+
+def compiled(model, optimizer=None, **bonn_kwargs):
+    bonn = BONN(model, **bonn_kwargs)
+    bonn.compile(optimizer or tf.keras.optimizers.Adam(1e-2), CE, metrics=["accuracy"])
+    return bonn
+
+
+def test_history_shows_each_loss_term_and_they_add_up():
+    x, y = toy_data()
+    bonn = compiled(binary_classifier(), theta=0.1)
+    history = bonn.fit(x, y, batch_size=48, epochs=2, verbose=0).history
+    assert list(history)[:4] == ["loss", "ce_loss", "kernel_loss", "feature_loss"]
+    for epoch in range(2):
+        parts = sum(history[k][epoch] for k in ("ce_loss", "kernel_loss", "feature_loss"))
+        np.testing.assert_allclose(history["loss"][epoch], parts, rtol=1e-5)
+        assert history["kernel_loss"][epoch] > 0  # L_F may be negative: it has log sigma^2
+        assert history["feature_loss"][epoch] != 0
+
+
+def numpy_cross_entropy(logits, labels):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -np.mean(log_probs[np.arange(len(labels)), labels])
+
+
+def test_evaluate_terms_match_independent_references():
+    x, y = toy_data()
+    bonn = compiled(binary_classifier(), theta=0.3)
+    bonn.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    results = bonn.evaluate(x, y, batch_size=48, return_dict=True, verbose=0)
+    logits = bonn.predict(x, verbose=0)
+    np.testing.assert_allclose(results["ce_loss"], numpy_cross_entropy(logits, y), rtol=1e-5)
+    features = tf.keras.Model(bonn.classifier.inputs,
+                              bonn.classifier.get_layer("features").output).predict(x, verbose=0)
+    centers = bonn.feature_loss.centers.numpy()
+    variances = bonn.feature_loss.sigmas.numpy() ** 2
+    residual2 = (features - centers[y]) ** 2
+    expected = 0.3 / 2 * np.mean(np.sum(residual2 + residual2 / variances[y] + np.log(variances[y]), 1))
+    np.testing.assert_allclose(results["feature_loss"], expected, rtol=1e-4)
+    np.testing.assert_allclose(results["kernel_loss"],
+                               float(bl.quantizers.total_kernel_loss(bonn)), rtol=1e-5)
+    np.testing.assert_allclose(results["accuracy"], np.mean(logits.argmax(1) == y), atol=1e-6)
+
+
+def test_centers_move_to_class_means_of_the_features():
+    rng = np.random.default_rng(2)
+    means = rng.normal(scale=3.0, size=(3, 4))
+    labels = rng.integers(0, 3, 600)
+    features = (means[labels] + rng.normal(scale=0.5, size=(600, 4))).astype(np.float32)
+    inputs = tf.keras.Input((4,))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3, name="logits")(inputs))
+    bonn = compiled(model, tf.keras.optimizers.Adam(0.05), theta=1.0)
+    bonn.fit(features, labels, batch_size=100, epochs=60, verbose=0)
+    class_means = np.stack([features[labels == m].mean(0) for m in range(3)])
+    np.testing.assert_allclose(bonn.feature_loss.centers.numpy(), class_means, atol=0.1)
+
+
+def test_with_both_losses_off_training_equals_plain_larq():
+    x, y = toy_data()
+    plain = binary_classifier("ste_sign")
+    plain.compile(tf.keras.optimizers.Adam(1e-2), CE)
+    plain.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    bonn = compiled(binary_classifier("ste_sign"), feature_loss=False)
+    bonn.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+    assert "feature_loss" not in bonn.history.history
+    assert len(plain.weights) == len(bonn.classifier.weights)
+    for ours, reference in zip(bonn.classifier.weights, plain.weights):
+        np.testing.assert_array_equal(ours.numpy(), reference.numpy())
+
+
+def test_savedmodel_keeps_predictions_and_bonn_state(tmp_path):
+    """SavedModel restores weights and BONN state; it re-creates the optimizer fresh."""
+    x, y = toy_data()
+    bonn = compiled(binary_classifier(), theta=0.1)
+    bonn.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    bonn.save(str(tmp_path / "savedmodel"))
+    loaded = tf.keras.models.load_model(str(tmp_path / "savedmodel"))
+    assert isinstance(loaded, BONN)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), bonn.predict(x, verbose=0))
+    for ours, reference in zip(loaded.weights, bonn.weights):
+        np.testing.assert_array_equal(ours.numpy(), reference.numpy(), err_msg=ours.name)
+
+
+@pytest.mark.parametrize("filename", ["bonn.keras"])
+def test_save_mid_training_then_continue_equals_uninterrupted(tmp_path, filename):
+    x, y = toy_data()
+    uninterrupted = compiled(binary_classifier(), theta=0.1)
+    uninterrupted.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+
+    interrupted = compiled(binary_classifier(), theta=0.1)
+    interrupted.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    interrupted.save(str(tmp_path / filename))
+    resumed = tf.keras.models.load_model(str(tmp_path / filename))
+    assert isinstance(resumed, BONN)
+    resumed.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+
+    names = [v.name for v in uninterrupted.weights]
+    assert any("centers" in n for n in names) and any("reconstruction" in n for n in names)
+    for ours, reference in zip(resumed.weights, uninterrupted.weights):
+        np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=1e-6, err_msg=ours.name)
+
+
+def test_w_learning_rate_multiplier_scales_only_w_updates():
+    x, y = toy_data(n=16)
+    updates = {}
+    for multiplier in (1.0, 10.0):
+        model = binary_classifier(lambda: BayesianSign(lam=1.0, reduction="sum"))
+        bonn = compiled(model, tf.keras.optimizers.SGD(0.1), w_lr_multiplier=multiplier)
+        q = bayesian_quantizers(bonn)[0]
+        before_w, before_mu = q.reconstruction.numpy(), q.mu_pos.numpy()
+        bonn.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        updates[multiplier] = (q.reconstruction.numpy() - before_w, q.mu_pos.numpy() - before_mu)
+    np.testing.assert_allclose(updates[10.0][0], 10 * updates[1.0][0], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(updates[10.0][1], updates[1.0][1], rtol=1e-5)
+    assert np.abs(updates[1.0][0]).max() > 0
+
+
+def test_bad_labels_raise_value_errors():
+    x, y = toy_data()
+    bonn = compiled(binary_classifier())
+    with pytest.raises(ValueError, match=r"integers in \[0, 4\)"):
+        bonn.fit(x, y + 4, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"integers in \[0, 4\)"):
+        bonn.evaluate(x, y - 5, verbose=0)
+    with pytest.raises(ValueError, match="one-hot"):
+        bonn.fit(x, np.eye(4)[y], epochs=1, verbose=0)
+
+
+def test_bad_configuration_raises_value_errors():
+    with pytest.raises(ValueError, match="`theta`"):
+        BONN(binary_classifier(), theta=-1.0)
+    with pytest.raises(ValueError, match="Feature dimension mismatch"):
+        BayesianFeatureLoss(4, feature_dim=3).build((None, 6))
+    model = binary_classifier()
+    feature_map = model.get_layer("features").input.node.layer.name
+    with pytest.raises(ValueError, match=r"\[batch, d\]"):
+        BONN(model, feature_layer=feature_map)
+    with pytest.raises(ValueError, match="not a layer"):
+        BONN(binary_classifier(), feature_layer="nope")
+
+
+def test_wrapped_model_converts_and_matches_unwrapped_outputs():
+    x, y = toy_data()
+    bonn = compiled(binary_classifier(), theta=0.1)
+    bonn.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    flatbuffer = bl.convert.convert(bonn.classifier)
+    census = bl.convert.op_census(flatbuffer)
+    assert census["LceBconv2d"] == 1
+    assert not any("feature" in op.lower() for op in census)
+    agreement = bl.convert.compare(bonn, flatbuffer, x)
+    assert agreement.max_abs_diff < 1e-4 and agreement.top1_agreement == 1.0
+    np.testing.assert_array_equal(bonn.predict(x, verbose=0), bonn.classifier.predict(x, verbose=0))
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import bayes_larq as bl
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    from test_training import CE, binary_classifier, toy_data
+
+    def one_step(strategy):
+        with strategy.scope():
+            bonn = bl.BONN(binary_classifier(synchronized_bn=True), theta=0.5)
+            bonn.compile(tf.keras.optimizers.SGD(0.1), CE)
+        x, y = toy_data(n=16)
+        loss = bonn.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history["loss"][0]
+        return loss, [np.asarray(v.numpy()).tolist() for v in bonn.weights], [v.name for v in bonn.weights]
+
+    devices = ["/cpu:0", "/cpu:1"]
+    single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    mirrored = one_step(tf.distribute.MirroredStrategy(devices))
+    print(json.dumps({"single": single, "mirrored": mirrored}))
+""")
+
+
+def test_mirrored_strategy_step_equals_single_device(tmp_path):
+    import json
+
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, str(script), os.path.dirname(__file__)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads(result.stdout.strip().splitlines()[-1])
+    (loss_1, weights_1, names), (loss_2, weights_2, _) = runs["single"], runs["mirrored"]
+    np.testing.assert_allclose(loss_2, loss_1, atol=1e-5)
+    assert any("centers" in n for n in names) and any("mu_pos" in n for n in names)
+    for name, a, b in zip(names, weights_1, weights_2):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, err_msg=name)
