@@ -230,3 +230,13 @@ def test_mirrored_strategy_step_equals_single_device(tmp_path):
     assert any("centers" in n for n in names) and any("mu_pos" in n for n in names)
     for name, a, b in zip(names, weights_1, weights_2):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, err_msg=name)
+
+
+def test_fit_accepts_a_tf_data_dataset_with_integer_labels():
+    x, y = toy_data()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y.astype(np.int64))).batch(16)
+    bonn = compiled(binary_classifier(), theta=0.1)
+    history = bonn.fit(dataset, epochs=1, verbose=0).history
+    assert np.isfinite(history["feature_loss"][0]) and history["feature_loss"][0] != 0
+    assert set(bonn.evaluate(dataset, return_dict=True, verbose=0)) >= {"loss", "ce_loss",
+                                                                         "kernel_loss", "feature_loss"}
