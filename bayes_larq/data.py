@@ -187,6 +187,7 @@ _DOWNLOAD_HOSTS = {
 # TFDS data directory used for the Fashion-MNIST fallback (None: TFDS's default,
 # $TFDS_DATA_DIR or ~/tensorflow_datasets).
 _FASHION_TFDS_DATA_DIR = None
+_TFDS_DEFAULT_DIR_TEXT = "the TFDS data directory ($TFDS_DATA_DIR or ~/tensorflow_datasets)"
 
 
 # --------------------------------------------------------------------------- names
@@ -371,7 +372,7 @@ def load_fashion_mnist(split="train", data_dir=None):
     names every place looked and how to install the dataset.
 
     >>> images, labels = load_fashion_mnist("test")   # doctest: +SKIP
-    >>> images.shape, labels.shape
+    >>> images.shape, labels.shape   # doctest: +SKIP
     ((10000, 28, 28), (10000,))
     """
     validate_split("fashion_mnist", split)
@@ -400,7 +401,7 @@ def load_fashion_mnist(split="train", data_dir=None):
         if unset is not None:
             skipped.append(looked[-1])
 
-    tfds_dir = _FASHION_TFDS_DATA_DIR or "the TFDS data directory ($TFDS_DATA_DIR or ~/tensorflow_datasets)"
+    tfds_dir = _FASHION_TFDS_DATA_DIR or _TFDS_DEFAULT_DIR_TEXT
     try:
         images, labels = _load_fashion_mnist_tfds(split)
     except _TFDSUnavailable as err:
@@ -588,7 +589,7 @@ def load(
 
     Example:
       >>> ds = load("fashion_mnist", "test", 32, training=False, limit=64)  # doctest: +SKIP
-      >>> [x.shape for x in next(iter(ds))]
+      >>> [x.shape for x in next(iter(ds))]  # doctest: +SKIP
       [TensorShape([32, 28, 28, 1]), TensorShape([32])]
     """
     info = dataset_info(name)
@@ -641,7 +642,7 @@ def load(
                 if name == "imagenet2012"
                 else " With internet access TFDS downloads it into data_dir."
             )
-            where = data_dir or "the TFDS data directory ($TFDS_DATA_DIR or ~/tensorflow_datasets)"
+            where = data_dir or _TFDS_DEFAULT_DIR_TEXT
             raise DatasetNotFoundError(
                 f"TFDS dataset {name!r} ({tfds_split!r} split) is not available in {where}: "
                 f"{err}.{hint}"
