@@ -8,7 +8,6 @@ searching all pad-crop-flip variants in NumPy, ImageNet resizing against PIL.
 import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
 
 import gzip
-import io
 import os
 import struct
 import sys
