@@ -4,13 +4,13 @@ from bayes_larq._legacy_keras import ensure_legacy_keras
 
 ensure_legacy_keras()
 
-from bayes_larq import callbacks, convert, losses, quantizers, training  # noqa: E402
+from bayes_larq import callbacks, convert, data, losses, quantizers, training  # noqa: E402
 from bayes_larq.quantizers import BayesianSign  # noqa: E402
 from bayes_larq.training import BONN, BayesianFeatureLoss  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BONN", "BayesianFeatureLoss", "BayesianSign", "callbacks", "convert", "losses",
+    "BONN", "BayesianFeatureLoss", "BayesianSign", "callbacks", "convert", "data", "losses",
     "quantizers", "training", "__version__",
 ]

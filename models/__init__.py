@@ -1,0 +1,91 @@
+"""Model builders and their registry (installed as `bayes_larq.models`).
+
+```python
+from bayes_larq import models
+
+models.names()                      # ['resnet18', 'resnet18_cifar', 'small_cnn', 'wrn22']
+model = models.get("wrn22", num_classes=100, width_factor=1, scope="full")
+```
+
+Every builder has the signature
+
+    builder(num_classes=..., input_shape=..., bonn=True, scope="paper",
+            precision="binary", lam=1e-4, nu=1e-2, reduction="mean",
+            kernel_scale="layer", float_activation=None, **arch_kwargs)
+
+and returns a functional `tf.keras.Model` whose output is logits (no softmax) and whose
+last layer is a Dense/QuantDense named "logits" (its input is the penultimate feature
+vector). Compile with `SparseCategoricalCrossentropy(from_logits=True)`.
+
+* `bonn=True`: binary kernels use `bayes_larq.quantizers.BayesianSign(lam, nu,
+  reduction, scale=kernel_scale)`; `bonn=False`: the plain Larq baseline ("ste_sign").
+  Binary layers always use `input_quantizer="ste_sign"`, `kernel_constraint=
+  "weight_clip"`, no bias, and `pad_values=1.0` when padded (LCE-friendly).
+* `scope="paper"`: the BONN paper's scope: every 3x3 convolution of the residual
+  blocks is binary; the first convolution, the 1x1 downsampling shortcuts and the
+  classifier are real. `scope="full"`: also the 1x1 shortcuts and the classifier are
+  binary. The first convolution stays real (its 1 or 3 input channels leave nothing
+  for binary kernels to accelerate and binarizing the image loses most of it), and so
+  do BatchNorm (folded into the binary convolutions by LCE), pooling and the shortcut
+  additions. See docs/models.md.
+* `precision="float"` (requires `bonn=False`): the same architecture without
+  quantizers, with `float_activation` ("relu" by default) where the binary model takes
+  the sign; for the accuracy-gap comparison.
+
+Builders draw no random numbers except through Keras initializers, so
+`tf.keras.utils.set_random_seed(seed)` before building makes a model reproducible.
+"""
+
+from .common import PRECISIONS, SCOPES
+from .resnet import resnet18, resnet18_cifar
+from .small import small_cnn
+from .wrn import wrn22
+
+_REGISTRY = {
+    "small_cnn": small_cnn,
+    "resnet18": resnet18,
+    "resnet18_cifar": resnet18_cifar,
+    "wrn22": wrn22,
+}
+
+DEFAULT = "small_cnn"
+
+
+def names():
+    """The registered model names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def builder(name):
+    """The builder function registered under `name`."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown model {name!r}; valid names: {', '.join(names())}.")
+    return _REGISTRY[name]
+
+
+def get(name, **kwargs):
+    """Build the model registered under `name` with the builder's keyword arguments.
+
+    Raises:
+        ValueError: unknown name, scope, precision or bad architecture argument; the
+            message names the valid choices.
+    """
+    return builder(name)(**kwargs)
+
+
+def register(name, model_builder):
+    """Register a builder (same signature as above) under a new name."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"A model name must be a non-empty string; got {name!r}.")
+    if name in _REGISTRY:
+        raise ValueError(f"A model named {name!r} is already registered.")
+    if not callable(model_builder):
+        raise ValueError(f"`model_builder` must be callable; got {model_builder!r}.")
+    _REGISTRY[name] = model_builder
+    return model_builder
+
+
+__all__ = [
+    "DEFAULT", "PRECISIONS", "SCOPES", "builder", "get", "names", "register",
+    "resnet18", "resnet18_cifar", "small_cnn", "wrn22",
+]

@@ -1,0 +1,215 @@
+"""Shared pieces of the model builders: argument checks and the layer factory.
+
+Every builder of `bayes_larq.models` describes its architecture once and asks a
+`LayerFactory` for each weight layer, saying what the layer is for:
+
+* ``"binary"``: a 3x3 convolution of a residual block. Binarized (weights and
+  activations) in both scopes; this is the paper's binarization scope.
+* ``"shortcut"``: a 1x1 downsampling convolution of a shortcut. Real-valued in the paper
+  scope, binarized in the full scope.
+* ``"classifier"``: the final "logits" layer. Real-valued (with a bias) in the paper
+  scope, binarized (no bias) in the full scope.
+* ``"stem"``: the first convolution. Real-valued in every scope (see `SCOPES`).
+
+The factory turns that role, the scope and the precision into the right Keras/Larq
+layer, so the architecture code has no binary/float branches of its own.
+"""
+
+import numbers
+
+import larq as lq
+import tensorflow as tf
+
+from bayes_larq.losses import REDUCTIONS, validate_choice, validate_non_negative
+from bayes_larq.quantizers import SCALES, BayesianSign
+
+SCOPES = ("paper", "full")
+PRECISIONS = ("binary", "float")
+FLOAT_ACTIVATIONS = ("relu", "htanh", "linear")
+
+# What each scope binarizes (roles of weight layers). The stem is real in both scopes:
+# its input is the image (3 or 1 channels), so a binary stem has almost no work to
+# accelerate (LCE's binary kernels pack 32+ channels into a word) and it would throw
+# away most of the input information; every 1-bit network in the literature (XNOR-Net,
+# Bi-Real Net, BONN, ReActNet, QuickNet) keeps it real.
+BINARY_ROLES = {
+    "paper": frozenset({"binary"}),
+    "full": frozenset({"binary", "shortcut", "classifier"}),
+}
+
+KERNEL_INITIALIZER = "glorot_normal"  # as Larq Zoo's Bi-Real Net
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+
+def check_num_classes(num_classes):
+    if (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
+            or num_classes < 1):
+        raise ValueError(f"`num_classes` must be an integer >= 1; got {num_classes!r}.")
+    return int(num_classes)
+
+
+def check_input_shape(input_shape, min_size=1):
+    """A (height, width, channels) tuple of positive integers (no batch dimension)."""
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = None
+    if (shape is None or len(shape) != 3
+            or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool)
+                       and d > 0 for d in shape)):
+        raise ValueError(
+            f"`input_shape` must be (height, width, channels) with positive integers, "
+            f"rank 3 without the batch dimension, e.g. (28, 28, 1) or (224, 224, 3); "
+            f"got {input_shape!r}."
+        )
+    if min(shape[:2]) < min_size:
+        raise ValueError(
+            f"`input_shape` {shape}: height and width must be >= {min_size} for this "
+            f"architecture."
+        )
+    return tuple(int(d) for d in shape)
+
+
+def check_positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+class LayerFactory:
+    """Creates the layers of one model for a given scope, precision and BONN setting.
+
+    Args:
+        bonn: binary kernels use `BayesianSign` (True) or Larq's "ste_sign" (False).
+        scope: "paper" or "full", see `BINARY_ROLES`.
+        precision: "binary" or "float". The float variant has the same layers with no
+            quantizers: where the binary model takes the sign of a layer's input, the
+            float one applies `float_activation` instead (else the float network would
+            be linear between its pooling layers).
+        lam, nu, reduction, kernel_scale: `BayesianSign` hyper-parameters (checked even
+            when `bonn=False`, so a typo fails early, but only used with `bonn=True`).
+        float_activation: activation of the float variant, "relu" (default), "htanh"
+            (the function whose gradient the straight-through sign uses) or "linear".
+            Only valid with `precision="float"`.
+    """
+
+    def __init__(self, bonn=True, scope="paper", precision="binary", lam=1e-4, nu=1e-2,
+                 reduction="mean", kernel_scale="layer", float_activation=None):
+        if not isinstance(bonn, bool):
+            raise ValueError(f"`bonn` must be True or False; got {bonn!r}.")
+        self.scope = validate_choice("scope", scope, SCOPES)
+        self.precision = validate_choice("precision", precision, PRECISIONS)
+        self.bonn = bonn
+        self.lam = validate_non_negative("lam", lam)
+        self.nu = validate_non_negative("nu", nu)
+        self.reduction = validate_choice("reduction", reduction, REDUCTIONS)
+        self.kernel_scale = validate_choice("kernel_scale", kernel_scale, SCALES)
+        if self.precision == "float" and bonn:
+            raise ValueError(
+                "precision='float' builds the float variant without quantizers, so the "
+                "Bayesian kernel loss has nothing to act on: pass bonn=False with "
+                "precision='float'."
+            )
+        if self.precision == "binary" and float_activation is not None:
+            raise ValueError(
+                "`float_activation` is only used by the float variant; pass it with "
+                "precision='float' (the binary model uses the sign of its inputs)."
+            )
+        self.float_activation = validate_choice(
+            "float_activation", float_activation or "relu", FLOAT_ACTIVATIONS)
+
+    # -- what is binary ------------------------------------------------------------
+    def is_binary(self, role):
+        return self.precision == "binary" and role in BINARY_ROLES[self.scope]
+
+    def is_quantized_position(self, role):
+        """True where the binary model of this scope binarizes (also for the float twin)."""
+        return role in BINARY_ROLES[self.scope]
+
+    def kernel_quantizer(self):
+        if self.bonn:
+            return BayesianSign(lam=self.lam, nu=self.nu, reduction=self.reduction,
+                                scale=self.kernel_scale)
+        return "ste_sign"
+
+    def _float_input(self, x, role, name):
+        """In the float variant, the activation that stands where the sign would be."""
+        if (self.precision == "float" and self.is_quantized_position(role)
+                and self.float_activation != "linear"):
+            activation = "relu" if self.float_activation == "relu" else htanh
+            return tf.keras.layers.Activation(activation, name=f"{name}_act")(x)
+        return x
+
+    # -- layers --------------------------------------------------------------------
+    def conv(self, x, filters, kernel_size, role, name, strides=1, padding="same"):
+        """A bias-free convolution for `role`, applied to `x`."""
+        x = self._float_input(x, role, name)
+        common = dict(strides=strides, padding=padding, use_bias=False,
+                      kernel_initializer=KERNEL_INITIALIZER, name=name)
+        if self.is_binary(role):
+            pad = {"pad_values": 1.0} if padding == "same" and kernel_size > 1 else {}
+            layer = lq.layers.QuantConv2D(
+                filters, kernel_size, input_quantizer="ste_sign",
+                kernel_quantizer=self.kernel_quantizer(), kernel_constraint="weight_clip",
+                **pad, **common)
+        else:
+            layer = tf.keras.layers.Conv2D(filters, kernel_size, **common)
+        return layer(x)
+
+    def logits(self, x, num_classes):
+        """The final layer, named "logits": its input is the penultimate feature vector."""
+        x = self._float_input(x, "classifier", "logits")
+        if self.is_binary("classifier"):
+            layer = lq.layers.QuantDense(
+                num_classes, input_quantizer="ste_sign",
+                kernel_quantizer=self.kernel_quantizer(), kernel_constraint="weight_clip",
+                use_bias=False, kernel_initializer=KERNEL_INITIALIZER, name="logits")
+        else:
+            # Real classifier; in the float twin of the full scope it keeps the full
+            # scope's bias-free form so the two differ only by the quantizers.
+            layer = tf.keras.layers.Dense(
+                num_classes, use_bias=self.scope == "paper",
+                kernel_initializer=KERNEL_INITIALIZER, name="logits")
+        return layer(x)
+
+    @staticmethod
+    def batch_norm(x, name):
+        return tf.keras.layers.BatchNormalization(
+            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+
+    def model_name(self, name):
+        suffix = "float" if self.precision == "float" else ("bonn" if self.bonn else "larq")
+        return f"{name}_{self.scope}_{suffix}"
+
+
+@tf.keras.utils.register_keras_serializable(package="bayes_larq")
+def htanh(x):
+    """Hard tanh, clip(x, -1, 1): the function whose gradient the straight-through sign uses."""
+    return tf.clip_by_value(x, -1.0, 1.0)
+
+
+def bireal_unit(factory, x, filters, name, strides=1):
+    """One Bi-Real unit: binary 3x3 conv -> BatchNorm, plus a real-valued shortcut.
+
+    As Larq Zoo's Bi-Real Net: when the unit changes the shape, the shortcut is
+    AvgPool(2) (if strided) -> 1x1 conv -> BatchNorm, else the identity.
+    """
+    in_filters = x.shape[-1]
+    shortcut = x
+    if strides != 1 or in_filters != filters:
+        if strides != 1:
+            shortcut = tf.keras.layers.AveragePooling2D(
+                strides, strides=strides, padding="same", name=f"{name}_pool")(shortcut)
+        shortcut = factory.conv(shortcut, filters, 1, "shortcut", f"{name}_downsample",
+                                padding="valid")
+        shortcut = factory.batch_norm(shortcut, f"{name}_downsample_bn")
+    y = factory.conv(x, filters, 3, "binary", f"{name}_conv", strides=strides)
+    y = factory.batch_norm(y, f"{name}_bn")
+    return tf.keras.layers.Add(name=f"{name}_add")([y, shortcut])
+
+
+def head(factory, x, num_classes):
+    """Global average pooling -> "logits" (no softmax: the model outputs logits)."""
+    x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
+    return factory.logits(x, num_classes)

@@ -1,0 +1,78 @@
+"""ResNet-18 in the Bi-Real Net form (Larq Zoo's design), for ImageNet and for CIFAR.
+
+Each of the 16 3x3 convolutions of the 8 basic blocks is one Bi-Real unit
+(`common.bireal_unit`): sign(x) -> binary 3x3 conv -> BatchNorm, added to a real-valued
+shortcut that is the identity, or AvgPool(2) -> 1x1 conv -> BatchNorm where a stage
+starts (3 downsampling shortcuts: 64->128, 128->256, 256->512). Stem and head:
+
+* ImageNet (`resnet18`): 7x7/2 conv (64) -> BatchNorm -> 3x3/2 max-pool; global
+  average pooling -> "logits" Dense. Float trainable parameters with 1000 classes:
+  11,689,512, the same as torchvision's ResNet-18 (the AvgPool + 1x1 shortcut has the
+  weights of torchvision's 1x1/2 shortcut).
+* CIFAR (`resnet18_cifar`): 3x3/1 conv (64) -> BatchNorm, no max-pool, same stages and
+  head (the usual CIFAR ResNet-18, 32x32 -> 4x4 before pooling).
+"""
+
+import tensorflow as tf
+
+from .common import LayerFactory, bireal_unit, check_input_shape, check_num_classes, head
+
+STAGE_FILTERS = (64, 128, 256, 512)
+BLOCKS_PER_STAGE = 2  # basic blocks of 2 convolutions: 4 x 2 x 2 = 16 binary 3x3 convs
+
+
+def resnet_stages(factory, x, filters=STAGE_FILTERS, blocks=BLOCKS_PER_STAGE):
+    for stage, stage_filters in enumerate(filters, start=1):
+        for block in range(1, blocks + 1):
+            for conv in (1, 2):
+                strides = 2 if stage > 1 and block == 1 and conv == 1 else 1
+                x = bireal_unit(factory, x, stage_filters,
+                                f"stage{stage}_block{block}_unit{conv}", strides=strides)
+    return x
+
+
+def resnet18(num_classes=1000, input_shape=(224, 224, 3), bonn=True, scope="paper",
+             precision="binary", lam=1e-4, nu=1e-2, reduction="mean",
+             kernel_scale="layer", float_activation=None):
+    """Bi-Real-style ResNet-18 for ImageNet (224x224x3 by default), outputs logits.
+
+    Paper scope binarizes the 16 3x3 convolutions; full scope also the 3 1x1
+    downsampling convolutions and the classifier. The stem is real in both scopes.
+    Fully convolutional with global pooling, so any input of at least 32x32 works.
+
+    Example:
+        >>> model = resnet18(num_classes=10, input_shape=(64, 64, 3), bonn=False)
+    """
+    num_classes = check_num_classes(num_classes)
+    input_shape = check_input_shape(input_shape)
+    factory = LayerFactory(bonn, scope, precision, lam, nu, reduction, kernel_scale,
+                           float_activation)
+    inputs = tf.keras.Input(input_shape, name="image")
+    x = factory.conv(inputs, STAGE_FILTERS[0], 7, "stem", "stem_conv", strides=2)
+    x = factory.batch_norm(x, "stem_bn")
+    x = tf.keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
+    x = resnet_stages(factory, x)
+    outputs = head(factory, x, num_classes)
+    return tf.keras.Model(inputs, outputs, name=factory.model_name("resnet18"))
+
+
+def resnet18_cifar(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
+                   precision="binary", lam=1e-4, nu=1e-2, reduction="mean",
+                   kernel_scale="layer", float_activation=None):
+    """Bi-Real-style ResNet-18 for CIFAR (3x3 stem, no max-pool), outputs logits.
+
+    Same binarization scopes as `resnet18`.
+
+    Example:
+        >>> model = resnet18_cifar(num_classes=100)
+    """
+    num_classes = check_num_classes(num_classes)
+    input_shape = check_input_shape(input_shape)
+    factory = LayerFactory(bonn, scope, precision, lam, nu, reduction, kernel_scale,
+                           float_activation)
+    inputs = tf.keras.Input(input_shape, name="image")
+    x = factory.conv(inputs, STAGE_FILTERS[0], 3, "stem", "stem_conv")
+    x = factory.batch_norm(x, "stem_bn")
+    x = resnet_stages(factory, x)
+    outputs = head(factory, x, num_classes)
+    return tf.keras.Model(inputs, outputs, name=factory.model_name("resnet18_cifar"))

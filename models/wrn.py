@@ -1,0 +1,55 @@
+"""Wide-ResNet-22 family for CIFAR, binarized as in the paper (Bi-Real units).
+
+WRN-22-k, in the notation of the BONN/PCNN papers "16k-16k-32k-64k": a 3x3 stem of
+16k channels, then 3 groups of 3 basic blocks (2 convolutions each) with 16k, 32k and
+64k channels at 32x32, 16x16 and 8x8. k = 1 gives "16-16-32-64", k = 4 (the default,
+the paper's larger CIFAR model) "64-64-128-256". Weight layers: stem + 18 3x3 convs +
+2 1x1 downsampling shortcuts (groups 2 and 3) + classifier = 22.
+
+Each 3x3 convolution is a Bi-Real unit (`common.bireal_unit`) with its own real-valued
+shortcut, as in the ResNet-18 builders, so all CIFAR/ImageNet models share one unit.
+"""
+
+import tensorflow as tf
+
+from .common import (
+    LayerFactory,
+    bireal_unit,
+    check_input_shape,
+    check_num_classes,
+    check_positive_int,
+    head,
+)
+
+BLOCKS_PER_GROUP = 3  # (22 - 4) / 6
+GROUP_WIDTHS = (16, 32, 64)
+
+
+def wrn22(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
+          precision="binary", lam=1e-4, nu=1e-2, reduction="mean", kernel_scale="layer",
+          float_activation=None, width_factor=4):
+    """Binary WRN-22-`width_factor` for CIFAR, outputs logits.
+
+    Args:
+        width_factor: integer k >= 1; channels are 16k (stem, group 1), 32k, 64k.
+
+    Example:
+        >>> model = wrn22(num_classes=100, width_factor=1)
+    """
+    num_classes = check_num_classes(num_classes)
+    input_shape = check_input_shape(input_shape)
+    k = check_positive_int("width_factor", width_factor, minimum=1)
+    factory = LayerFactory(bonn, scope, precision, lam, nu, reduction, kernel_scale,
+                           float_activation)
+    inputs = tf.keras.Input(input_shape, name="image")
+    x = factory.conv(inputs, 16 * k, 3, "stem", "stem_conv")
+    x = factory.batch_norm(x, "stem_bn")
+    for group, width in enumerate(GROUP_WIDTHS, start=1):
+        for block in range(1, BLOCKS_PER_GROUP + 1):
+            for conv in (1, 2):
+                strides = 2 if group > 1 and block == 1 and conv == 1 else 1
+                x = bireal_unit(factory, x, width * k,
+                                f"group{group}_block{block}_unit{conv}", strides=strides)
+    outputs = head(factory, x, num_classes)
+    model = tf.keras.Model(inputs, outputs, name=factory.model_name(f"wrn22_{k}"))
+    return model
