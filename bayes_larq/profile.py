@@ -1,0 +1,147 @@
+"""Larq model profiles (MACs, memory, summary) that are not distorted by `BayesianSign`.
+
+Larq's `lq.models.summary` / `lq.models.ModelProfile` count every non-bias weight of a
+MAC layer (Conv, Dense, ...) as a MAC weight. A `BayesianSign` kernel quantizer is a
+sub-layer of its convolution and owns training-only variables: `W` (the shape of the
+kernel), `mu`, `sigma` (per channel), `lam` and `nu`. Larq would count each as an extra
+32-bit "kernel": the binarized-MAC share drops by about half and the memory estimate
+roughly doubles, although none of them exists in the deployed (LCE) model, where the
+kernel is `sign(w) / mean(W)`, a binary kernel with one scale folded into the output.
+
+The functions here profile the *inference twin* instead: the same architecture and
+layers with every `BayesianSign` replaced by Larq's "ste_sign". Its MACs and memory are
+exactly those of the same model built with `bonn=False`.
+
+```python
+import bayes_larq as bl
+from bayes_larq import models
+
+model = models.get("small_cnn")                  # bonn=True
+bl.profile.binary_mac_share(model)               # share of 1-bit MACs
+bl.profile.memory_bytes(model)                   # larq's memory estimate, bytes
+bl.profile.summary(model)                        # lq.models.summary of the twin
+```
+"""
+
+import math
+
+import larq as lq
+import tensorflow as tf
+
+from bayes_larq.quantizers import BayesianSign
+
+NOTE = (
+    "Note: profile of the inference twin (every BayesianSign kernel quantizer replaced "
+    "by 'ste_sign'); BayesianSign's training-only variables (W, mu, sigma, lam, nu) are "
+    "not part of the deployed model and are left out. {count} of the model's weights "
+    "are such training-only variables."
+)
+
+
+def _is_bayesian(quantizer):
+    return isinstance(quantizer, BayesianSign)
+
+
+def _bayesian_config_keys(layer, config):
+    """The `*_quantizer` arguments of a layer's config that hold a BayesianSign."""
+    return [key for key in config
+            if key.endswith("_quantizer") and _is_bayesian(getattr(layer, key, None))]
+
+
+def _inference_weights(layer):
+    """The layer's weights without the variables owned by BayesianSign quantizers."""
+    owned = set()
+    for sublayer in layer._flatten_layers(include_self=False):
+        if _is_bayesian(sublayer):
+            owned.update(id(w) for w in sublayer.weights)
+    return [w for w in layer.weights if id(w) not in owned]
+
+
+def training_only_weight_count(model):
+    """Number of scalar variables owned by BayesianSign quantizers in `model`."""
+    total = 0
+    for layer in model._flatten_layers(include_self=False):
+        if _is_bayesian(layer):
+            total += sum(int(tf.size(w)) for w in layer.weights)
+    return total
+
+
+def _clone_layer(layer):
+    if isinstance(layer, tf.keras.Model):
+        return inference_twin(layer)
+    config = layer.get_config()
+    for key in _bayesian_config_keys(layer, config):
+        config[key] = "ste_sign"
+    return layer.__class__.from_config(config)
+
+
+def inference_twin(model):
+    """A clone of `model` with every BayesianSign kernel quantizer replaced by "ste_sign".
+
+    The clone has the same layers (names, shapes, other quantizers, constraints) and
+    the same weight values, except BayesianSign's training-only variables. Nested
+    functional/sequential models are handled recursively. Its forward pass matches the
+    original only up to BayesianSign's scale 1 / mean(W) per binary layer, which the
+    following BatchNorm absorbs in training but not after copying; use it to profile,
+    not to predict.
+
+    Raises:
+        ValueError: for a subclassed model (Keras cannot clone it from its config).
+    """
+    if not isinstance(model, tf.keras.Model):
+        raise ValueError(f"`model` must be a tf.keras.Model; got {type(model).__name__}.")
+    try:
+        twin = tf.keras.models.clone_model(model, clone_function=_clone_layer)
+    except ValueError as error:
+        raise ValueError(
+            f"Cannot clone model {model.name!r} ({error}); inference_twin supports "
+            f"functional and Sequential models only."
+        ) from error
+    originals = {layer.name: layer for layer in model.layers}
+    for layer in twin.layers:
+        original = originals.get(layer.name)
+        if original is None or isinstance(layer, tf.keras.Model):
+            continue  # nested models copied their weights in their own twin
+        values = [w.numpy() for w in _inference_weights(original)]
+        if values:
+            layer.set_weights(values)
+    twin._name = f"{model.name}_inference"
+    return twin
+
+
+def model_profile(model):
+    """`lq.models.ModelProfile` of the inference twin of `model`."""
+    return lq.models.ModelProfile(inference_twin(model))
+
+
+def binary_mac_share(model):
+    """Share of the model's MACs that are 1-bit (binary weights and activations).
+
+    Larq counts a layer's MACs as 1-bit when both its input quantizer and its kernel
+    are 1-bit; computed on the inference twin. 0.0 for a model without MACs.
+    """
+    profile = model_profile(model)
+    total = profile.op_count("mac")
+    return profile.op_count("mac", 1) / total if total else 0.0
+
+
+def mac_counts(model):
+    """{"binary": 1-bit MACs, "total": all MACs} of the inference twin."""
+    profile = model_profile(model)
+    return {"binary": profile.op_count("mac", 1), "total": profile.op_count("mac")}
+
+
+def memory_bytes(model):
+    """Larq's memory estimate of the deployed model, in bytes (rounded up).
+
+    Binary kernels count 1 bit per weight, every other weight 32 bits; BatchNorm
+    counts its moving statistics (larq folds gamma/beta into them).
+    """
+    return math.ceil(model_profile(model).memory / 8)
+
+
+def summary(model, print_fn=None, include_macs=True):
+    """`lq.models.summary` of the inference twin, followed by a note saying so."""
+    print_fn = print_fn or print
+    lq.models.summary(inference_twin(model), print_fn=print_fn, include_macs=include_macs)
+    print_fn(NOTE.format(count=training_only_weight_count(model)))
