@@ -49,7 +49,7 @@ def check_num_classes(num_classes):
     return int(num_classes)
 
 
-def check_input_shape(input_shape, min_size=1):
+def check_input_shape(input_shape):
     """A (height, width, channels) tuple of positive integers (no batch dimension)."""
     try:
         shape = tuple(input_shape)
@@ -62,11 +62,6 @@ def check_input_shape(input_shape, min_size=1):
             f"`input_shape` must be (height, width, channels) with positive integers, "
             f"rank 3 without the batch dimension, e.g. (28, 28, 1) or (224, 224, 3); "
             f"got {input_shape!r}."
-        )
-    if min(shape[:2]) < min_size:
-        raise ValueError(
-            f"`input_shape` {shape}: height and width must be >= {min_size} for this "
-            f"architecture."
         )
     return tuple(int(d) for d in shape)
 

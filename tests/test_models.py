@@ -19,6 +19,8 @@ from bayes_larq.quantizers import BayesianSign, bayesian_kernels
 RESNET18_IMAGENET_PARAMS = 11_689_512  # torchvision resnet18, 1000 classes
 RESNET18_CIFAR_PARAMS = 11_173_962  # the usual CIFAR ResNet-18 (3x3 stem), 10 classes
 RESNET18_IMAGENET_MACS = 1_814_073_344  # the well-known 1.81 G MACs at 224x224
+# Larq Zoo's BiRealNet docs: 11 699 112 parameters, BatchNorm moving statistics included
+LARQ_ZOO_BIREALNET_PARAMS = 11_699_112
 
 
 def conv_macs(out_size, kernel, c_in, c_out):
@@ -145,6 +147,7 @@ def test_float_resnet18_imagenet_has_the_well_known_parameter_count():
 def test_binary_resnet18_imagenet_parameters_differ_only_where_the_architecture_says():
     larq_paper = models.get("resnet18", bonn=False)
     assert trainable_count(larq_paper) == RESNET18_IMAGENET_PARAMS  # same latent weights
+    assert larq_paper.count_params() == LARQ_ZOO_BIREALNET_PARAMS
     larq_full = models.get("resnet18", bonn=False, scope="full")
     assert trainable_count(larq_full) == RESNET18_IMAGENET_PARAMS - 1000  # no logits bias
     # BONN adds, per binary kernel, W (the kernel's shape) and mu+, mu-, log sigma+,
