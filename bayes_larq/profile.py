@@ -13,13 +13,12 @@ layers with every `BayesianSign` replaced by Larq's "ste_sign". Its MACs and mem
 exactly those of the same model built with `bonn=False`.
 
 ```python
-import bayes_larq as bl
-from bayes_larq import models
+from bayes_larq import models, profile
 
-model = models.get("small_cnn")                  # bonn=True
-bl.profile.binary_mac_share(model)               # share of 1-bit MACs
-bl.profile.memory_bytes(model)                   # larq's memory estimate, bytes
-bl.profile.summary(model)                        # lq.models.summary of the twin
+model = models.get("small_cnn")               # bonn=True
+profile.binary_mac_share(model)               # share of 1-bit MACs
+profile.memory_bytes(model)                   # larq's memory estimate, bytes
+profile.summary(model)                        # lq.models.summary of the twin
 ```
 """
 
