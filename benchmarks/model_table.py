@@ -130,10 +130,10 @@ def epoch_time(steps=100, batch=128, warmup=10):
 
 
 def replace_between(text, marker, body):
-    pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(\n<!-- {marker}:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)", re.S)
     if not pattern.search(text):
         raise SystemExit(f"markers <!-- {marker}:start/end --> not found")
-    return pattern.sub(lambda m: m.group(1) + body + m.group(2), text)
+    return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text)
 
 
 def main(argv=None):
@@ -144,6 +144,13 @@ def main(argv=None):
     parser.add_argument("--no-table", action="store_true", help="skip the model table")
     parser.add_argument("--only", nargs="*", help="registry names to include")
     args = parser.parse_args(argv)
+
+    markers = ([] if args.no_table else ["model-table"]) + (["epoch-time"] if args.epoch_time else [])
+    if args.write:  # fail before minutes of work, not after
+        with open(args.write) as f:
+            text = f.read()
+        for marker in markers:
+            replace_between(text, marker, "")
 
     sections = {}
     if not args.no_table:
