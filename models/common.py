@@ -178,6 +178,17 @@ class LayerFactory:
         return f"{name}_{self.scope}_{suffix}"
 
 
+def start_builder(num_classes, input_shape, *factory_args):
+    """Validate the common builder arguments; return (num_classes, factory, image input).
+
+    `factory_args` are LayerFactory's: bonn, scope, precision, lam, nu, reduction,
+    kernel_scale, float_activation.
+    """
+    num_classes = check_num_classes(num_classes)
+    inputs = tf.keras.Input(check_input_shape(input_shape), name="image")
+    return num_classes, LayerFactory(*factory_args), inputs
+
+
 @tf.keras.utils.register_keras_serializable(package="bayes_larq")
 def htanh(x):
     """Hard tanh, clip(x, -1, 1): the function whose gradient the straight-through sign uses."""

@@ -15,7 +15,7 @@ starts (3 downsampling shortcuts: 64->128, 128->256, 256->512). Stem and head:
 
 import tensorflow as tf
 
-from .common import LayerFactory, bireal_unit, check_input_shape, check_num_classes, head
+from .common import bireal_unit, head, start_builder
 
 STAGE_FILTERS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = 2  # basic blocks of 2 convolutions: 4 x 2 x 2 = 16 binary 3x3 convs
@@ -43,11 +43,9 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), bonn=True, scope="pape
     Example:
         >>> model = resnet18(num_classes=10, input_shape=(64, 64, 3), bonn=False)
     """
-    num_classes = check_num_classes(num_classes)
-    input_shape = check_input_shape(input_shape)
-    factory = LayerFactory(bonn, scope, precision, lam, nu, reduction, kernel_scale,
-                           float_activation)
-    inputs = tf.keras.Input(input_shape, name="image")
+    num_classes, factory, inputs = start_builder(
+        num_classes, input_shape, bonn, scope, precision, lam, nu, reduction, kernel_scale,
+        float_activation)
     x = factory.conv(inputs, STAGE_FILTERS[0], 7, "stem", "stem_conv", strides=2)
     x = factory.batch_norm(x, "stem_bn")
     x = tf.keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
@@ -66,11 +64,9 @@ def resnet18_cifar(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="pa
     Example:
         >>> model = resnet18_cifar(num_classes=100)
     """
-    num_classes = check_num_classes(num_classes)
-    input_shape = check_input_shape(input_shape)
-    factory = LayerFactory(bonn, scope, precision, lam, nu, reduction, kernel_scale,
-                           float_activation)
-    inputs = tf.keras.Input(input_shape, name="image")
+    num_classes, factory, inputs = start_builder(
+        num_classes, input_shape, bonn, scope, precision, lam, nu, reduction, kernel_scale,
+        float_activation)
     x = factory.conv(inputs, STAGE_FILTERS[0], 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
     x = resnet_stages(factory, x)

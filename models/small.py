@@ -20,14 +20,7 @@ memory-bound on CPU, about 60% more time per step). `width` scales every channel
 
 import tensorflow as tf
 
-from .common import (
-    LayerFactory,
-    bireal_unit,
-    check_input_shape,
-    check_num_classes,
-    check_positive_int,
-    head,
-)
+from .common import bireal_unit, check_positive_int, head, start_builder
 
 # (filters as a multiple of `width`, stride) of the binary units
 UNITS = ((2, 2), (2, 1), (4, 2), (4, 1))
@@ -45,12 +38,10 @@ def small_cnn(num_classes=10, input_shape=(28, 28, 1), bonn=True, scope="paper",
     Example:
         >>> model = small_cnn(bonn=False)
     """
-    num_classes = check_num_classes(num_classes)
-    input_shape = check_input_shape(input_shape)
     width = check_positive_int("width", width, minimum=1)
-    factory = LayerFactory(bonn, scope, precision, lam, nu, reduction, kernel_scale,
-                           float_activation)
-    inputs = tf.keras.Input(input_shape, name="image")
+    num_classes, factory, inputs = start_builder(
+        num_classes, input_shape, bonn, scope, precision, lam, nu, reduction, kernel_scale,
+        float_activation)
     x = factory.conv(inputs, width, 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
     x = tf.keras.layers.MaxPool2D(2, padding="same", name="stem_pool")(x)

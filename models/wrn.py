@@ -12,14 +12,7 @@ shortcut, as in the ResNet-18 builders, so all CIFAR/ImageNet models share one u
 
 import tensorflow as tf
 
-from .common import (
-    LayerFactory,
-    bireal_unit,
-    check_input_shape,
-    check_num_classes,
-    check_positive_int,
-    head,
-)
+from .common import bireal_unit, check_positive_int, head, start_builder
 
 BLOCKS_PER_GROUP = 3  # (22 - 4) / 6
 GROUP_WIDTHS = (16, 32, 64)
@@ -36,12 +29,10 @@ def wrn22(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
     Example:
         >>> model = wrn22(num_classes=100, width_factor=1)
     """
-    num_classes = check_num_classes(num_classes)
-    input_shape = check_input_shape(input_shape)
     k = check_positive_int("width_factor", width_factor, minimum=1)
-    factory = LayerFactory(bonn, scope, precision, lam, nu, reduction, kernel_scale,
-                           float_activation)
-    inputs = tf.keras.Input(input_shape, name="image")
+    num_classes, factory, inputs = start_builder(
+        num_classes, input_shape, bonn, scope, precision, lam, nu, reduction, kernel_scale,
+        float_activation)
     x = factory.conv(inputs, 16 * k, 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
     for group, width in enumerate(GROUP_WIDTHS, start=1):
