@@ -71,8 +71,9 @@ every process and for every dataset object built with the same arguments:
 "The k-th pass" counts ``iter(dataset)`` calls: the shuffle and the augmentation seeds
 advance each time an iterator is created (Keras' ``fit`` creates one per epoch, plus one
 extra before the first epoch). A run that is resumed with a new dataset object starts
-again at pass 0; to continue the sequence, create and discard as many iterators as the
-interrupted run had created.
+again at pass 0. For resumable training, build one dataset per epoch with
+``load(..., epoch=e)`` instead (what ``bayes-larq train`` does): its order and augmentation
+depend only on ``(shuffle_seed, e)``, and every iterator over it yields the same batches.
 """
 
 from __future__ import annotations
@@ -552,6 +553,12 @@ def _imagenet_eval(encoded, size):
     return tf.ensure_shape(image, [size, size, 3])
 
 
+def epoch_seed(shuffle_seed, epoch):
+    """The shuffle seed of one epoch: a 31-bit hash of ``(shuffle_seed, epoch)``."""
+    state = np.random.SeedSequence([int(shuffle_seed) % 2**32, int(epoch)]).generate_state(1)
+    return int(state[0] % 2**31)
+
+
 def _check_positive_int(value, what, allow_none=False):
     if value is None and allow_none:
         return
@@ -569,6 +576,7 @@ def load(
     limit=None,
     shuffle_seed=0,
     image_size=None,
+    epoch=None,
 ):
     """A batched ``tf.data.Dataset`` of ``(float32 images, int64 labels)``.
 
@@ -586,6 +594,11 @@ def load(
       shuffle_seed: seed of the shuffle order and of the augmentation.
       image_size: ImageNet output size (default 224); the other datasets only accept
         None or their native size.
+      epoch: None -> one dataset for every epoch, reshuffled (and re-augmented) on each
+        new iterator, so the order of a pass depends on how many iterators came before
+        it. An integer >= 0 -> the shuffle order and augmentation of that epoch alone, a
+        pure function of ``(shuffle_seed, epoch)``: a training run resumed at an epoch
+        boundary then sees exactly the batches of the uninterrupted run.
 
     Example:
       >>> ds = load("fashion_mnist", "test", 32, training=False, limit=64)  # doctest: +SKIP
@@ -599,6 +612,11 @@ def load(
     if not isinstance(shuffle_seed, (int, np.integer)) or isinstance(shuffle_seed, bool):
         raise ValueError(f"shuffle_seed must be an integer, got {shuffle_seed!r}")
     shuffle_seed = int(shuffle_seed)
+    if epoch is not None:
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"epoch must be None or an integer >= 0, got {epoch!r}")
+        shuffle_seed = epoch_seed(shuffle_seed, epoch)
+    reshuffle = epoch is None
     if name == "imagenet2012":
         image_size = IMAGENET_DEFAULT_SIZE if image_size is None else image_size
         _check_positive_int(image_size, "image_size")
@@ -627,7 +645,7 @@ def load(
                 shuffle_files=shuffle_files,
                 read_config=tfds.ReadConfig(
                     shuffle_seed=shuffle_seed if shuffle_files else None,
-                    shuffle_reshuffle_each_iteration=True if shuffle_files else None,
+                    shuffle_reshuffle_each_iteration=reshuffle if shuffle_files else None,
                 ),
             )
         else:
@@ -653,7 +671,7 @@ def load(
 
     if training:
         buffer = max(1, min(_SHUFFLE_BUFFER[name], num_examples))
-        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=reshuffle)
 
     if name == "fashion_mnist":
         ds = ds.batch(batch_size).map(
@@ -669,7 +687,7 @@ def load(
         }[name]
         if training:
             seeds = tf.data.Dataset.random(
-                seed=shuffle_seed + _AUGMENT_SEED_OFFSET, rerandomize_each_iteration=True
+                seed=shuffle_seed + _AUGMENT_SEED_OFFSET, rerandomize_each_iteration=reshuffle
             )
             ds = tf.data.Dataset.zip((ds, seeds))
             if name == "imagenet2012":

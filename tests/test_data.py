@@ -347,6 +347,27 @@ def test_fashion_pipeline_determinism(tmp_path, no_fashion_anywhere):
     np.testing.assert_array_equal(collect(c)[1], a2)
 
 
+def test_fashion_pipeline_epoch_argument(tmp_path, no_fashion_anywhere):
+    arrays = write_fashion_dir(tmp_path / "fm", n_train=30, n_test=5)
+
+    def labels(epoch, seed=0):
+        return collect(data.load("fashion_mnist", "train", 8, training=True, epoch=epoch,
+                                 data_dir=tmp_path / "fm", shuffle_seed=seed))[1]
+
+    first = data.load("fashion_mnist", "train", 8, training=True, epoch=0,
+                      data_dir=tmp_path / "fm")
+    np.testing.assert_array_equal(collect(first)[1], collect(first)[1])  # no reshuffle
+    np.testing.assert_array_equal(collect(first)[1], labels(0))  # a function of (seed, epoch)
+    assert sorted(labels(0)) == sorted(arrays["train"][1])
+    assert not np.array_equal(labels(0), labels(1))
+    assert not np.array_equal(labels(1), labels(1, seed=1))
+    assert data.epoch_seed(0, 1) != data.epoch_seed(1, 0)  # not a sum of the two
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="epoch must be None or an integer >= 0"):
+            data.load("fashion_mnist", "train", 8, training=True, epoch=bad,
+                      data_dir=tmp_path / "fm")
+
+
 # --------------------------------------------------------------------------- TFDS pipelines
 
 
@@ -403,6 +424,11 @@ def test_cifar_pipelines(name, num_classes):
         np.testing.assert_array_equal(again, xt)  # same seed -> same batches
         other = collect(data.load(name, "train", 5, training=True, shuffle_seed=4))[0]
         assert not np.array_equal(other, xt)
+        epoch_two = data.load(name, "train", 5, training=True, shuffle_seed=3, epoch=2)
+        np.testing.assert_array_equal(collect(epoch_two)[0], collect(epoch_two)[0])
+        assert not np.array_equal(
+            collect(epoch_two)[0],
+            collect(data.load(name, "train", 5, training=True, shuffle_seed=3, epoch=3))[0])
 
         limited = collect(data.load(name, "test", 2, training=False, limit=5))
         np.testing.assert_allclose(limited[0], normalise(raw_images[:5], mean, std), atol=1e-5)
