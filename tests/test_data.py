@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from bayes_larq import data
+from fashion_files import idx_bytes, write_fashion_dir, write_idx
 
 # Published per-channel constants (R, G, B), in [0, 1].
 CIFAR10_MEAN, CIFAR10_STD = [0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]
@@ -28,41 +29,7 @@ STATS = {
     "cifar100": (CIFAR100_MEAN, CIFAR100_STD),
     "imagenet2012": (IMAGENET_MEAN, IMAGENET_STD),
 }
-IDX_CODES = {"uint8": 0x08, "int8": 0x09, "int16": 0x0B, "int32": 0x0C,
-             "float32": 0x0D, "float64": 0x0E}
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def idx_bytes(array):
-    """IDX encoding of ``array``, written independently of the reader."""
-    array = np.asarray(array)
-    header = bytes([0, 0, IDX_CODES[array.dtype.name], array.ndim])
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path, array, gz):
-    payload = idx_bytes(array)
-    with open(path, "wb") as f:
-        f.write(gzip.compress(payload) if gz else payload)
-    return str(path)
-
-
-def write_fashion_dir(directory, n_train=12, n_test=7, seed=0, gz=True):
-    """A Fashion-MNIST-like directory of the four IDX files; returns the arrays."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(directory, exist_ok=True)
-    arrays = {}
-    suffix = ".gz" if gz else ""
-    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        write_idx(os.path.join(directory, f"{prefix}-images-idx3-ubyte{suffix}"), images, gz)
-        write_idx(os.path.join(directory, f"{prefix}-labels-idx1-ubyte{suffix}"), labels, gz)
-        arrays[split] = (images, labels)
-    return arrays
 
 
 def collect(ds):
@@ -83,16 +50,6 @@ def raw_tfds(name, split, encoded=False):
     kwargs = {"decoders": {"image": tfds.decode.SkipDecoding()}} if encoded else {}
     ds = tfds.load(name, split=split, as_supervised=True, **kwargs)
     return [(x, int(y)) for x, y in tfds.as_numpy(ds)]
-
-
-@pytest.fixture
-def no_fashion_anywhere(monkeypatch, tmp_path):
-    """No default directory, no env var, and TFDS offline with nothing prepared."""
-    monkeypatch.setattr(data, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path / "no-default"))
-    monkeypatch.delenv(data.FASHION_MNIST_ENV, raising=False)
-    monkeypatch.setattr(data, "_FASHION_TFDS_DATA_DIR", str(tmp_path / "tfds"))
-    monkeypatch.setattr(data, "_probably_online", lambda host, port, timeout=3.0: False)
-    return tmp_path
 
 
 # --------------------------------------------------------------------------- IDX reader

@@ -1,0 +1,250 @@
+r"""Run reports: report.json, report.md and PNG plots of a training run.
+
+* `curves.png`: learning curves, one panel per loss term (total, cross-entropy, $L_B$,
+  $L_F$) and for accuracy, training and test.
+* `latents.png`: per binarized layer, the histogram of its latent weights at
+  initialisation and at the end, with the fitted two-mode mixture drawn over it.
+
+The mixture of a layer with $C$ output channels is the average of its channels' fitted
+mixtures, each weighted by the share of weights on either side:
+
+$$
+p(x) = \frac{1}{C}\sum_i \Big[\pi_i\,\mathcal{N}(x; \mu^+_i, \sigma^+_i)
+     + (1 - \pi_i)\,\mathcal{N}(x; -\mu^-_i, \sigma^-_i)\Big],
+\qquad \pi_i = \text{share of } x \ge 0 \text{ in channel } i.
+$$
+
+For a `BayesianSign` kernel, $\mu^\pm, \sigma^\pm$ are the quantizer's (learned) values;
+for a plain binary kernel ("ste_sign", the baseline) they are the closed-form fit, the
+mean and std of each side (`quantizers.initial_statistics`).
+"""
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from bayes_larq import profile
+from bayes_larq.callbacks import bimodality_coefficient
+from bayes_larq.quantizers import BayesianSign, bayesian_kernels, initial_statistics
+
+MIXTURE_KEYS = ("mu_pos", "mu_neg", "sigma_pos", "sigma_neg")
+LOSS_TERMS = (("loss", "total loss"), ("ce_loss", "cross-entropy"),
+              ("kernel_loss", "kernel loss $L_B$"), ("feature_loss", "feature loss $L_F$"),
+              ("accuracy", "top-1 accuracy"))
+MIN_SIGMA = 1e-3
+
+
+def _is_binary_kernel(quantizer):
+    return quantizer is not None and getattr(quantizer, "precision", None) == 1
+
+
+def binarized_kernels(model):
+    """{layer name: (latent kernel, mixture)} for every layer with a 1-bit kernel.
+
+    `mixture` maps mu_pos, mu_neg, sigma_pos, sigma_neg to per-channel arrays.
+    """
+    found = {}
+    for layer in model._flatten_layers(include_self=False):
+        quantizer = getattr(layer, "kernel_quantizer", None)
+        if not _is_binary_kernel(quantizer):
+            continue
+        latent = layer.kernel.numpy()
+        if isinstance(quantizer, BayesianSign):
+            mixture = {"mu_pos": quantizer.mu_pos.numpy(), "mu_neg": quantizer.mu_neg.numpy(),
+                       "sigma_pos": quantizer.sigma_pos.numpy(),
+                       "sigma_neg": quantizer.sigma_neg.numpy()}
+        else:
+            fitted = initial_statistics(latent, MIN_SIGMA)
+            mixture = {key: fitted[key] for key in MIXTURE_KEYS}
+        found[layer.name] = (latent, mixture)
+    return found
+
+
+def save_mixture_snapshot(path, model):
+    """Save `binarized_kernels(model)` as an .npz (keys "<layer>|latent", "<layer>|mu_pos", ...)."""
+    arrays = {}
+    for name, (latent, mixture) in binarized_kernels(model).items():
+        arrays[f"{name}|latent"] = latent
+        arrays.update({f"{name}|{key}": value for key, value in mixture.items()})
+    np.savez_compressed(path, **arrays)
+
+
+def load_mixture_snapshot(path):
+    """The inverse of `save_mixture_snapshot`: {layer: (latent, mixture)}."""
+    layers = {}
+    with np.load(path) as stored:
+        for key in stored.files:
+            name, field = key.split("|")
+            layers.setdefault(name, {})[field] = stored[key]
+    return {name: (fields.pop("latent"), fields) for name, fields in layers.items()}
+
+
+def mixture_density(x, latent, mixture):
+    """The layer's fitted mixture density p(x) (module docstring) at the points `x`."""
+    x = np.asarray(x, np.float64)[:, None]
+    channels = np.asarray(latent).reshape(-1, np.asarray(latent).shape[-1])
+    positive_share = np.mean(channels >= 0, axis=0)
+
+    def normal(mean, sigma):
+        return np.exp(-0.5 * ((x - mean) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+
+    per_channel = (positive_share * normal(mixture["mu_pos"], mixture["sigma_pos"])
+                   + (1 - positive_share) * normal(-mixture["mu_neg"], mixture["sigma_neg"]))
+    return per_channel.mean(axis=1)
+
+
+def layer_statistics(latent, mixture, initial_latent=None):
+    """Mixture means over channels, mean |x|, bimodality, and signs flipped since init."""
+    stats = {key: float(np.mean(value)) for key, value in mixture.items()}
+    stats["latent_scale"] = float(np.mean(np.abs(latent)))
+    stats["bimodality"] = bimodality_coefficient(latent)
+    if initial_latent is not None:
+        stats["flipped_since_init"] = float(np.mean((latent >= 0) != (initial_latent >= 0)))
+    return stats
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(history, path):
+    """One panel per loss term and accuracy; training and test curves over epochs."""
+    plt = _pyplot()
+    epochs = np.arange(1, len(history) + 1)
+    terms = [(key, title) for key, title in LOSS_TERMS if key in history[0]]
+    figure, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 3.0), squeeze=False)
+    for axis, (key, title) in zip(axes[0], terms):
+        axis.plot(epochs, [logs[key] for logs in history], "o-", label="train")
+        if f"val_{key}" in history[0]:
+            axis.plot(epochs, [logs[f"val_{key}"] for logs in history], "s--", label="test")
+        axis.set(title=title, xlabel="epoch")
+        axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
+    axes[0][0].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def plot_latents(initial, final, path):
+    """Rows: binarized layers; columns: init and end. Histogram + fitted mixture."""
+    plt = _pyplot()
+    names = list(final)
+    figure, axes = plt.subplots(len(names), 2, figsize=(8.0, 2.4 * len(names)), squeeze=False)
+    for row, name in zip(axes, names):
+        for axis, (when, layers) in zip(row, (("init", initial), ("end", final))):
+            latent, mixture = layers[name]
+            values = latent.ravel()
+            axis.hist(values, bins=80, density=True, color="0.75", label="latent weights")
+            grid = np.linspace(values.min(), values.max(), 400)
+            axis.plot(grid, mixture_density(grid, latent, mixture), "C3", label="fitted mixture")
+            axis.set_title(f"{name} ({when}), bimodality "
+                           f"{bimodality_coefficient(values):.2f}", fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def _final_test_metrics(history):
+    last = history[-1]
+    return {key[len("val_"):]: value for key, value in last.items() if key.startswith("val_")}
+
+
+def _mixture_report(initial, final):
+    return {name: {"init": layer_statistics(*initial[name]),
+                   "end": layer_statistics(*final[name], initial_latent=initial[name][0])}
+            for name in final}
+
+
+def run_summary(run, config, bonn, state):
+    """The content of report.json for a finished run (a dict of plain numbers)."""
+    classifier = bonn.classifier
+    initial = load_mixture_snapshot(run.init_mixture)
+    final = binarized_kernels(classifier)
+    quantizers = [kernel.quantizer for kernel in bayesian_kernels(classifier)]
+    effective = {"theta": float(bonn.feature_loss.theta.numpy()) if bonn.feature_loss else None,
+                 "lam": float(quantizers[0].lam.numpy()) if quantizers else None,
+                 "nu": float(quantizers[0].nu.numpy()) if quantizers else None}
+    mac_counts = profile.mac_counts(classifier)
+    return {
+        "config": dataclasses.asdict(config),
+        "effective_loss_weights": effective,
+        "epochs_done": state["epochs_done"],
+        "test": _final_test_metrics(state["history"]),
+        "train_seconds": float(sum(state["epoch_seconds"])),
+        "epoch_seconds": state["epoch_seconds"],
+        "history": state["history"],
+        "model": {
+            "name": classifier.name,
+            "binarized_layers": len(final),
+            "binarized_mac_share": (mac_counts["binary"] / mac_counts["total"]
+                                    if mac_counts["total"] else 0.0),
+            "macs": mac_counts,
+            "inference_parameters": int(classifier.count_params()
+                                        - profile.training_only_weight_count(classifier)),
+            "memory_bytes": profile.memory_bytes(classifier),
+        },
+        "mixture": _mixture_report(initial, final),
+        "files": {"curves": "curves.png", "latents": "latents.png", "model": "model.keras",
+                  "markdown": "report.md", "tensorboard": "tensorboard/"},
+    }
+
+
+def _number(value):
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def markdown(summary):
+    """report.md: settings, results, per-epoch table, mixture table, plots."""
+    test, model = summary["test"], summary["model"]
+    lines = ["# bayes-larq training report", "", "## Settings", "",
+             "| setting | value |", "| --- | --- |"]
+    lines += [f"| {key} | `{value}` |" for key, value in summary["config"].items()]
+    lines += [f"| effective {key} | {_number(value)} |"
+              for key, value in summary["effective_loss_weights"].items()]
+    lines += ["", "## Results", "",
+              f"* test top-1 accuracy: **{test.get('accuracy', float('nan')):.4f}**"
+              + (f", top-5: {test['top5_accuracy']:.4f}" if "top5_accuracy" in test else ""),
+              f"* epochs: {summary['epochs_done']}, training time {summary['train_seconds']:.1f} s",
+              f"* binarized layers: {model['binarized_layers']}, binarized MAC share "
+              f"{100 * model['binarized_mac_share']:.1f}% ({model['macs']['binary']:,} of "
+              f"{model['macs']['total']:,} MACs)",
+              f"* deployed parameters: {model['inference_parameters']:,}; Larq memory "
+              f"estimate {model['memory_bytes'] / 1024:.1f} KiB", "",
+              "## Per epoch", ""]
+    keys = [k for k, _ in LOSS_TERMS if k in summary["history"][0]]
+    header = keys + [f"val_{k}" for k in keys if f"val_{k}" in summary["history"][0]]
+    lines += ["| epoch | " + " | ".join(header) + " | seconds |",
+              "| --- " * (len(header) + 2) + "|"]
+    for epoch, (logs, seconds) in enumerate(zip(summary["history"], summary["epoch_seconds"]), 1):
+        lines.append(f"| {epoch} | " + " | ".join(_number(logs[k]) for k in header)
+                     + f" | {seconds:.1f} |")
+    lines += ["", "## Latent weights and fitted mixtures", "",
+              "| layer | when | mu+ | mu- | sigma+ | sigma- | mean abs | bimodality | "
+              "flipped since init |", "| --- " * 9 + "|"]
+    for name, stages in summary["mixture"].items():
+        for when, stats in stages.items():
+            lines.append(f"| {name} | {when} | " + " | ".join(
+                _number(stats.get(k)) for k in (*MIXTURE_KEYS, "latent_scale", "bimodality",
+                                                 "flipped_since_init")) + " |")
+    lines += ["", "![learning curves](curves.png)", "", "![latent weights](latents.png)", ""]
+    return "\n".join(lines)
+
+
+def write_run_report(run, config, bonn, state):
+    """Write report.json, report.md, curves.png and latents.png into the run; return the dict."""
+    summary = run_summary(run, config, bonn, state)
+    path = pathlib.Path(run.path)
+    (path / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (path / "report.md").write_text(markdown(summary))
+    plot_curves(state["history"], path / "curves.png")
+    plot_latents(load_mixture_snapshot(run.init_mixture), binarized_kernels(bonn.classifier),
+                 path / "latents.png")
+    return summary

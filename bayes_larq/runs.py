@@ -1,0 +1,357 @@
+"""Training runs on disk: train with a checkpoint every epoch, resume, evaluate, report.
+
+What `bayes-larq train` does, as a library (`bayes_larq.cli` only parses arguments):
+
+```python
+from bayes_larq import runs
+
+config = runs.RunConfig(model="small_cnn", dataset="fashion_mnist", epochs=5)
+runs.train(config, "runs/first")          # Ctrl-C -> runs.RunInterrupted; resume with
+runs.resume("runs/first")                 # ... the same weights as an uninterrupted run
+runs.evaluate(runs.load_classifier("runs/first"), "fashion_mnist")
+```
+
+A run directory holds:
+
+* `config.json`: the `RunConfig`;
+* `state.json`: epochs done, per-epoch logs and seconds, the current checkpoint;
+* `checkpoints/epoch-NNN.keras`: the `BONN` model after the last finished epoch (weights,
+  W / mu / sigma, feature-loss state, optimizer state and step counter);
+* `init_mixture.npz`: latent kernels and fitted mixtures at initialisation (for plots);
+* `model.keras`: the trained classifier (what `evaluate` and `convert` use);
+* `tensorboard/`: TensorBoard logs (losses, metrics, mixture scalars, latent histograms);
+* `report.json`, `report.md`, `curves.png`, `latents.png` (`bayes_larq.report`).
+
+Each epoch trains on `data.load(..., epoch=e)`, whose order and augmentation depend only
+on `(seed, e)`, and the checkpoint is written before `state.json` points at it, so an
+interrupted run resumed at its last finished epoch repeats the uninterrupted run exactly.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from bayes_larq import callbacks, data, report
+from bayes_larq import models as model_registry
+from bayes_larq.losses import REDUCTIONS, validate_choice, validate_non_negative
+from bayes_larq.quantizers import SCALES
+from bayes_larq.training import BONN
+
+LR_SCHEDULES = ("cosine", "constant")
+TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported for models with more than 10 classes
+
+
+class RunError(ValueError):
+    """A run directory or configuration that cannot be used; the message says why."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the run resumes from its last finished epoch."""
+
+    def __init__(self, run_dir, epochs_done, epochs):
+        self.run_dir, self.epochs_done, self.epochs = run_dir, epochs_done, epochs
+        super().__init__(
+            f"Interrupted: {epochs_done} of {epochs} epochs are saved in {run_dir}. "
+            f"Resume with: bayes-larq train --resume {run_dir}"
+        )
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Settings of one training run (the `bayes-larq train` options).
+
+    `kernel_loss=False` builds the model with Larq's "ste_sign" instead of
+    `BayesianSign`; `feature_loss=False` leaves out L_F; both False is plain Larq
+    training. `lam`, `nu`, `theta` of None take the library defaults. `arch` holds the
+    builder's architecture arguments (for example `{"width": 16}` for small_cnn).
+    """
+
+    model: str = model_registry.DEFAULT
+    dataset: str = "fashion_mnist"
+    epochs: int = 5
+    batch_size: int = 128
+    kernel_loss: bool = True
+    feature_loss: bool = True
+    lam: float = None
+    nu: float = None
+    theta: float = None
+    reduction: str = "mean"
+    kernel_scale: str = "layer"
+    scope: str = "paper"
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"
+    w_lr_multiplier: float = 1.0
+    seed: int = 0
+    train_limit: int = None
+    test_limit: int = None
+    data_dir: str = None
+    arch: dict = dataclasses.field(default_factory=dict)
+
+    def validate(self):
+        """Raise RunError naming the bad setting; returns self."""
+        try:
+            model_registry.builder(self.model)
+            data.dataset_info(self.dataset)
+            for name in ("epochs", "batch_size"):
+                _check_count(name, getattr(self, name))
+            for name in ("train_limit", "test_limit"):
+                if getattr(self, name) is not None:
+                    _check_count(name, getattr(self, name))
+            for name in ("lam", "nu", "theta"):
+                if getattr(self, name) is not None:
+                    validate_non_negative(name, getattr(self, name))
+            validate_choice("reduction", self.reduction, REDUCTIONS)
+            validate_choice("kernel_scale", self.kernel_scale, SCALES)
+            validate_choice("scope", self.scope, model_registry.SCOPES)
+            validate_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+            if not (float(self.learning_rate) > 0 and float(self.w_lr_multiplier) > 0):
+                raise ValueError("`learning_rate` and `w_lr_multiplier` must be > 0.")
+            if self.w_lr_multiplier != 1.0 and self.lr_schedule != "constant":
+                raise ValueError("`w_lr_multiplier` != 1 needs lr_schedule='constant'.")
+        except ValueError as err:
+            raise RunError(str(err)) from None
+        return self
+
+    @classmethod
+    def from_dict(cls, values):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise RunError(f"Unknown run settings {unknown}; known: {sorted(names)}.")
+        return cls(**values)
+
+
+def _check_count(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
+
+
+def _write_json(path, payload):
+    """Write JSON atomically: a crash leaves the old file or the new one, never half."""
+    temporary = pathlib.Path(f"{path}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    os.replace(temporary, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, pathlib.Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _read_json(path):
+    return json.loads(pathlib.Path(path).read_text())
+
+
+def build_model(config):
+    """The classifier of a run, seeded: same config -> same initial weights."""
+    info = data.dataset_info(config.dataset)
+    loss_weights = {k: getattr(config, k) for k in ("lam", "nu") if getattr(config, k) is not None}
+    tf.keras.utils.set_random_seed(config.seed)
+    try:
+        return model_registry.get(
+            config.model, num_classes=info.num_classes, input_shape=info.input_shape,
+            bonn=config.kernel_loss, scope=config.scope, reduction=config.reduction,
+            kernel_scale=config.kernel_scale, **loss_weights, **config.arch)
+    except TypeError as err:
+        raise RunError(f"Bad architecture argument for {config.model!r}: {err}.") from None
+
+
+def train_examples(config):
+    info = data.dataset_info(config.dataset)
+    return min(config.train_limit or info.train_examples, info.train_examples)
+
+
+def new_bonn(config):
+    """The run's model, wrapped in `BONN` and compiled, before any training."""
+    theta = {"theta": config.theta} if config.theta is not None else {}
+    bonn = BONN(build_model(config), feature_loss=config.feature_loss,
+                w_lr_multiplier=config.w_lr_multiplier, **theta)
+    compile_bonn(bonn, config)
+    return bonn
+
+
+def compile_bonn(bonn, config):
+    """Adam (cosine-decayed over the run, or constant), cross-entropy on logits, accuracy."""
+    learning_rate = float(config.learning_rate)
+    if config.lr_schedule == "cosine":
+        steps = config.epochs * math.ceil(train_examples(config) / config.batch_size)
+        learning_rate = tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+    metrics = ["accuracy"]
+    if bonn.num_classes >= TOP5_MIN_CLASSES:
+        metrics.append(tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
+    bonn.compile(tf.keras.optimizers.Adam(learning_rate),
+                 tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                 metrics=metrics)
+
+
+class _RunProgbar(tf.keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, numbering epochs of the whole run (one `fit` per epoch)."""
+
+    def __init__(self, epochs):
+        super().__init__(count_mode="steps")
+        self.run_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params(dict(params, epochs=self.run_epochs, verbose=1))
+
+
+class RunDirectory:
+    """Paths and state of one run directory."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self.config = self.path / "config.json"
+        self.state = self.path / "state.json"
+        self.checkpoints = self.path / "checkpoints"
+        self.init_mixture = self.path / "init_mixture.npz"
+        self.classifier = self.path / "model.keras"
+        self.tensorboard = self.path / "tensorboard"
+
+    def exists(self):
+        return self.state.exists()
+
+    def read_config(self):
+        if not self.config.exists():
+            raise RunError(f"{self.path} is not a bayes-larq run directory (no config.json).")
+        return RunConfig.from_dict(_read_json(self.config)).validate()
+
+    def read_state(self):
+        return _read_json(self.state)
+
+    def save_checkpoint(self, bonn, state, epoch_logs, seconds):
+        """Checkpoint first, then state.json pointing at it; then drop the old checkpoint."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        epoch = state["epochs_done"] + 1
+        checkpoint = self.checkpoints / f"epoch-{epoch:03d}.keras"
+        temporary = self.checkpoints / f"epoch-{epoch:03d}.tmp.keras"
+        bonn.save(temporary)
+        os.replace(temporary, checkpoint)
+        previous = state.get("checkpoint")
+        state = dict(state, epochs_done=epoch, checkpoint=checkpoint.name,
+                     history=state["history"] + [epoch_logs],
+                     epoch_seconds=state["epoch_seconds"] + [seconds])
+        _write_json(self.state, state)
+        if previous and previous != checkpoint.name:
+            (self.checkpoints / previous).unlink(missing_ok=True)
+        return state
+
+    def load_checkpoint(self, state):
+        return tf.keras.models.load_model(self.checkpoints / state["checkpoint"])
+
+
+def train(config, run_dir, verbose=1, extra_callbacks=()):
+    """Start a new run in `run_dir` and train it to `config.epochs`; returns the report.
+
+    Raises:
+        RunError: `run_dir` already holds a run (use `resume`) or `config` is invalid.
+        RunInterrupted: Ctrl-C; finished epochs are saved, `resume(run_dir)` continues.
+    """
+    config.validate()
+    run = RunDirectory(run_dir)
+    if run.exists():
+        done = run.read_state()["epochs_done"]
+        raise RunError(
+            f"{run.path} already holds a run ({done} epochs done). Resume it with "
+            f"`bayes-larq train --resume {run.path}` or choose another output directory.")
+    data.load(config.dataset, "test", 1, training=False, data_dir=config.data_dir, limit=1)
+    run.path.mkdir(parents=True, exist_ok=True)
+    _write_json(run.config, dataclasses.asdict(config))
+    bonn = new_bonn(config)
+    report.save_mixture_snapshot(run.init_mixture, bonn.classifier)
+    state = {"epochs_done": 0, "checkpoint": None, "history": [], "epoch_seconds": []}
+    _write_json(run.state, state)
+    return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
+
+
+def resume(run_dir, verbose=1, extra_callbacks=()):
+    """Continue the run in `run_dir` from its last finished epoch; returns the report."""
+    run = RunDirectory(run_dir)
+    if not run.exists():
+        raise RunError(f"Nothing to resume in {run.path}: it holds no state.json. Start a "
+                       f"run there with `bayes-larq train --output {run.path}`.")
+    config = run.read_config()
+    state = run.read_state()
+    # Interrupted before the first checkpoint: the seeded build gives the same start.
+    bonn = new_bonn(config) if state["checkpoint"] is None else run.load_checkpoint(state)
+    return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
+
+
+def _callbacks(run, config, bonn, verbose, extra_callbacks):
+    found = list(extra_callbacks)
+    if verbose:
+        found.insert(0, _RunProgbar(config.epochs))  # first: prints before stats are added
+    found.append(tf.keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False,
+                                                profile_batch=0))
+    if report.binarized_kernels(bonn.classifier) and config.kernel_loss:
+        found.append(callbacks.MixtureMonitor(log_dir=run.tensorboard / "mixture"))
+    return found
+
+
+def _train_epochs(run, config, bonn, state, verbose, extra_callbacks):
+    test = data.load(config.dataset, "test", config.batch_size, training=False,
+                     data_dir=config.data_dir, limit=config.test_limit)
+    fit_callbacks = _callbacks(run, config, bonn, verbose, extra_callbacks)
+    try:
+        for epoch in range(state["epochs_done"], config.epochs):
+            train_data = data.load(config.dataset, "train", config.batch_size, training=True,
+                                   data_dir=config.data_dir, limit=config.train_limit,
+                                   shuffle_seed=config.seed, epoch=epoch)
+            start = time.perf_counter()
+            history = bonn.fit(train_data, validation_data=test, initial_epoch=epoch,
+                               epochs=epoch + 1, verbose=0, callbacks=fit_callbacks)
+            seconds = time.perf_counter() - start
+            logs = {key: float(values[-1]) for key, values in history.history.items()}
+            state = run.save_checkpoint(bonn, state, logs, seconds)
+    except KeyboardInterrupt:
+        raise RunInterrupted(run.path, state["epochs_done"], config.epochs) from None
+    bonn.classifier.save(run.classifier)
+    return report.write_run_report(run, config, bonn, state)
+
+
+def load_classifier(path):
+    """The trained classifier of a run directory, or a saved Keras model file."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        path = RunDirectory(path).classifier
+        if not path.exists():
+            raise RunError(f"{path} does not exist: the run has not finished. Resume it "
+                           f"with `bayes-larq train --resume {path.parent}`.")
+    elif not path.exists():
+        raise RunError(f"No such run directory or model file: {path}.")
+    model = tf.keras.models.load_model(path, compile=False)
+    return model.classifier if isinstance(model, BONN) else model
+
+
+def evaluate(classifier, dataset, batch_size=256, data_dir=None, limit=None):
+    """Top-1 (and, above 10 classes, top-5) test accuracy of a classifier on `dataset`."""
+    info = data.dataset_info(dataset)
+    classes = int(classifier.outputs[0].shape[-1])
+    if classes != info.num_classes or tuple(classifier.inputs[0].shape[1:]) != info.input_shape:
+        raise RunError(
+            f"The model takes {tuple(classifier.inputs[0].shape[1:])} inputs and predicts "
+            f"{classes} classes, but {dataset} has {info.input_shape} images and "
+            f"{info.num_classes} classes; pass the dataset the model was trained on.")
+    test = data.load(dataset, "test", batch_size, training=False, data_dir=data_dir,
+                     limit=limit)
+    metrics = [tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+    if classes >= TOP5_MIN_CLASSES:
+        metrics.append(tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
+    examples = 0
+    for images, labels in test:
+        logits = classifier(images, training=False)
+        for metric in metrics:
+            metric.update_state(labels, logits)
+        examples += int(labels.shape[0])
+    results = {metric.name: float(metric.result()) for metric in metrics}
+    results["examples"] = examples
+    return results
+

@@ -1,0 +1,15 @@
+"""Fixtures shared by the test modules."""
+
+import pytest
+
+from bayes_larq import data
+
+
+@pytest.fixture
+def no_fashion_anywhere(monkeypatch, tmp_path):
+    """No default directory, no env var, and TFDS offline with nothing prepared."""
+    monkeypatch.setattr(data, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path / "no-default"))
+    monkeypatch.delenv(data.FASHION_MNIST_ENV, raising=False)
+    monkeypatch.setattr(data, "_FASHION_TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setattr(data, "_probably_online", lambda host, port, timeout=3.0: False)
+    return tmp_path

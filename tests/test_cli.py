@@ -1,0 +1,187 @@
+import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+
+import numpy as np
+import pytest
+
+from bayes_larq import cli, convert, data, models
+from fashion_files import write_fashion_dir
+
+TINY = ["--epochs", "2", "--batch-size", "32", "--train-limit", "96", "--test-limit", "40",
+        "--arch", "width=4"]
+FAST_LATENCY = ["--repeats", "3", "--warmup", "1"]
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("fashion")
+    write_fashion_dir(directory, n_train=96, n_test=40)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, fashion_dir):
+    run_dir = tmp_path_factory.mktemp("cli") / "run"
+    assert cli.main(["train", *TINY, "--data-dir", str(fashion_dir), "--output", str(run_dir),
+                     "--quiet"]) == 0
+    return run_dir
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "bayes_larq", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def test_train_convert_benchmark_evaluate(trained, capsys):
+    report = json.loads((trained / "report.json").read_text())
+    assert report["config"]["arch"] == {"width": 4} and report["epochs_done"] == 2
+    assert report["config"]["kernel_loss"] and report["config"]["feature_loss"]
+
+    assert cli.main(["convert", str(trained), "--samples", "40"]) == 0
+    out = capsys.readouterr().out
+    census = json.loads((trained / "convert.json").read_text())["census"]
+    flatbuffer = (trained / "model.tflite").read_bytes()
+    assert census == dict(convert.op_census(flatbuffer)) and census["LceBconv2d"] == 4
+    assert "LceBconv2d x4" in out and "top-1 agreement 1.0000" in out
+
+    assert cli.main(["benchmark", str(trained), "--threads", "2", *FAST_LATENCY]) == 0
+    out = capsys.readouterr().out
+    bench = json.loads((trained / "benchmark.json").read_text())
+    assert bench["flags"] == {"repeats": 3, "warmup": 1, "num_threads": 2,
+                              "use_indirect_bgemm": True, "use_xnnpack": True}
+    assert bench["binary"]["bytes"] == len(flatbuffer)
+    float_twin = models.get("small_cnn", width=4, bonn=False, precision="float")
+    assert bench["float"]["bytes"] == len(_lce_convert(float_twin)) > len(flatbuffer)
+    assert bench["speedup"] == pytest.approx(
+        bench["float"]["latency_ms"] / bench["binary"]["latency_ms"])
+    assert "2 thread(s)" in out and "binary" in out and "float" in out
+
+    assert cli.main(["evaluate", str(trained), "--limit", "40"]) == 0
+    out = capsys.readouterr().out
+    assert f"top-1 accuracy {report['test']['accuracy']:.4f}" in out and "top-5" not in out
+
+
+def test_convert_disagreement_is_an_error(trained, tmp_path, monkeypatch, capsys):
+    """A flatbuffer of another (untrained) network must fail the parity check."""
+    other = models.get("small_cnn", width=4, bonn=False)
+    monkeypatch.setattr(convert, "convert", lambda model: _lce_convert(other))
+    output = tmp_path / "bad.tflite"
+    assert cli.main(["convert", str(trained), "--samples", "40", "--output", str(output)]) == 1
+    err = capsys.readouterr().err
+    assert "bayes-larq convert: error: Converted model disagrees with Keras" in err
+    assert "No .tflite written" in err and not output.exists()
+
+
+def _lce_convert(model):
+    import larq_compute_engine as lce
+
+    return lce.convert_keras_model(model)
+
+
+def test_benchmark_needs_a_converted_model(tmp_path, capsys):
+    fresh = tmp_path / "copy.tflite"
+    assert cli.main(["benchmark", str(tmp_path)]) == 1
+    assert f"Run `bayes-larq convert {tmp_path}` first" in capsys.readouterr().err
+    fresh.write_bytes(_lce_convert(models.get("small_cnn", width=4)))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["benchmark", str(fresh)])
+    assert exit_info.value.code == 2
+    assert "pass --no-float" in capsys.readouterr().err
+    assert cli.main(["benchmark", str(fresh), "--no-float", *FAST_LATENCY]) == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--epochs", "0"], "argument --epochs: expected an integer >= 1, got '0'"),
+    (["train", "--model", "vgg"], "argument --model: invalid choice: 'vgg'"),
+    (["train", "--arch", "width"], "expected KEY=VALUE"),
+    (["train", "--lam", "-1"], "argument --lam: expected a finite number >= 0"),
+    (["train", "--resume", "somewhere", "--epochs", "3"],
+     "--resume continues a run with its saved settings; do not pass --epochs"),
+    (["train", "--w-lr-multiplier", "2", "--output", "{tmp}/w"], "needs lr_schedule='constant'"),
+    (["train", "--arch", "depth=3", "--output", "{tmp}/a"],
+     "Bad architecture argument for 'small_cnn'"),
+    (["convert", "--min-top1-agreement", "2", "x"], "expected a share in [0, 1]"),
+    (["evaluate", "{tmp}/nothing.keras"], "No such run directory or model file"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+])
+def test_bad_arguments(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([a.format(tmp=tmp_path) for a in args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "usage: bayes-larq" in err
+
+
+def test_missing_data_names_every_place_and_the_fix(no_fashion_anywhere, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", *TINY, "--output", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bayes-larq train: error: Fashion-MNIST")
+    assert data.FASHION_MNIST_APT_COMMAND in err and data.FASHION_MNIST_ENV in err
+    assert "--data-dir" in err and str(tmp_path / "no-default") in err
+    assert not run_dir.exists()
+
+
+def test_ctrl_c_leaves_a_resumable_run(tmp_path, fashion_dir):
+    """A real SIGINT to `python -m bayes_larq train`; then --resume finishes the run."""
+    run_dir = tmp_path / "run"
+    args = ["train", "--epochs", "40", "--batch-size", "32", "--train-limit", "96",
+            "--test-limit", "40", "--arch", "width=4", "--data-dir", str(fashion_dir),
+            "--output", str(run_dir), "--lr-schedule", "constant"]
+    process = subprocess.Popen([sys.executable, "-m", "bayes_larq", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = run_dir / "state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 1:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == cli.EXIT_INTERRUPTED, err
+    done = json.loads(state.read_text())["epochs_done"]
+    assert 1 <= done < 40
+    assert f"Interrupted: {done} of 40 epochs are saved in {run_dir}." in err
+    assert f"Resume with: bayes-larq train --resume {run_dir}" in err
+
+    config = json.loads((run_dir / "config.json").read_text())
+    config["epochs"] = done + 1  # finish quickly: one more epoch
+    (run_dir / "config.json").write_text(json.dumps(config))
+    finished = run_cli("train", "--resume", str(run_dir), "--quiet")
+    assert finished.returncode == 0, finished.stderr
+    assert f"Finished {done + 1} epochs" in finished.stdout
+    history = json.loads((run_dir / "report.json").read_text())["history"]
+    assert len(history) == done + 1 and np.isfinite(history[-1]["loss"])
+
+
+def test_entry_points():
+    result = run_cli("train", "--batch-size", "zero")
+    assert result.returncode == 2
+    assert "argument --batch-size: expected an integer >= 1, got 'zero'" in result.stderr
+    script = os.path.join(sysconfig.get_path("scripts"), "bayes-larq")
+    version = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=300)
+    assert version.returncode == 0 and version.stdout.strip() == f"bayes-larq {bayes_larq.__version__}"
+
+
+def test_demo_prints_the_summary(tmp_path, fashion_dir, capsys):
+    run_dir = tmp_path / "demo"
+    assert cli.main(["demo", *TINY, "--data-dir", str(fashion_dir), "--output", str(run_dir),
+                     "--samples", "40", "--quiet", *FAST_LATENCY]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    report = json.loads((run_dir / "report.json").read_text())
+    bench = json.loads((run_dir / "benchmark.json").read_text())
+    assert summary["test_accuracy"] == report["test"]["accuracy"]
+    assert summary["binarized_mac_share"] == report["model"]["binarized_mac_share"]
+    assert summary["tflite_bytes"] == len((run_dir / "model.tflite").read_bytes())
+    assert summary["float_latency_ms"] == bench["float"]["latency_ms"]
+    assert summary["top1_agreement"] == 1.0 and summary["agreement_samples"] == 40
+    assert "== bayes-larq demo summary" in out
+    assert f"binarized MAC share:  {100 * report['model']['binarized_mac_share']:.1f}%" in out

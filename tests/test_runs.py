@@ -1,0 +1,152 @@
+import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from bayes_larq import data, profile, runs
+from fashion_files import write_fashion_dir
+
+
+def tiny_config(data_dir, **overrides):
+    settings = dict(epochs=2, batch_size=32, train_limit=96, test_limit=40,
+                    data_dir=str(data_dir), arch={"width": 4})
+    return runs.RunConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def fashion_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("fashion")
+    write_fashion_dir(directory, n_train=96, n_test=40)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, fashion_dir):
+    run_dir = tmp_path_factory.mktemp("runs") / "finished"
+    summary = runs.train(tiny_config(fashion_dir), run_dir, verbose=0)
+    return run_dir, summary
+
+
+class InterruptAt(tf.keras.callbacks.Callback):
+    """Raise KeyboardInterrupt (what Ctrl-C raises) at a batch of a given epoch."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.current, batch) == (self.epoch, self.batch):
+            raise KeyboardInterrupt
+
+
+def final_weights(run_dir):
+    return [w.numpy() for w in runs.load_classifier(run_dir).weights]
+
+
+def test_run_writes_reports_with_the_numbers(finished_run):
+    run_dir, summary = finished_run
+    for name in ("config.json", "state.json", "model.keras", "init_mixture.npz",
+                 "report.json", "report.md", "curves.png", "latents.png"):
+        assert (run_dir / name).exists(), name
+    for name in ("curves.png", "latents.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-002.keras"]
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents*"))
+
+    stored = json.loads((run_dir / "report.json").read_text())
+    assert stored["epochs_done"] == 2 and len(stored["history"]) == 2
+    for term in ("loss", "ce_loss", "kernel_loss", "feature_loss", "accuracy", "val_accuracy"):
+        assert all(np.isfinite(logs[term]) for logs in stored["history"]), term
+    assert stored["history"][0]["kernel_loss"] > 0 and stored["effective_loss_weights"]["lam"] > 0
+    assert set(stored["mixture"]) == {"unit1_conv", "unit2_conv", "unit3_conv", "unit4_conv"}
+    assert 0 <= stored["mixture"]["unit2_conv"]["end"]["flipped_since_init"] < 1
+
+    # The test accuracy of the report, recomputed independently from the saved classifier.
+    classifier = runs.load_classifier(run_dir)
+    images, labels = next(iter(data.load("fashion_mnist", "test", 40, training=False,
+                                         data_dir=stored["config"]["data_dir"], limit=40)))
+    predicted = np.argmax(classifier.predict(images.numpy(), verbose=0), axis=-1)
+    assert stored["test"]["accuracy"] == pytest.approx(np.mean(predicted == labels.numpy()))
+    assert stored["model"]["binarized_mac_share"] == pytest.approx(
+        profile.binary_mac_share(classifier))
+    markdown = (run_dir / "report.md").read_text()
+    assert f"{stored['test']['accuracy']:.4f}" in markdown and "![latent weights]" in markdown
+    assert summary == stored
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, fashion_dir, finished_run):
+    run_dir = tmp_path / "interrupted"
+    with pytest.raises(runs.RunInterrupted, match=f"--resume {run_dir}") as interrupted:
+        runs.train(tiny_config(fashion_dir), run_dir, verbose=0,
+                   extra_callbacks=[InterruptAt(epoch=1, batch=1)])
+    assert interrupted.value.epochs_done == 1
+    assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 1
+    assert not (run_dir / "model.keras").exists()
+
+    summary = runs.resume(run_dir, verbose=0)
+    reference_dir, reference = finished_run
+    assert summary["history"] == reference["history"]
+    for resumed, uninterrupted in zip(final_weights(run_dir), final_weights(reference_dir)):
+        np.testing.assert_array_equal(resumed, uninterrupted)
+
+
+def test_interrupted_before_the_first_checkpoint_restarts_identically(tmp_path, fashion_dir,
+                                                                       finished_run):
+    run_dir = tmp_path / "early"
+    with pytest.raises(runs.RunInterrupted, match="0 of 2 epochs"):
+        runs.train(tiny_config(fashion_dir), run_dir, verbose=0,
+                   extra_callbacks=[InterruptAt(epoch=0, batch=0)])
+    runs.resume(run_dir, verbose=0)
+    for resumed, uninterrupted in zip(final_weights(run_dir), final_weights(finished_run[0])):
+        np.testing.assert_array_equal(resumed, uninterrupted)
+
+
+def test_run_directory_errors(tmp_path, fashion_dir, finished_run):
+    with pytest.raises(runs.RunError, match="already holds a run .2 epochs done.*--resume"):
+        runs.train(tiny_config(fashion_dir), finished_run[0], verbose=0)
+    with pytest.raises(runs.RunError, match="Nothing to resume.*no state.json"):
+        runs.resume(tmp_path / "empty")
+    with pytest.raises(runs.RunError, match="not finished.*--resume"):
+        runs.load_classifier(tmp_path)
+    with pytest.raises(runs.RunError, match="No such run directory or model file"):
+        runs.load_classifier(tmp_path / "missing.keras")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model": "vgg"}, "Unknown model 'vgg'"),
+    ({"dataset": "mnist"}, "mnist"),
+    ({"epochs": 0}, "`epochs` must be an integer >= 1"),
+    ({"train_limit": -5}, "`train_limit` must be an integer >= 1"),
+    ({"lam": -1.0}, "`lam` must be a finite number >= 0"),
+    ({"reduction": "max"}, "`reduction` must be one of"),
+    ({"w_lr_multiplier": 2.0}, "needs lr_schedule='constant'"),
+    ({"arch": {"depth": 3}}, "Bad architecture argument for 'small_cnn'"),
+])
+def test_bad_settings_are_named(tmp_path, fashion_dir, overrides, message):
+    with pytest.raises(runs.RunError, match=message):
+        runs.train(tiny_config(fashion_dir, **overrides), tmp_path / "bad", verbose=0)
+    assert not (tmp_path / "bad" / "state.json").exists()
+
+
+def test_evaluate_top5_against_numpy():
+    inputs = tf.keras.Input((32, 32, 3))
+    outputs = tf.keras.layers.Dense(100)(tf.keras.layers.GlobalAveragePooling2D()(inputs))
+    classifier = tf.keras.Model(inputs, outputs)
+    with tfds.testing.mock_data(num_examples=30):
+        results = runs.evaluate(classifier, "cifar100", batch_size=8, limit=30)
+        images, labels = next(iter(data.load("cifar100", "test", 30, training=False, limit=30)))
+    logits = classifier.predict(images.numpy(), verbose=0)
+    top5 = np.argsort(-logits, axis=-1)[:, :5]
+    labels = labels.numpy()
+    assert results["examples"] == 30
+    assert results["accuracy"] == pytest.approx(np.mean(top5[:, 0] == labels))
+    assert results["top5_accuracy"] == pytest.approx(np.mean(np.any(top5 == labels[:, None], -1)))
+    with pytest.raises(runs.RunError, match="pass the dataset the model was trained on"):
+        runs.evaluate(classifier, "fashion_mnist")
