@@ -1,9 +1,13 @@
-# `make test` on a fresh machine: builds .venv, installs bayes_larq[dev], runs the suite.
+# On a fresh machine: `make test` builds .venv, installs bayes_larq[dev] and runs the suite;
+# `make demo` also gets Fashion-MNIST (apt) and runs the main job (`bayes-larq demo`).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: test install
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: test install demo fashion-mnist
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,3 +19,11 @@ install: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# Skipped when the IDX files are already there or BAYES_LARQ_FASHION_MNIST_DIR points at them.
+fashion-mnist:
+	@if [ ! -d $(FASHION_MNIST_DIR) ] && [ -z "$$BAYES_LARQ_FASHION_MNIST_DIR" ]; then \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; fi
+
+demo: $(VENV)/.installed fashion-mnist
+	$(VENV)/bin/bayes-larq demo

@@ -391,6 +391,8 @@ def command_demo(args, parser):
 def demo_summary(summary, converted, benchmark, seconds):
     return {
         "test_accuracy": summary["test"]["accuracy"],
+        "test_examples": summary["test_examples"],
+        "dataset": summary["config"]["dataset"],
         "epochs": summary["epochs_done"],
         "train_seconds": summary["train_seconds"],
         "binarized_mac_share": summary["model"]["binarized_mac_share"],
@@ -412,7 +414,8 @@ def demo_text(result, run_dir):
     return "\n".join([
         "",
         f"== bayes-larq demo summary ({run_dir}) ==",
-        f"test accuracy (Fashion-MNIST, 10,000 images): {result['test_accuracy']:.4f} "
+        f"test accuracy:        {result['test_accuracy']:.4f} on {result['test_examples']:,} "
+        f"{result['dataset']} test images "
         f"after {result['epochs']} epochs ({result['train_seconds']:.0f} s)",
         f"binarized MAC share:  {100 * result['binarized_mac_share']:.1f}%",
         f"Keras vs TFLite:      top-1 agreement {result['top1_agreement']:.4f} on "

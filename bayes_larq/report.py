@@ -25,7 +25,7 @@ import pathlib
 
 import numpy as np
 
-from bayes_larq import profile
+from bayes_larq import data, profile
 from bayes_larq.callbacks import bimodality_coefficient
 from bayes_larq.quantizers import BayesianSign, bayesian_kernels, initial_statistics
 
@@ -157,6 +157,11 @@ def _final_test_metrics(history):
     return {key[len("val_"):]: value for key, value in last.items() if key.startswith("val_")}
 
 
+def _test_examples(config):
+    available = data.dataset_info(config.dataset).test_examples
+    return min(config.test_limit or available, available)
+
+
 def _mixture_report(initial, final):
     return {name: {"init": layer_statistics(*initial[name]),
                    "end": layer_statistics(*final[name], initial_latent=initial[name][0])}
@@ -178,6 +183,7 @@ def run_summary(run, config, bonn, state):
         "effective_loss_weights": effective,
         "epochs_done": state["epochs_done"],
         "test": _final_test_metrics(state["history"]),
+        "test_examples": _test_examples(config),
         "train_seconds": float(sum(state["epoch_seconds"])),
         "epoch_seconds": state["epoch_seconds"],
         "history": state["history"],
@@ -210,7 +216,8 @@ def markdown(summary):
     lines += [f"| effective {key} | {_number(value)} |"
               for key, value in summary["effective_loss_weights"].items()]
     lines += ["", "## Results", "",
-              f"* test top-1 accuracy: **{test.get('accuracy', float('nan')):.4f}**"
+              f"* test top-1 accuracy on {summary['test_examples']:,} {summary['config']['dataset']}"
+              f" test images: **{test.get('accuracy', float('nan')):.4f}**"
               + (f", top-5: {test['top5_accuracy']:.4f}" if "top5_accuracy" in test else ""),
               f"* epochs: {summary['epochs_done']}, training time {summary['train_seconds']:.1f} s",
               f"* binarized layers: {model['binarized_layers']}, binarized MAC share "
