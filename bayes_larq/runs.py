@@ -40,7 +40,7 @@ import tensorflow as tf
 from bayes_larq import callbacks, data, report
 from bayes_larq import models as model_registry
 from bayes_larq.losses import REDUCTIONS, validate_choice, validate_non_negative
-from bayes_larq.quantizers import SCALES
+from bayes_larq.quantizers import SCALES, bayesian_kernels
 from bayes_larq.training import BONN
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -291,16 +291,16 @@ def _callbacks(run, config, bonn, verbose, extra_callbacks):
         found.insert(0, _RunProgbar(config.epochs))  # first: prints before stats are added
     found.append(tf.keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False,
                                                 profile_batch=0))
-    if report.binarized_kernels(bonn.classifier) and config.kernel_loss:
+    if bayesian_kernels(bonn.classifier):
         found.append(callbacks.MixtureMonitor(log_dir=run.tensorboard / "mixture"))
     return found
 
 
 def _train_epochs(run, config, bonn, state, verbose, extra_callbacks):
-    test = data.load(config.dataset, "test", config.batch_size, training=False,
-                     data_dir=config.data_dir, limit=config.test_limit)
-    fit_callbacks = _callbacks(run, config, bonn, verbose, extra_callbacks)
     try:
+        test = data.load(config.dataset, "test", config.batch_size, training=False,
+                         data_dir=config.data_dir, limit=config.test_limit)
+        fit_callbacks = _callbacks(run, config, bonn, verbose, extra_callbacks)
         for epoch in range(state["epochs_done"], config.epochs):
             train_data = data.load(config.dataset, "train", config.batch_size, training=True,
                                    data_dir=config.data_dir, limit=config.train_limit,
@@ -311,10 +311,10 @@ def _train_epochs(run, config, bonn, state, verbose, extra_callbacks):
             seconds = time.perf_counter() - start
             logs = {key: float(values[-1]) for key, values in history.history.items()}
             state = run.save_checkpoint(bonn, state, logs, seconds)
+        bonn.classifier.save(run.classifier)
+        return report.write_run_report(run, config, bonn, state)
     except KeyboardInterrupt:
         raise RunInterrupted(run.path, state["epochs_done"], config.epochs) from None
-    bonn.classifier.save(run.classifier)
-    return report.write_run_report(run, config, bonn, state)
 
 
 def load_classifier(path):

@@ -3,6 +3,7 @@
 import pytest
 
 from bayes_larq import data
+from fashion_files import write_fashion_dir
 
 
 @pytest.fixture
@@ -13,3 +14,11 @@ def no_fashion_anywhere(monkeypatch, tmp_path):
     monkeypatch.setattr(data, "_FASHION_TFDS_DATA_DIR", str(tmp_path / "tfds"))
     monkeypatch.setattr(data, "_probably_online", lambda host, port, timeout=3.0: False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def fashion_dir(tmp_path_factory):
+    """A tiny Fashion-MNIST-like IDX directory: 96 training and 40 test images."""
+    directory = tmp_path_factory.mktemp("fashion")
+    write_fashion_dir(directory, n_train=96, n_test=40)
+    return directory

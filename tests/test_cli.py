@@ -12,18 +12,10 @@ import numpy as np
 import pytest
 
 from bayes_larq import cli, convert, data, models
-from fashion_files import write_fashion_dir
 
 TINY = ["--epochs", "2", "--batch-size", "32", "--train-limit", "96", "--test-limit", "40",
         "--arch", "width=4"]
 FAST_LATENCY = ["--repeats", "3", "--warmup", "1"]
-
-
-@pytest.fixture(scope="module")
-def fashion_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("fashion")
-    write_fashion_dir(directory, n_train=96, n_test=40)
-    return directory
 
 
 @pytest.fixture(scope="module")

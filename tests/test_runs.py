@@ -8,20 +8,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from bayes_larq import data, profile, runs
-from fashion_files import write_fashion_dir
 
 
 def tiny_config(data_dir, **overrides):
     settings = dict(epochs=2, batch_size=32, train_limit=96, test_limit=40,
                     data_dir=str(data_dir), arch={"width": 4})
     return runs.RunConfig(**{**settings, **overrides})
-
-
-@pytest.fixture(scope="module")
-def fashion_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("fashion")
-    write_fashion_dir(directory, n_train=96, n_test=40)
-    return directory
 
 
 @pytest.fixture(scope="module")
