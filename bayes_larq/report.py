@@ -168,11 +168,12 @@ def _mixture_report(initial, final):
             for name in final}
 
 
-def run_summary(run, config, bonn, state):
-    """The content of report.json for a finished run (a dict of plain numbers)."""
+def run_summary(config, bonn, state, initial, final):
+    """The content of report.json for a finished run (a dict of plain numbers).
+
+    `initial` and `final` are the run's `binarized_kernels` at initialisation and now.
+    """
     classifier = bonn.classifier
-    initial = load_mixture_snapshot(run.init_mixture)
-    final = binarized_kernels(classifier)
     quantizers = [kernel.quantizer for kernel in bayesian_kernels(classifier)]
     effective = {"theta": float(bonn.feature_loss.theta.numpy()) if bonn.feature_loss else None,
                  "lam": float(quantizers[0].lam.numpy()) if quantizers else None,
@@ -247,11 +248,12 @@ def markdown(summary):
 
 def write_run_report(run, config, bonn, state):
     """Write report.json, report.md, curves.png and latents.png into the run; return the dict."""
-    summary = run_summary(run, config, bonn, state)
+    initial = load_mixture_snapshot(run.init_mixture)
+    final = binarized_kernels(bonn.classifier)
+    summary = run_summary(config, bonn, state, initial, final)
     path = pathlib.Path(run.path)
     (path / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     (path / "report.md").write_text(markdown(summary))
     plot_curves(state["history"], path / "curves.png")
-    plot_latents(load_mixture_snapshot(run.init_mixture), binarized_kernels(bonn.classifier),
-                 path / "latents.png")
+    plot_latents(initial, final, path / "latents.png")
     return summary
