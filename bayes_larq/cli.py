@@ -29,14 +29,22 @@ class CommandFailed(Exception):
 # --------------------------------------------------------------------------- argument types
 
 
-def positive_int(text):
+def _integer_at_least(text, minimum):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+        value = None
+    if value is None or value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
     return value
+
+
+def positive_int(text):
+    return _integer_at_least(text, 1)
+
+
+def non_negative_int(text):
+    return _integer_at_least(text, 0)
 
 
 def non_negative_float(text):
@@ -79,7 +87,7 @@ def arch_argument(text):
 
 def _train_options(parser):
     """The run settings; defaults are SUPPRESSed so `--resume` can tell what was passed."""
-    from bayes_larq import data, models, runs
+    from bayes_larq import data, models, quantizers, runs
 
     defaults = runs.RunConfig()
     group = parser.add_argument_group("run settings (defaults in brackets)")
@@ -100,10 +108,27 @@ def _train_options(parser):
     add("--kernel-scale", choices=("layer", "channel"),
         help=f"binary kernel scale 1/mean(W) per layer or channel [{defaults.kernel_scale}]")
     add("--scope", choices=models.SCOPES, help=f"what is binarized [{defaults.scope}]")
-    add("--learning-rate", type=positive_float, help=f"Adam rate [{defaults.learning_rate}]")
+    add("--precision", choices=models.PRECISIONS,
+        help=f"'float': the same architecture without quantizers [{defaults.precision}]")
+    add("--optimizer", choices=runs.OPTIMIZERS, help=f"[{defaults.optimizer}]")
+    add("--learning-rate", type=positive_float, help="base learning rate [" + ", ".join(
+        f"{name}: {rate:g}" for name, rate in runs.DEFAULT_LEARNING_RATES.items()) + "]")
+    add("--momentum", type=share, help=f"SGD momentum [{defaults.momentum}]")
     add("--lr-schedule", choices=runs.LR_SCHEDULES, help=f"[{defaults.lr_schedule}]")
     add("--w-lr-multiplier", type=positive_float,
-        help="learning-rate multiplier of W (needs --lr-schedule constant) [1]")
+        help=f"learning-rate multiplier of W [{defaults.w_lr_multiplier:g}]")
+    add("--sigma-lr-multiplier", type=positive_float,
+        help=f"learning-rate multiplier of the mixture sigmas [{defaults.sigma_lr_multiplier:g}]")
+    add("--prior-gradient", choices=quantizers.PRIOR_GRADIENTS,
+        help=f"'mean': the paper's averaged mu/sigma gradient [{defaults.prior_gradient}]")
+    add("--mixture-update", choices=runs.MIXTURE_UPDATES,
+        help=f"'closed_form': refresh mu/sigma every --refresh-batches [{defaults.mixture_update}]")
+    add("--refresh-batches", type=positive_int, help=f"[{defaults.refresh_batches}]")
+    add("--lam-warmup-epochs", type=non_negative_int,
+        help=f"ramp lam linearly from 0 over N epochs [{defaults.lam_warmup_epochs}]")
+    add("--validation-size", type=positive_int,
+        help="hold out the last N training examples for per-epoch validation; the test "
+        "set is then evaluated once, at the end")
     add("--seed", type=int, help=f"seed of weights, data order and augmentation [{defaults.seed}]")
     add("--train-limit", type=positive_int, help="use only the first N training examples")
     add("--test-limit", type=positive_int, help="use only the first N test examples")

@@ -161,11 +161,13 @@ DATASETS = {
 
 # Accepted split names -> TFDS split. ImageNet's labelled held-out set is TFDS's
 # "validation"; TFDS's imagenet2012 "test" split has no labels, so "test" means validation.
+# "holdout" is the end of the training split, carved off with ``load(..., holdout=N)``.
 _SPLITS = {
-    "fashion_mnist": {"train": "train", "test": "test"},
-    "cifar10": {"train": "train", "test": "test"},
-    "cifar100": {"train": "train", "test": "test"},
-    "imagenet2012": {"train": "train", "validation": "validation", "test": "validation"},
+    "fashion_mnist": {"train": "train", "holdout": "train", "test": "test"},
+    "cifar10": {"train": "train", "holdout": "train", "test": "test"},
+    "cifar100": {"train": "train", "holdout": "train", "test": "test"},
+    "imagenet2012": {"train": "train", "holdout": "train", "validation": "validation",
+                     "test": "validation"},
 }
 
 # Shuffle buffer (examples) used for training; capped at the number of examples.
@@ -210,8 +212,9 @@ def dataset_info(name):
 def validate_split(name, split):
     """Check ``split`` for dataset ``name`` and return the TFDS split it reads.
 
-    Valid splits are ``"train"`` and ``"test"``; ImageNet also accepts ``"validation"``,
-    and its ``"test"`` means the labelled validation set.
+    Valid splits are ``"train"``, ``"holdout"`` (the last examples of the training split,
+    see :func:`load`) and ``"test"``; ImageNet also accepts ``"validation"``, and its
+    ``"test"`` means the labelled validation set.
 
     >>> validate_split("imagenet2012", "test")
     'validation'
@@ -566,6 +569,32 @@ def _check_positive_int(value, what, allow_none=False):
         raise ValueError(f"{what} must be a positive integer, got {value!r}")
 
 
+def _holdout_range(name, split, holdout):
+    """(first, last) slice of the stored split that ``split`` reads, given ``holdout``.
+
+    Negative indices count from the end, so the carve does not depend on the split's
+    size (a custom IDX directory may hold fewer than the official 60,000 images).
+    """
+    if holdout is None:
+        if split == "holdout":
+            raise ValueError('split="holdout" needs holdout=N, the number of training '
+                             "examples kept apart for validation")
+        return None, None
+    _check_positive_int(holdout, "holdout")
+    train_examples = dataset_info(name).train_examples
+    if holdout >= train_examples:
+        raise ValueError(f"holdout={holdout} leaves no training examples: {name} has "
+                         f"{train_examples:,}; hold out fewer")
+    return {"train": (None, -holdout), "holdout": (-holdout, None)}.get(split, (None, None))
+
+
+def _tfds_slice(split, first, last):
+    """TFDS split string for ``split[first:last]`` (``split`` itself when unsliced)."""
+    if first is None and last is None:
+        return split
+    return f"{split}[{'' if first is None else first}:{'' if last is None else last}]"
+
+
 def load(
     name,
     split,
@@ -577,13 +606,14 @@ def load(
     shuffle_seed=0,
     image_size=None,
     epoch=None,
+    holdout=None,
 ):
     """A batched ``tf.data.Dataset`` of ``(float32 images, int64 labels)``.
 
     Args:
       name: "fashion_mnist", "cifar10", "cifar100" or "imagenet2012".
-      split: "train" or "test" (ImageNet: "test" and "validation" both read the labelled
-        validation set).
+      split: "train", "holdout" or "test" (ImageNet: "test" and "validation" both read the
+        labelled validation set).
       batch_size: examples per batch; the last batch may be smaller.
       training: True -> shuffle (seeded, reshuffled every pass) and augment;
         False -> fixed order, no augmentation. Augmentation and normalisation are listed in
@@ -599,6 +629,10 @@ def load(
         it. An integer >= 0 -> the shuffle order and augmentation of that epoch alone, a
         pure function of ``(shuffle_seed, epoch)``: a training run resumed at an epoch
         boundary then sees exactly the batches of the uninterrupted run.
+      holdout: None, or the number of examples at the end of the training split kept
+        apart for choosing settings: "train" then reads all but the last ``holdout``
+        examples and "holdout" reads exactly those (in stored order). The test set stays
+        untouched. ``limit`` applies after the carve.
 
     Example:
       >>> ds = load("fashion_mnist", "test", 32, training=False, limit=64)  # doctest: +SKIP
@@ -609,6 +643,7 @@ def load(
     tfds_split = validate_split(name, split)
     _check_positive_int(batch_size, "batch_size")
     _check_positive_int(limit, "limit", allow_none=True)
+    first, last = _holdout_range(name, split, holdout)
     if not isinstance(shuffle_seed, (int, np.integer)) or isinstance(shuffle_seed, bool):
         raise ValueError(f"shuffle_seed must be an integer, got {shuffle_seed!r}")
     shuffle_seed = int(shuffle_seed)
@@ -629,7 +664,12 @@ def load(
     autotune = tf.data.AUTOTUNE
 
     if name == "fashion_mnist":
-        images, labels = load_fashion_mnist(split, data_dir=data_dir)
+        images, labels = load_fashion_mnist(tfds_split, data_dir=data_dir)
+        if first is not None or last is not None:
+            if holdout >= len(labels):
+                raise ValueError(f"holdout={holdout} leaves no training examples: the "
+                                 f"training files hold {len(labels):,}; hold out fewer")
+            images, labels = images[first:last], labels[first:last]
         if limit is not None:
             images, labels = images[:limit], labels[:limit]
         ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels))
@@ -651,7 +691,8 @@ def load(
         else:
             extra = dict(shuffle_files=False)
         try:
-            ds = _tfds_load(name, tfds_split, data_dir=data_dir, **extra)
+            ds = _tfds_load(name, _tfds_slice(tfds_split, first, last), data_dir=data_dir,
+                            **extra)
         except _TFDSUnavailable as err:
             hint = (
                 " ImageNet cannot be downloaded automatically: put ILSVRC2012_img_train.tar "
@@ -667,7 +708,9 @@ def load(
             ) from err
         if limit is not None:
             ds = ds.take(limit)
-        num_examples = limit or (info.train_examples if split == "train" else info.test_examples)
+        available = {"train": info.train_examples - (holdout or 0),
+                     "holdout": holdout}.get(split, info.test_examples)
+        num_examples = min(limit or available, available)
 
     if training:
         buffer = max(1, min(_SHUFFLE_BUFFER[name], num_examples))

@@ -16,6 +16,7 @@ layer = lq.layers.QuantConv2D(
 """
 
 import collections
+import inspect
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +31,7 @@ from bayes_larq.losses import (
 )
 
 SCALES = ("layer", "channel")
+PRIOR_GRADIENTS = ("sum", "mean")
 
 # Moments of a weight uniform on [0, 1] (a weight-clipped kernel seen from one side):
 # used only when the first kernel seen cannot be read (e.g. built inside a tf.function).
@@ -59,6 +61,11 @@ def eager_value(tensor):
             with tf.init_scope():
                 return tf.raw_ops.ReadVariableOp(resource=external, dtype=tensor.dtype).numpy()
     return None
+
+
+def scale_gradient(tensor, factor):
+    """`tensor` in the forward pass; its gradient multiplied by `factor` in the backward."""
+    return tensor * factor + tf.stop_gradient(tensor * (1.0 - factor))
 
 
 def _side_moments(channel, side_mask, min_sigma):
@@ -137,6 +144,12 @@ class BayesianSign(Quantizer):
         scale: "layer" (one scalar, the paper's) or "channel" (one per output channel).
         clip_value: straight-through gradient clip, as in `SteSign`.
         min_sigma: lower bound on the mixture standard deviations, > 0.
+        prior_gradient: "sum" (default): mu and sigma get the exact gradient of $L_B$.
+            "mean": the paper's update, that gradient divided by the number of
+            elements per output channel $n$ (the loss value is unchanged; only
+            $\partial L_B / \partial \mu$ and $\partial L_B / \partial \sigma$ are
+            scaled by $1/n$), so the modes move slowly while the kernel keeps its
+            summed gradient.
 
     Example:
         >>> q = BayesianSign(lam=1e-3)
@@ -146,7 +159,7 @@ class BayesianSign(Quantizer):
     precision = 1
 
     def __init__(self, lam=1e-4, nu=1e-2, reduction="mean", scale="layer",
-                 clip_value=1.0, min_sigma=1e-3, **kwargs):
+                 clip_value=1.0, min_sigma=1e-3, prior_gradient="sum", **kwargs):
         self.initial_lam = validate_non_negative("lam", lam)
         self.initial_nu = validate_non_negative("nu", nu)
         self.reduction = validate_choice("reduction", reduction, REDUCTIONS)
@@ -155,8 +168,21 @@ class BayesianSign(Quantizer):
         if not float(min_sigma) > 0.0:
             raise ValueError(f"`min_sigma` must be > 0; got {min_sigma!r}.")
         self.min_sigma = float(min_sigma)
+        self.prior_gradient = validate_choice("prior_gradient", prior_gradient, PRIOR_GRADIENTS)
         self._first_kernel = None
         super().__init__(**kwargs)
+
+    @classmethod
+    def check_settings(cls, settings):
+        """Raise ValueError if `BayesianSign(**settings)` would reject `settings`."""
+        allowed = [name for name, parameter in inspect.signature(cls).parameters.items()
+                   if parameter.kind is parameter.POSITIONAL_OR_KEYWORD]
+        unknown = sorted(set(settings) - set(allowed))
+        if unknown:
+            raise ValueError(f"Unknown BayesianSign settings {unknown}; known: "
+                             f"{', '.join(allowed)}.")
+        cls(**settings)
+        return settings
 
     def __call__(self, inputs, *args, **kwargs):
         if not self.built:
@@ -209,10 +235,12 @@ class BayesianSign(Quantizer):
 
     def kernel_loss(self, kernel):
         """$L_B$ of `kernel` under this quantizer's current W, mu, sigma, lam and nu."""
-        return kernel_loss(
-            kernel, self.reconstruction, self.mu_pos, self.mu_neg,
-            self.sigma_pos, self.sigma_neg, self.lam, self.nu, self.reduction,
-        )
+        mixture = (self.mu_pos, self.mu_neg, self.sigma_pos, self.sigma_neg)
+        if self.prior_gradient == "mean":
+            elements_per_channel = kernel.shape.num_elements() // kernel.shape[-1]
+            mixture = [scale_gradient(v, 1.0 / elements_per_channel) for v in mixture]
+        return kernel_loss(kernel, self.reconstruction, *mixture, self.lam, self.nu,
+                           self.reduction)
 
     def call(self, inputs):
         self.add_loss(self.kernel_loss(inputs))
@@ -242,6 +270,7 @@ class BayesianSign(Quantizer):
             "scale": self.scale,
             "clip_value": self.clip_value,
             "min_sigma": self.min_sigma,
+            "prior_gradient": self.prior_gradient,
         }
 
 

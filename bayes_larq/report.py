@@ -114,8 +114,8 @@ def _pyplot():
     return plt
 
 
-def plot_curves(history, path):
-    """One panel per loss term and accuracy; training and test curves over epochs."""
+def plot_curves(history, path, validation_label="test"):
+    """One panel per loss term and accuracy; training and validation curves over epochs."""
     plt = _pyplot()
     epochs = np.arange(1, len(history) + 1)
     terms = [(key, title) for key, title in LOSS_TERMS if key in history[0]]
@@ -123,7 +123,7 @@ def plot_curves(history, path):
     for axis, (key, title) in zip(axes[0], terms):
         axis.plot(epochs, [logs[key] for logs in history], "o-", label="train")
         if f"val_{key}" in history[0]:
-            axis.plot(epochs, [logs[f"val_{key}"] for logs in history], "s--", label="test")
+            axis.plot(epochs, [logs[f"val_{key}"] for logs in history], "s--", label=validation_label)
         axis.set(title=title, xlabel="epoch")
         axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
     axes[0][0].legend()
@@ -133,9 +133,14 @@ def plot_curves(history, path):
 
 
 def plot_latents(initial, final, path):
-    """Rows: binarized layers; columns: init and end. Histogram + fitted mixture."""
-    plt = _pyplot()
+    """Rows: binarized layers; columns: init and end. Histogram + fitted mixture.
+
+    Returns False (and writes nothing) for a model without binarized kernels.
+    """
     names = list(final)
+    if not names:
+        return False
+    plt = _pyplot()
     figure, axes = plt.subplots(len(names), 2, figsize=(8.0, 2.4 * len(names)), squeeze=False)
     for row, name in zip(axes, names):
         for axis, (when, layers) in zip(row, (("init", initial), ("end", final))):
@@ -150,9 +155,10 @@ def plot_latents(initial, final, path):
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
+    return True
 
 
-def _final_test_metrics(history):
+def _final_validation_metrics(history):
     last = history[-1]
     return {key[len("val_"):]: value for key, value in last.items() if key.startswith("val_")}
 
@@ -183,7 +189,10 @@ def run_summary(config, bonn, state, initial, final):
         "config": dataclasses.asdict(config),
         "effective_loss_weights": effective,
         "epochs_done": state["epochs_done"],
-        "test": _final_test_metrics(state["history"]),
+        # With a held-out validation split the test set is evaluated once, at the end.
+        "validation": (_final_validation_metrics(state["history"])
+                       if config.validation_size else None),
+        "test": state.get("test") or _final_validation_metrics(state["history"]),
         "test_examples": _test_examples(config),
         "train_seconds": float(sum(state["epoch_seconds"])),
         "epoch_seconds": state["epoch_seconds"],
@@ -199,7 +208,8 @@ def run_summary(config, bonn, state, initial, final):
             "memory_bytes": profile.memory_bytes(classifier),
         },
         "mixture": _mixture_report(initial, final),
-        "files": {"curves": "curves.png", "latents": "latents.png", "model": "model.keras",
+        "files": {"curves": "curves.png", "latents": "latents.png" if final else None,
+                  "model": "model.keras",
                   "markdown": "report.md", "tensorboard": "tensorboard/"},
     }
 
@@ -220,6 +230,9 @@ def markdown(summary):
               f"* test top-1 accuracy on {summary['test_examples']:,} {summary['config']['dataset']}"
               f" test images: **{test.get('accuracy', float('nan')):.4f}**"
               + (f", top-5: {test['top5_accuracy']:.4f}" if "top5_accuracy" in test else ""),
+              *([f"* validation top-1 accuracy on the last {summary['config']['validation_size']:,}"
+                 f" training images (held out): **{summary['validation']['accuracy']:.4f}**"]
+                if summary.get("validation") else []),
               f"* epochs: {summary['epochs_done']}, training time {summary['train_seconds']:.1f} s",
               f"* binarized layers: {model['binarized_layers']}, binarized MAC share "
               f"{100 * model['binarized_mac_share']:.1f}% ({model['macs']['binary']:,} of "
@@ -242,7 +255,9 @@ def markdown(summary):
             lines.append(f"| {name} | {when} | " + " | ".join(
                 _number(stats.get(k)) for k in (*MIXTURE_KEYS, "latent_scale", "bimodality",
                                                  "flipped_since_init")) + " |")
-    lines += ["", "![learning curves](curves.png)", "", "![latent weights](latents.png)", ""]
+    lines += ["", "![learning curves](curves.png)", ""]
+    if summary["files"]["latents"]:
+        lines += ["![latent weights](latents.png)", ""]
     return "\n".join(lines)
 
 
@@ -254,6 +269,7 @@ def write_run_report(run, config, bonn, state):
     path = pathlib.Path(run.path)
     (path / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
     (path / "report.md").write_text(markdown(summary))
-    plot_curves(state["history"], path / "curves.png")
+    plot_curves(state["history"], path / "curves.png",
+                validation_label="validation" if config.validation_size else "test")
     plot_latents(initial, final, path / "latents.png")
     return summary

@@ -40,10 +40,19 @@ import tensorflow as tf
 from bayes_larq import callbacks, data, report
 from bayes_larq import models as model_registry
 from bayes_larq.losses import REDUCTIONS, validate_choice, validate_non_negative
-from bayes_larq.quantizers import SCALES, bayesian_kernels
+from bayes_larq.quantizers import (
+    PRIOR_GRADIENTS,
+    SCALES,
+    bayesian_kernels,
+    bayesian_quantizers,
+)
 from bayes_larq.training import BONN
 
 LR_SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("adam", "sgd")
+# The learning rate an optimizer gets when the run does not set one.
+DEFAULT_LEARNING_RATES = {"adam": 1e-3, "sgd": 0.1}
+MIXTURE_UPDATES = ("gradient", "closed_form")
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported for models with more than 10 classes
 
 
@@ -70,6 +79,20 @@ class RunConfig:
     `BayesianSign`; `feature_loss=False` leaves out L_F; both False is plain Larq
     training. `lam`, `nu`, `theta` of None take the library defaults. `arch` holds the
     builder's architecture arguments (for example `{"width": 16}` for small_cnn).
+
+    Optimisation: `optimizer` "adam" or "sgd" (with `momentum`); `learning_rate` None
+    takes `DEFAULT_LEARNING_RATES[optimizer]`; `w_lr_multiplier` / `sigma_lr_multiplier`
+    scale the rate (and its schedule) of the reconstruction vectors W and of the
+    mixture sigmas, as the paper trains them slower than the kernels.
+
+    Collapse remedies (see docs/evidence.md): `prior_gradient="mean"` divides the
+    gradient of mu and sigma by the elements per output channel (the paper's update);
+    `mixture_update="closed_form"` sets mu and sigma to the closed-form optimum every
+    `refresh_batches` batches; `lam_warmup_epochs` ramps lam linearly from 0.
+
+    `validation_size`: hold out the last N training examples; per-epoch validation
+    metrics then come from them and the test set is evaluated once, at the end, so
+    settings can be chosen without looking at it.
     """
 
     model: str = model_registry.DEFAULT
@@ -84,9 +107,18 @@ class RunConfig:
     reduction: str = "mean"
     kernel_scale: str = "layer"
     scope: str = "paper"
-    learning_rate: float = 1e-3
+    precision: str = "binary"
+    optimizer: str = "adam"
+    learning_rate: float = None
+    momentum: float = 0.9
     lr_schedule: str = "cosine"
     w_lr_multiplier: float = 1.0
+    sigma_lr_multiplier: float = 1.0
+    prior_gradient: str = "sum"
+    mixture_update: str = "gradient"
+    refresh_batches: int = 50
+    lam_warmup_epochs: int = 0
+    validation_size: int = None
     seed: int = 0
     train_limit: int = None
     test_limit: int = None
@@ -100,7 +132,7 @@ class RunConfig:
             data.dataset_info(self.dataset)
             for name in ("epochs", "batch_size"):
                 _check_count(name, getattr(self, name))
-            for name in ("train_limit", "test_limit"):
+            for name in ("train_limit", "test_limit", "validation_size"):
                 if getattr(self, name) is not None:
                     _check_count(name, getattr(self, name))
             for name in ("lam", "nu", "theta"):
@@ -109,11 +141,25 @@ class RunConfig:
             validate_choice("reduction", self.reduction, REDUCTIONS)
             validate_choice("kernel_scale", self.kernel_scale, SCALES)
             validate_choice("scope", self.scope, model_registry.SCOPES)
+            validate_choice("precision", self.precision, model_registry.PRECISIONS)
+            if self.precision == "float" and self.kernel_loss:
+                raise ValueError("precision='float' has no binary kernels for the kernel "
+                                 "loss: set kernel_loss=False (--no-kernel-loss).")
             validate_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-            if not (float(self.learning_rate) > 0 and float(self.w_lr_multiplier) > 0):
-                raise ValueError("`learning_rate` and `w_lr_multiplier` must be > 0.")
-            if self.w_lr_multiplier != 1.0 and self.lr_schedule != "constant":
-                raise ValueError("`w_lr_multiplier` != 1 needs lr_schedule='constant'.")
+            validate_choice("optimizer", self.optimizer, OPTIMIZERS)
+            validate_choice("prior_gradient", self.prior_gradient, PRIOR_GRADIENTS)
+            validate_choice("mixture_update", self.mixture_update, MIXTURE_UPDATES)
+            _check_count("refresh_batches", self.refresh_batches)
+            if isinstance(self.lam_warmup_epochs, bool) or not isinstance(
+                    self.lam_warmup_epochs, (int, np.integer)) or self.lam_warmup_epochs < 0:
+                raise ValueError(f"`lam_warmup_epochs` must be an integer >= 0; got "
+                                 f"{self.lam_warmup_epochs!r}.")
+            for name in ("learning_rate", "w_lr_multiplier", "sigma_lr_multiplier"):
+                value = getattr(self, name)
+                if value is not None and not 0 < float(value) < math.inf:
+                    raise ValueError(f"`{name}` must be a finite number > 0; got {value!r}.")
+            if not 0 <= float(self.momentum) < 1:
+                raise ValueError(f"`momentum` must be in [0, 1); got {self.momentum!r}.")
         except ValueError as err:
             raise RunError(str(err)) from None
         return self
@@ -154,41 +200,58 @@ def _read_json(path):
 def build_model(config):
     """The classifier of a run, seeded: same config -> same initial weights."""
     info = data.dataset_info(config.dataset)
-    loss_weights = {k: getattr(config, k) for k in ("lam", "nu") if getattr(config, k) is not None}
+    settings = {k: getattr(config, k) for k in ("lam", "nu") if getattr(config, k) is not None}
+    settings.update(reduction=config.reduction, scale=config.kernel_scale,
+                    prior_gradient=config.prior_gradient)
     tf.keras.utils.set_random_seed(config.seed)
     try:
         return model_registry.get(
             config.model, num_classes=info.num_classes, input_shape=info.input_shape,
-            bonn=config.kernel_loss, scope=config.scope, reduction=config.reduction,
-            kernel_scale=config.kernel_scale, **loss_weights, **config.arch)
+            bonn=config.kernel_loss, scope=config.scope, precision=config.precision,
+            **settings, **config.arch)
     except TypeError as err:
         raise RunError(f"Bad architecture argument for {config.model!r}: {err}.") from None
 
 
 def train_examples(config):
     info = data.dataset_info(config.dataset)
-    return min(config.train_limit or info.train_examples, info.train_examples)
+    available = info.train_examples - (config.validation_size or 0)
+    return min(config.train_limit or available, available)
 
 
 def new_bonn(config):
     """The run's model, wrapped in `BONN` and compiled, before any training."""
     theta = {"theta": config.theta} if config.theta is not None else {}
     bonn = BONN(build_model(config), feature_loss=config.feature_loss,
-                w_lr_multiplier=config.w_lr_multiplier, **theta)
+                w_lr_multiplier=config.w_lr_multiplier,
+                sigma_lr_multiplier=config.sigma_lr_multiplier, **theta)
     compile_bonn(bonn, config)
     return bonn
 
 
+def learning_rate(config):
+    """The run's base learning rate: its own, or its optimizer's default."""
+    if config.learning_rate is None:
+        return DEFAULT_LEARNING_RATES[config.optimizer]
+    return float(config.learning_rate)
+
+
+def make_optimizer(config, learning_rate):
+    if config.optimizer == "sgd":
+        return tf.keras.optimizers.SGD(learning_rate, momentum=float(config.momentum))
+    return tf.keras.optimizers.Adam(learning_rate)
+
+
 def compile_bonn(bonn, config):
-    """Adam (cosine-decayed over the run, or constant), cross-entropy on logits, accuracy."""
-    learning_rate = float(config.learning_rate)
+    """Adam or SGD (cosine-decayed over the run, or constant), cross-entropy on logits."""
+    rate = learning_rate(config)
     if config.lr_schedule == "cosine":
         steps = config.epochs * math.ceil(train_examples(config) / config.batch_size)
-        learning_rate = tf.keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+        rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
     metrics = ["accuracy"]
     if bonn.num_classes >= TOP5_MIN_CLASSES:
         metrics.append(tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
-    bonn.compile(tf.keras.optimizers.Adam(learning_rate),
+    bonn.compile(make_optimizer(config, rate),
                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                  metrics=metrics)
 
@@ -293,24 +356,44 @@ def _callbacks(run, config, bonn, verbose, extra_callbacks):
                                                 profile_batch=0))
     if bayesian_kernels(bonn.classifier):
         found.append(callbacks.MixtureMonitor(log_dir=run.tensorboard / "mixture"))
+        if config.mixture_update == "closed_form":
+            found.append(callbacks.MixtureRefresh(config.refresh_batches))
+        if config.lam_warmup_epochs:
+            lam = bayesian_quantizers(bonn.classifier)[0].initial_lam
+            found.append(callbacks.LossWeightScheduler(
+                "lam", callbacks.linear_warmup(lam, config.lam_warmup_epochs)))
     return found
+
+
+def _validation_data(config):
+    """Per-epoch validation: the held-out training examples if any, else the test set."""
+    if config.validation_size:
+        return data.load(config.dataset, "holdout", config.batch_size, training=False,
+                         data_dir=config.data_dir, holdout=config.validation_size)
+    return data.load(config.dataset, "test", config.batch_size, training=False,
+                     data_dir=config.data_dir, limit=config.test_limit)
 
 
 def _train_epochs(run, config, bonn, state, verbose, extra_callbacks):
     try:
-        test = data.load(config.dataset, "test", config.batch_size, training=False,
-                         data_dir=config.data_dir, limit=config.test_limit)
+        validation = _validation_data(config)
         fit_callbacks = _callbacks(run, config, bonn, verbose, extra_callbacks)
         for epoch in range(state["epochs_done"], config.epochs):
             train_data = data.load(config.dataset, "train", config.batch_size, training=True,
                                    data_dir=config.data_dir, limit=config.train_limit,
-                                   shuffle_seed=config.seed, epoch=epoch)
+                                   shuffle_seed=config.seed, epoch=epoch,
+                                   holdout=config.validation_size)
             start = time.perf_counter()
-            history = bonn.fit(train_data, validation_data=test, initial_epoch=epoch,
+            history = bonn.fit(train_data, validation_data=validation, initial_epoch=epoch,
                                epochs=epoch + 1, verbose=0, callbacks=fit_callbacks)
             seconds = time.perf_counter() - start
             logs = {key: float(values[-1]) for key, values in history.history.items()}
             state = run.save_checkpoint(bonn, state, logs, seconds)
+        if config.validation_size and "test" not in state:
+            state = dict(state, test=evaluate(bonn.classifier, config.dataset,
+                                              data_dir=config.data_dir,
+                                              limit=config.test_limit))
+            _write_json(run.state, state)
         bonn.classifier.save(run.classifier)
         return report.write_run_report(run, config, bonn, state)
     except KeyboardInterrupt:

@@ -142,17 +142,32 @@ def label_errors_as_value_errors(num_classes):
         ) from None
 
 
-def scaled_learning_rate_optimizer(optimizer, multiplier):
-    """A fresh optimizer of the same kind whose learning rate is `multiplier` times larger."""
+@lq_utils.register_keras_custom_object
+class ScaledSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """A learning-rate schedule times a constant: `multiplier * schedule(step)`."""
+
+    def __init__(self, schedule, multiplier):
+        self.schedule = tf.keras.optimizers.schedules.deserialize(schedule) if isinstance(
+            schedule, dict) else schedule
+        self.multiplier = float(multiplier)
+
+    def __call__(self, step):
+        return self.multiplier * self.schedule(step)
+
+    def get_config(self):
+        return {"schedule": tf.keras.optimizers.schedules.serialize(self.schedule),
+                "multiplier": self.multiplier}
+
+
+def scaled_learning_rate_optimizer(optimizer, multiplier, suffix):
+    """A fresh optimizer of the same kind whose learning rate (or schedule) is scaled."""
     config = optimizer.get_config()
-    if not isinstance(config.get("learning_rate"), (float, int, np.floating)):
-        raise ValueError(
-            "`w_lr_multiplier` != 1 needs an optimizer with a constant float learning "
-            "rate; got a learning-rate schedule. Scale the schedule yourself or use "
-            "w_lr_multiplier=1."
-        )
-    config["learning_rate"] = float(config["learning_rate"]) * multiplier
-    config["name"] = f"{config.get('name', 'optimizer')}_w"
+    rate = config["learning_rate"]
+    if isinstance(rate, dict):
+        config["learning_rate"] = ScaledSchedule(rate, multiplier)
+    else:
+        config["learning_rate"] = float(rate) * multiplier
+    config["name"] = f"{config.get('name', 'optimizer')}_{suffix}"
     return type(optimizer).from_config(config)
 
 
@@ -175,7 +190,10 @@ class BONN(tf.keras.Model):
             kernel loss is switched by the model's quantizer: `BayesianSign` on,
             `"ste_sign"` off (`bayes_larq.models` builders: `bonn=True|False`).
         w_lr_multiplier: learning-rate multiplier for the reconstruction vectors W
-            (a second optimizer of the same kind); default 1, one optimizer for all.
+            (a second optimizer of the same kind, its rate or schedule scaled);
+            default 1, one optimizer for all.
+        sigma_lr_multiplier: the same for the mixture sigmas (`log_sigma_pos`,
+            `log_sigma_neg`); the paper trains W and sigma at a tenth of the rate.
     """
 
     # A class attribute keeps Keras from tracking (and saving twice) this second view
@@ -183,7 +201,7 @@ class BONN(tf.keras.Model):
     _network = None
 
     def __init__(self, model, theta=1e-3, feature_layer=None, feature_loss=True,
-                 w_lr_multiplier=1.0, **kwargs):
+                 w_lr_multiplier=1.0, sigma_lr_multiplier=1.0, **kwargs):
         kwargs.setdefault("name", f"bonn_{model.name}")
         super().__init__(**kwargs)
         if not getattr(model, "_is_graph_network", False):
@@ -197,16 +215,19 @@ class BONN(tf.keras.Model):
         self.feature_layer = feature_layer
         self.theta_value = validate_non_negative("theta", theta)
         self.use_feature_loss = bool(feature_loss)
-        self.w_lr_multiplier = float(w_lr_multiplier)
-        if not self.w_lr_multiplier > 0:
-            raise ValueError(f"`w_lr_multiplier` must be > 0; got {w_lr_multiplier!r}.")
+        self.lr_multipliers = {"w": w_lr_multiplier, "sigma": sigma_lr_multiplier}
+        for group, multiplier in self.lr_multipliers.items():
+            if not 0 < float(multiplier) < float("inf"):
+                raise ValueError(f"`{group}_lr_multiplier` must be a finite number > 0; "
+                                 f"got {multiplier!r}.")
+        self.lr_multipliers = {k: float(v) for k, v in self.lr_multipliers.items()}
         features = find_feature_tensor(model, feature_layer)
         self._network = tf.keras.Model(model.inputs, [features, model.outputs[0]])
         self.feature_loss = None
         if self.use_feature_loss:
             self.feature_loss = BayesianFeatureLoss(self.num_classes, theta, name="feature_loss")
             self.feature_loss.build(features.shape)
-        self.w_optimizer = None
+        self.group_optimizers = {}
         self.total_tracker = tf.keras.metrics.Mean(name="loss")
         self.ce_tracker = tf.keras.metrics.Mean(name="ce_loss")
         self.kernel_tracker = tf.keras.metrics.Mean(name="kernel_loss")
@@ -218,8 +239,9 @@ class BONN(tf.keras.Model):
 
     def compile(self, optimizer="rmsprop", *args, **kwargs):
         super().compile(optimizer, *args, **kwargs)
-        if self.w_lr_multiplier != 1.0:
-            self.w_optimizer = scaled_learning_rate_optimizer(self.optimizer, self.w_lr_multiplier)
+        self.group_optimizers = {
+            group: scaled_learning_rate_optimizer(self.optimizer, multiplier, group)
+            for group, multiplier in self.lr_multipliers.items() if multiplier != 1.0}
 
     def _loss_terms(self, y, features, logits, sample_weight):
         """The loss terms of one batch; `total` is scaled for cross-replica summation."""
@@ -236,30 +258,38 @@ class BONN(tf.keras.Model):
         return {"ce": task * replicas, "kernel": kernel, "feature": feature,
                 "total": task + extra / replicas, "logged_total": task * replicas + extra}
 
+    def _group_variables(self):
+        """{variable ref: group} for the variables with their own optimizer."""
+        quantizers = bayesian_quantizers(self._network)
+        members = {"w": [q.reconstruction for q in quantizers],
+                   "sigma": [v for q in quantizers for v in (q.log_sigma_pos, q.log_sigma_neg)]}
+        return {v.ref(): group for group in self.group_optimizers for v in members[group]}
+
     def _split_variables(self, pairs):
-        """(main, W) parts of `pairs` of (gradient or None, variable)."""
-        pairs = list(pairs)
-        if self.w_optimizer is None:
-            return pairs, []
-        w_refs = {q.reconstruction.ref() for q in bayesian_quantizers(self._network)}
-        return ([p for p in pairs if p[1].ref() not in w_refs],
-                [p for p in pairs if p[1].ref() in w_refs])
+        """{optimizer: [(gradient or None, variable), ...]} for `pairs`."""
+        groups = self._group_variables()
+        split = {self.optimizer: []}
+        for optimizer in self.group_optimizers.values():
+            split[optimizer] = []
+        for pair in pairs:
+            group = groups.get(pair[1].ref())
+            split[self.group_optimizers[group] if group else self.optimizer].append(pair)
+        return split
 
     def _apply_gradients(self, tape, loss):
         variables = self.trainable_variables
-        main, w = self._split_variables(zip(tape.gradient(loss, variables), variables))
-        self.optimizer.apply_gradients(main)
-        if w:
-            self.w_optimizer.apply_gradients(w)
+        split = self._split_variables(zip(tape.gradient(loss, variables), variables))
+        for optimizer, pairs in split.items():
+            if pairs:
+                optimizer.apply_gradients(pairs)
 
     def compile_from_config(self, config):
         """Re-compile after `load_model` (`compile` is extended, so Keras leaves it to us)."""
         self.compile(**tf.keras.saving.deserialize_keras_object(config))
         if self.built:
-            main, w = self._split_variables((None, v) for v in self.trainable_variables)
-            self.optimizer.build([v for _, v in main])
-            if w:
-                self.w_optimizer.build([v for _, v in w])
+            split = self._split_variables((None, v) for v in self.trainable_variables)
+            for optimizer, pairs in split.items():
+                optimizer.build([v for _, v in pairs])
 
     @property
     def metrics(self):
@@ -307,7 +337,8 @@ class BONN(tf.keras.Model):
             "theta": self.theta_value,
             "feature_layer": self.feature_layer,
             "feature_loss": self.use_feature_loss,
-            "w_lr_multiplier": self.w_lr_multiplier,
+            "w_lr_multiplier": self.lr_multipliers["w"],
+            "sigma_lr_multiplier": self.lr_multipliers["sigma"],
             "name": self.name,
         }
 

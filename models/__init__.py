@@ -10,15 +10,16 @@ model = models.get("wrn22", num_classes=100, width_factor=1, scope="full")
 Every builder has the signature
 
     builder(num_classes=..., input_shape=..., bonn=True, scope="paper",
-            precision="binary", lam=1e-4, nu=1e-2, reduction="mean",
-            kernel_scale="layer", float_activation=None, **arch_kwargs)
+            precision="binary", float_activation=None, <architecture arguments>,
+            **bayesian_sign)
 
 and returns a functional `tf.keras.Model` whose output is logits (no softmax) and whose
 last layer is a Dense/QuantDense named "logits" (its input is the penultimate feature
 vector). Compile with `SparseCategoricalCrossentropy(from_logits=True)`.
 
-* `bonn=True`: binary kernels use `bayes_larq.quantizers.BayesianSign(lam, nu,
-  reduction, scale=kernel_scale)`; `bonn=False`: the plain Larq baseline ("ste_sign").
+* `bonn=True`: binary kernels use `bayes_larq.quantizers.BayesianSign(**bayesian_sign)`
+  (for example `lam=1e-4, reduction="sum", scale="channel"`); `bonn=False`: the plain
+  Larq baseline ("ste_sign"). The settings are checked in both cases.
   Binary layers always use `input_quantizer="ste_sign"`, `kernel_constraint=
   "weight_clip"`, no bias, and `pad_values=1.0` when padded (LCE-friendly).
 * `scope="paper"`: the BONN paper's scope: every 3x3 convolution of the residual

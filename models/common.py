@@ -20,8 +20,8 @@ import numbers
 import larq as lq
 import tensorflow as tf
 
-from bayes_larq.losses import REDUCTIONS, validate_choice, validate_non_negative
-from bayes_larq.quantizers import SCALES, BayesianSign
+from bayes_larq.losses import validate_choice
+from bayes_larq.quantizers import BayesianSign
 
 SCOPES = ("paper", "full")
 PRECISIONS = ("binary", "float")
@@ -82,24 +82,23 @@ class LayerFactory:
             quantizers: where the binary model takes the sign of a layer's input, the
             float one applies `float_activation` instead (else the float network would
             be linear between its pooling layers).
-        lam, nu, reduction, kernel_scale: `BayesianSign` hyper-parameters (checked even
-            when `bonn=False`, so a typo fails early, but only used with `bonn=True`).
         float_activation: activation of the float variant, "relu" (default), "htanh"
             (the function whose gradient the straight-through sign uses) or "linear".
             Only valid with `precision="float"`.
+        **bayesian_sign: keyword arguments of `BayesianSign` (lam, nu, reduction,
+            scale, ...), checked even when `bonn=False` so a typo fails early, but only
+            used with `bonn=True`.
     """
 
-    def __init__(self, bonn=True, scope="paper", precision="binary", lam=1e-4, nu=1e-2,
-                 reduction="mean", kernel_scale="layer", float_activation=None):
+    def __init__(self, bonn=True, scope="paper", precision="binary", float_activation=None,
+                 **bayesian_sign):
         if not isinstance(bonn, bool):
             raise ValueError(f"`bonn` must be True or False; got {bonn!r}.")
         self.scope = validate_choice("scope", scope, SCOPES)
         self.precision = validate_choice("precision", precision, PRECISIONS)
         self.bonn = bonn
-        self.lam = validate_non_negative("lam", lam)
-        self.nu = validate_non_negative("nu", nu)
-        self.reduction = validate_choice("reduction", reduction, REDUCTIONS)
-        self.kernel_scale = validate_choice("kernel_scale", kernel_scale, SCALES)
+        self.bayesian_sign = dict(bayesian_sign)
+        BayesianSign.check_settings(self.bayesian_sign)
         if self.precision == "float" and bonn:
             raise ValueError(
                 "precision='float' builds the float variant without quantizers, so the "
@@ -124,8 +123,7 @@ class LayerFactory:
 
     def kernel_quantizer(self):
         if self.bonn:
-            return BayesianSign(lam=self.lam, nu=self.nu, reduction=self.reduction,
-                                scale=self.kernel_scale)
+            return BayesianSign(**self.bayesian_sign)
         return "ste_sign"
 
     def _float_input(self, x, role, name):
@@ -178,15 +176,17 @@ class LayerFactory:
         return f"{name}_{self.scope}_{suffix}"
 
 
-def start_builder(num_classes, input_shape, *factory_args):
+def start_builder(num_classes, input_shape, bonn, scope, precision, float_activation,
+                  bayesian_sign):
     """Validate the common builder arguments; return (num_classes, factory, image input).
 
-    `factory_args` are LayerFactory's: bonn, scope, precision, lam, nu, reduction,
-    kernel_scale, float_activation.
+    The other arguments are `LayerFactory`'s; `bayesian_sign` is the dict of
+    `BayesianSign` settings.
     """
     num_classes = check_num_classes(num_classes)
     inputs = tf.keras.Input(check_input_shape(input_shape), name="image")
-    return num_classes, LayerFactory(*factory_args), inputs
+    factory = LayerFactory(bonn, scope, precision, float_activation, **bayesian_sign)
+    return num_classes, factory, inputs
 
 
 @tf.keras.utils.register_keras_serializable(package="bayes_larq")

@@ -27,21 +27,21 @@ UNITS = ((2, 2), (2, 1), (4, 2), (4, 1))
 
 
 def small_cnn(num_classes=10, input_shape=(28, 28, 1), bonn=True, scope="paper",
-              precision="binary", lam=1e-4, nu=1e-2, reduction="mean",
-              kernel_scale="layer", float_activation=None, width=32):
+              precision="binary", float_activation=None, width=32, **bayesian_sign):
     """The fast Fashion-MNIST network (4 binary 3x3 convs), outputs logits.
 
     Args:
         width: channels of the stem (integer >= 1, default 32); the binary units use
             2x and 4x that.
+        **bayesian_sign: `BayesianSign` settings (lam, nu, reduction, scale, ...),
+            used with `bonn=True`.
 
     Example:
         >>> model = small_cnn(bonn=False)
     """
     width = check_positive_int("width", width, minimum=1)
     num_classes, factory, inputs = start_builder(
-        num_classes, input_shape, bonn, scope, precision, lam, nu, reduction, kernel_scale,
-        float_activation)
+        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign)
     x = factory.conv(inputs, width, 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
     x = tf.keras.layers.MaxPool2D(2, padding="same", name="stem_pool")(x)

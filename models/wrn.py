@@ -19,8 +19,7 @@ GROUP_WIDTHS = (16, 32, 64)
 
 
 def wrn22(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
-          precision="binary", lam=1e-4, nu=1e-2, reduction="mean", kernel_scale="layer",
-          float_activation=None, width_factor=4):
+          precision="binary", float_activation=None, width_factor=4, **bayesian_sign):
     """Binary WRN-22-`width_factor` for CIFAR, outputs logits.
 
     Args:
@@ -31,8 +30,7 @@ def wrn22(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
     """
     k = check_positive_int("width_factor", width_factor, minimum=1)
     num_classes, factory, inputs = start_builder(
-        num_classes, input_shape, bonn, scope, precision, lam, nu, reduction, kernel_scale,
-        float_activation)
+        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign)
     x = factory.conv(inputs, 16 * k, 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
     for group, width in enumerate(GROUP_WIDTHS, start=1):

@@ -118,7 +118,7 @@ def test_run_directory_errors(tmp_path, fashion_dir, finished_run):
     ({"train_limit": -5}, "`train_limit` must be an integer >= 1"),
     ({"lam": -1.0}, "`lam` must be a finite number >= 0"),
     ({"reduction": "max"}, "`reduction` must be one of"),
-    ({"w_lr_multiplier": 2.0}, "needs lr_schedule='constant'"),
+    ({"optimizer": "rmsprop"}, "`optimizer` must be one of"),
     ({"arch": {"depth": 3}}, "Bad architecture argument for 'small_cnn'"),
 ])
 def test_bad_settings_are_named(tmp_path, fashion_dir, overrides, message):

@@ -1,0 +1,190 @@
+"""The evidence sweep: BONN in the paper's units against plain Larq, chosen on held-out data.
+
+One resumable command runs every stage, one run at a time (2 cores), each run an
+ordinary run directory under --output; a run already finished is read back, one that
+was interrupted is resumed:
+
+    python benchmarks/sweep.py --output runs/sweep --results benchmarks/results/sweep
+
+Stages (all on `small_cnn`, Fashion-MNIST, the last 10,000 training images held out as
+the validation split; settings are chosen on validation accuracy, never on test):
+
+1. screen (seed 0): per optimizer (Adam, SGD with momentum), plain Larq, and the kernel
+   loss alone with `reduction="sum"` over lam in {0, 1e-5, 1e-4, 1e-3} x nu in
+   {1e-4, 1e-2} (lam = 0 once: nu does nothing then).
+2. remedies (seed 0): the paper's setting (lam = 1e-4, nu = 1e-4) and the strongest
+   screened one (lam = 1e-3, nu = 1e-2) with each collapse remedy: the paper's averaged
+   mu/sigma gradient, closed-form mu/sigma, a lam warm-up.
+3. theta (seed 0): the best kernel setting per optimizer plus the feature loss,
+   theta in {1e-4, 1e-3, 1e-2}.
+4. seeds: the best BONN setting per optimizer and its plain-Larq baseline, seeds 1, 2.
+5. final: the best optimizer's best BONN setting and plain Larq to 5 seeds, and the
+   float twin of the architecture, 5 seeds.
+
+After every run the run's report.json is copied to --results/<cell>/seed-<n>.json, so
+the committed results grow as the sweep does; `benchmarks/evidence.py` turns them into
+docs/evidence.md. `--stages` limits what runs (e.g. `--stages screen`).
+"""
+
+import argparse
+import json
+import pathlib
+import shutil
+import time
+
+from bayes_larq import runs
+
+STAGES = ("screen", "remedies", "theta", "seeds", "final")
+OPTIMIZERS = ("adam", "sgd")
+LAMS = (1e-5, 1e-4, 1e-3)
+NUS = (1e-4, 1e-2)
+THETAS = (1e-4, 1e-3, 1e-2)
+PAPER_SETTING = {"lam": 1e-4, "nu": 1e-4}
+STRONG_SETTING = {"lam": 1e-3, "nu": 1e-2}
+REMEDIES = {
+    "mean-grad": {"prior_gradient": "mean"},
+    "closed-form": {"mixture_update": "closed_form"},
+    "warmup": {"lam_warmup_epochs": 5},
+}
+PLAIN = {"kernel_loss": False, "feature_loss": False}
+KERNEL_ONLY = {"kernel_loss": True, "feature_loss": False, "reduction": "sum"}
+FLOAT_TWIN = {"kernel_loss": False, "feature_loss": False, "precision": "float"}
+SEARCH_SEEDS = (0, 1, 2)
+FINAL_SEEDS = (0, 1, 2, 3, 4)
+
+
+def cell_name(optimizer, overrides):
+    """A stable directory name for a cell: optimizer and every non-default override."""
+    if overrides.get("precision") == "float":
+        return f"{optimizer}-float"
+    if not overrides.get("kernel_loss") and not overrides.get("feature_loss"):
+        return f"{optimizer}-plain"
+    parts = [optimizer]
+    if overrides.get("kernel_loss"):
+        parts.append(f"lam{overrides['lam']:g}")
+        if overrides["lam"]:
+            parts.append(f"nu{overrides['nu']:g}")
+    for key, value in sorted(overrides.items()):
+        if key in ("prior_gradient", "mixture_update"):
+            parts.append(f"{key.split('_')[0]}-{value}")
+        elif key == "lam_warmup_epochs":
+            parts.append(f"warmup{value}")
+        elif key == "theta":
+            parts.append(f"theta{value:g}")
+    return "-".join(parts)
+
+
+def screen_cells():
+    cells = [PLAIN, {**KERNEL_ONLY, "lam": 0.0, "nu": NUS[0]}]
+    # The paper's setting first: the most informative cell if the sweep is cut short.
+    ordered = [(1e-4, 1e-4)] + [(lam, nu) for lam in LAMS for nu in NUS if (lam, nu) != (1e-4, 1e-4)]
+    cells += [{**KERNEL_ONLY, "lam": lam, "nu": nu} for lam, nu in ordered]
+    return cells
+
+
+def remedy_cells():
+    return [{**KERNEL_ONLY, **setting, **remedy}
+            for setting in (PAPER_SETTING, STRONG_SETTING) for remedy in REMEDIES.values()]
+
+
+class Sweep:
+    """Runs cells, remembers their reports, and copies each report into the results."""
+
+    def __init__(self, output, results, base):
+        self.output, self.results, self.base = output, results, base
+        self.reports = {}
+
+    def run(self, optimizer, overrides, seed):
+        name = cell_name(optimizer, overrides)
+        run_dir = self.output / name / f"seed-{seed}"
+        stored = self.results / name / f"seed-{seed}.json"
+        if stored.exists():
+            report = json.loads(stored.read_text())
+        else:
+            report_file = run_dir / "report.json"
+            if report_file.exists():
+                report = json.loads(report_file.read_text())
+            elif runs.RunDirectory(run_dir).exists():
+                report = runs.resume(run_dir, verbose=0)
+            else:
+                config = runs.RunConfig(**{**self.base, **overrides, "optimizer": optimizer,
+                                           "seed": seed})
+                report = runs.train(config, run_dir, verbose=0)
+            stored.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run_dir / "report.json", stored)
+            report = json.loads(stored.read_text())
+        self.reports.setdefault(name, {})[seed] = report
+        print(f"{name} seed {seed}: validation {report['validation']['accuracy']:.4f}",
+              flush=True)
+        return report
+
+    def validation(self, optimizer, overrides, seeds=(0,)):
+        reports = [self.reports[cell_name(optimizer, overrides)][s] for s in seeds]
+        return sum(r["validation"]["accuracy"] for r in reports) / len(reports)
+
+    def best(self, optimizer, candidates):
+        return max(candidates, key=lambda overrides: self.validation(optimizer, overrides))
+
+
+def best_kernel_setting(sweep, optimizer):
+    candidates = screen_cells()[1:] + remedy_cells()
+    return sweep.best(optimizer, candidates)
+
+
+def best_bonn_setting(sweep, optimizer):
+    kernel = best_kernel_setting(sweep, optimizer)
+    return sweep.best(optimizer, [kernel] + theta_cells(kernel))
+
+
+def theta_cells(kernel):
+    return [{**kernel, "feature_loss": True, "theta": theta} for theta in THETAS]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("runs/sweep"))
+    parser.add_argument("--results", type=pathlib.Path,
+                        default=pathlib.Path("benchmarks/results/sweep"))
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--validation-size", type=int, default=10_000)
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args(argv)
+    base = {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": args.epochs,
+            "validation_size": args.validation_size, "train_limit": args.train_limit,
+            "test_limit": args.test_limit, "data_dir": args.data_dir}
+    sweep = Sweep(args.output, args.results, base)
+    start = time.perf_counter()
+    # Every stage needs the ones before it to choose its cells, so earlier stages are
+    # always (re)read; --stages only says how far to go.
+    last = max(STAGES.index(stage) for stage in args.stages)
+    # Optimizers alternate within a stage, so a sweep cut short still compares them.
+    for overrides in screen_cells():
+        for optimizer in OPTIMIZERS:
+            sweep.run(optimizer, overrides, 0)
+    if last >= 1:
+        for overrides in remedy_cells():
+            for optimizer in OPTIMIZERS:
+                sweep.run(optimizer, overrides, 0)
+    if last >= 2:
+        for optimizer in OPTIMIZERS:
+            for overrides in theta_cells(best_kernel_setting(sweep, optimizer)):
+                sweep.run(optimizer, overrides, 0)
+    if last >= 3:
+        for optimizer in OPTIMIZERS:
+            for overrides in (best_bonn_setting(sweep, optimizer), PLAIN):
+                for seed in SEARCH_SEEDS:
+                    sweep.run(optimizer, overrides, seed)
+    if last >= 4:
+        optimizer = max(OPTIMIZERS, key=lambda o: sweep.validation(
+            o, best_bonn_setting(sweep, o), SEARCH_SEEDS))
+        for overrides in (best_bonn_setting(sweep, optimizer), PLAIN, FLOAT_TWIN):
+            for seed in FINAL_SEEDS:
+                sweep.run(optimizer, overrides, seed)
+    print(f"sweep done in {(time.perf_counter() - start) / 60:.0f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()
