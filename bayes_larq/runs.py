@@ -209,8 +209,8 @@ def build_model(config):
             config.model, num_classes=info.num_classes, input_shape=info.input_shape,
             bonn=config.kernel_loss, scope=config.scope, precision=config.precision,
             **settings, **config.arch)
-    except TypeError as err:
-        raise RunError(f"Bad architecture argument for {config.model!r}: {err}.") from None
+    except (TypeError, ValueError) as err:
+        raise RunError(f"Bad architecture argument for {config.model!r}: {err}") from None
 
 
 def train_examples(config):

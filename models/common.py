@@ -98,7 +98,12 @@ class LayerFactory:
         self.precision = validate_choice("precision", precision, PRECISIONS)
         self.bonn = bonn
         self.bayesian_sign = dict(bayesian_sign)
-        BayesianSign.check_settings(self.bayesian_sign)
+        try:
+            BayesianSign.check_settings(self.bayesian_sign)
+        except ValueError as err:
+            raise ValueError(f"{err} Builders take their architecture arguments and "
+                             f"BayesianSign settings as keywords; anything else is an "
+                             f"error.") from None
         if self.precision == "float" and bonn:
             raise ValueError(
                 "precision='float' builds the float variant without quantizers, so the "

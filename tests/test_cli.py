@@ -96,7 +96,11 @@ def test_benchmark_needs_a_converted_model(tmp_path, capsys):
     (["train", "--lam", "-1"], "argument --lam: expected a finite number >= 0"),
     (["train", "--resume", "somewhere", "--epochs", "3"],
      "--resume continues a run with its saved settings; do not pass --epochs"),
-    (["train", "--w-lr-multiplier", "2", "--output", "{tmp}/w"], "needs lr_schedule='constant'"),
+    (["train", "--optimizer", "rmsprop"], "argument --optimizer: invalid choice: 'rmsprop'"),
+    (["train", "--lam-warmup-epochs", "-1"], "expected an integer >= 0, got '-1'"),
+    (["train", "--momentum", "1.5"], "argument --momentum: expected a share in [0, 1]"),
+    (["train", "--validation-size", "0"], "argument --validation-size: expected an integer >= 1"),
+    (["train", "--prior-gradient", "avg"], "argument --prior-gradient: invalid choice"),
     (["train", "--arch", "depth=3", "--output", "{tmp}/a"],
      "Bad architecture argument for 'small_cnn'"),
     (["convert", "--min-top1-agreement", "2", "x"], "expected a share in [0, 1]"),
@@ -177,3 +181,16 @@ def test_demo_prints_the_summary(tmp_path, fashion_dir, capsys):
     assert summary["top1_agreement"] == 1.0 and summary["agreement_samples"] == 40
     assert "== bayes-larq demo summary" in out
     assert f"binarized MAC share:  {100 * report['model']['binarized_mac_share']:.1f}%" in out
+
+
+def test_train_options_reach_the_run_config():
+    args = cli.build_parser().parse_args([
+        "train", "--optimizer", "sgd", "--momentum", "0.8", "--learning-rate", "0.05",
+        "--w-lr-multiplier", "0.1", "--sigma-lr-multiplier", "0.1", "--prior-gradient", "mean",
+        "--mixture-update", "closed_form", "--refresh-batches", "20",
+        "--lam-warmup-epochs", "3", "--validation-size", "10000", "--precision", "binary"])
+    assert cli._run_config(args) == {
+        "optimizer": "sgd", "momentum": 0.8, "learning_rate": 0.05, "w_lr_multiplier": 0.1,
+        "sigma_lr_multiplier": 0.1, "prior_gradient": "mean", "mixture_update": "closed_form",
+        "refresh_batches": 20, "lam_warmup_epochs": 3, "validation_size": 10000,
+        "precision": "binary"}

@@ -532,3 +532,46 @@ def test_tfds_dataset_missing_offline(tmp_path, monkeypatch):
     message = str(info.value)
     assert "cifar10" in message and str(tmp_path / "tfds") in message
     assert "unreachable" in message
+
+
+def test_holdout_carves_the_end_of_the_training_split(tmp_path, no_fashion_anywhere):
+    arrays = write_fashion_dir(tmp_path / "fm", n_train=40, n_test=10)
+    images, labels = arrays["train"]
+
+    def read(split, **kwargs):
+        return collect(data.load("fashion_mnist", split, 16, training=False,
+                                 data_dir=tmp_path / "fm", **kwargs))
+
+    x_train, y_train = read("train", holdout=12)
+    x_holdout, y_holdout = read("holdout", holdout=12)
+    np.testing.assert_array_equal(y_train, labels[:28])
+    np.testing.assert_array_equal(y_holdout, labels[28:])
+    np.testing.assert_allclose(x_holdout[..., 0], images[28:] / 127.5 - 1.0, atol=1e-6)
+    shuffled = collect(data.load("fashion_mnist", "train", 8, training=True, epoch=0,
+                                 data_dir=tmp_path / "fm", holdout=12))[1]
+    assert sorted(shuffled) == sorted(labels[:28])  # augmentation never sees the holdout
+    np.testing.assert_array_equal(read("test", holdout=12)[1], arrays["test"][1])
+    assert len(read("train", holdout=12, limit=5)[1]) == 5
+    with pytest.raises(ValueError, match='needs holdout=N'):
+        read("holdout")
+    with pytest.raises(ValueError, match="leaves no training examples"):
+        read("train", holdout=40)
+    with pytest.raises(ValueError, match="leaves no training examples"):
+        read("train", holdout=60_000)
+    with pytest.raises(ValueError, match="holdout must be a positive integer"):
+        read("train", holdout=0)
+
+
+def test_holdout_slices_tfds_splits(monkeypatch):
+    asked = []
+
+    def fake_tfds_load(name, split, data_dir=None, **kwargs):
+        asked.append(split)
+        images = np.zeros((3, 32, 32, 3), np.uint8)
+        return tf.data.Dataset.from_tensor_slices((images, np.arange(3)))
+
+    monkeypatch.setattr(data, "_tfds_load", fake_tfds_load)
+    for split in ("train", "holdout", "test"):
+        data.load("cifar10", split, 2, training=False, holdout=10_000)
+    data.load("cifar10", "train", 2, training=False)
+    assert asked == ["train[:-10000]", "train[-10000:]", "test", "train"]

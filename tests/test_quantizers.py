@@ -191,3 +191,35 @@ def test_bad_scale_lists_allowed_values():
 def test_unsupported_kernel_rank_is_rejected():
     with pytest.raises(ValueError, match="rank >= 2"):
         BayesianSign()(tf.constant([0.5, -0.5]))
+
+
+def test_prior_gradient_mean_divides_the_mixture_gradient_by_channel_size():
+    x = np.random.default_rng(3).normal(0, 0.3, (3, 3, 2, 4)).astype(np.float32)
+    lam, nu = 0.5, 0.2
+    gradients = {}
+    for mode in ("sum", "mean"):
+        q = BayesianSign(lam=lam, nu=nu, reduction="sum", prior_gradient=mode)
+        q(tf.constant(x))
+        with tf.GradientTape() as tape:
+            loss = q.kernel_loss(tf.constant(x))
+        gradients[mode] = (float(loss), tape.gradient(loss, [q.mu_pos, q.reconstruction]))
+    x2 = x.reshape(-1, 4)
+    mu, sigma = q.mu_pos.numpy(), q.sigma_pos.numpy()
+    positive = x2 >= 0
+    exact = -lam * nu * np.sum(np.where(positive, (x2 - mu) / sigma**2, 0.0), axis=0)
+    assert gradients["sum"][0] == pytest.approx(gradients["mean"][0], rel=1e-6)
+    np.testing.assert_allclose(gradients["sum"][1][0], exact, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(gradients["mean"][1][0], exact / 18, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(gradients["mean"][1][1], gradients["sum"][1][1], rtol=1e-6)
+    with pytest.raises(ValueError, match="`prior_gradient` must be one of"):
+        BayesianSign(prior_gradient="avg")
+    assert BayesianSign.from_config(
+        BayesianSign(prior_gradient="mean").get_config()).prior_gradient == "mean"
+
+
+def test_check_settings_names_unknown_and_bad_values():
+    assert BayesianSign.check_settings({"lam": 1e-3, "scale": "channel"})
+    with pytest.raises(ValueError, match=r"Unknown BayesianSign settings \['kernel_scale'\]"):
+        BayesianSign.check_settings({"kernel_scale": "layer"})
+    with pytest.raises(ValueError, match="`lam` must be a finite number >= 0"):
+        BayesianSign.check_settings({"lam": -1})

@@ -142,3 +142,50 @@ def test_evaluate_top5_against_numpy():
     assert results["top5_accuracy"] == pytest.approx(np.mean(np.any(top5 == labels[:, None], -1)))
     with pytest.raises(runs.RunError, match="pass the dataset the model was trained on"):
         runs.evaluate(classifier, "fashion_mnist")
+
+
+def _numpy_accuracy(classifier, images, labels):
+    logits = classifier.predict(images[..., None].astype(np.float32) / 127.5 - 1.0, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=1) == labels))
+
+
+def test_validation_split_chooses_on_held_out_training_images(tmp_path, fashion_dir):
+    config = tiny_config(fashion_dir, optimizer="sgd", momentum=0.5, learning_rate=0.05,
+                         validation_size=32, train_limit=None, epochs=1)
+    summary = runs.train(config, tmp_path / "run", verbose=0)
+    state = runs.RunDirectory(tmp_path / "run").read_state()
+    checkpoint = tf.keras.models.load_model(tmp_path / "run" / "checkpoints" / state["checkpoint"])
+    assert isinstance(checkpoint.optimizer, tf.keras.optimizers.SGD)
+    assert float(checkpoint.optimizer.momentum) == pytest.approx(0.5)
+    assert int(checkpoint.optimizer.iterations) == 2  # 64 training images, batch 32
+
+    images, labels = data.load_fashion_mnist("train", data_dir=fashion_dir)
+    test_images, test_labels = data.load_fashion_mnist("test", data_dir=fashion_dir)
+    classifier = runs.load_classifier(tmp_path / "run")
+    assert summary["validation"]["accuracy"] == pytest.approx(
+        _numpy_accuracy(classifier, images[-32:], labels[-32:]), abs=1e-6)
+    assert summary["test"]["accuracy"] == pytest.approx(
+        _numpy_accuracy(classifier, test_images, test_labels), abs=1e-6)
+    assert summary["test"]["examples"] == 40
+    assert "validation top-1 accuracy on the last 32" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_float_twin_run_and_remedy_settings(tmp_path, fashion_dir):
+    float_run = runs.train(tiny_config(fashion_dir, epochs=1, kernel_loss=False,
+                                       feature_loss=False, precision="float"),
+                           tmp_path / "float", verbose=0)
+    assert float_run["model"]["binarized_layers"] == 0
+    assert float_run["files"]["latents"] is None
+    assert not (tmp_path / "float" / "latents.png").exists()
+    remedies = runs.train(tiny_config(fashion_dir, reduction="sum", lam=1e-3, nu=1e-2,
+                                      mixture_update="closed_form", refresh_batches=1,
+                                      lam_warmup_epochs=2, prior_gradient="mean"),
+                          tmp_path / "remedies", verbose=0)
+    assert [h["lam"] for h in remedies["history"]] == pytest.approx([0.0, 5e-4])
+    classifier = runs.load_classifier(tmp_path / "remedies")
+    quantizer = classifier.get_layer("unit1_conv").kernel_quantizer
+    assert quantizer.prior_gradient == "mean"
+    # Refreshed after the last batch: mu is the mean magnitude of the positive weights.
+    kernel = classifier.get_layer("unit1_conv").kernel.numpy().reshape(-1, 8)
+    expected = [np.abs(c[c >= 0]).mean() for c in kernel.T]
+    np.testing.assert_allclose(quantizer.mu_pos.numpy(), expected, rtol=1e-5)

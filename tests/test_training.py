@@ -240,3 +240,35 @@ def test_fit_accepts_a_tf_data_dataset_with_integer_labels():
     assert np.isfinite(history["feature_loss"][0]) and history["feature_loss"][0] != 0
     assert set(bonn.evaluate(dataset, return_dict=True, verbose=0)) >= {"loss", "ce_loss",
                                                                          "kernel_loss", "feature_loss"}
+
+
+def test_sigma_learning_rate_multiplier_scales_only_sigma_updates_on_a_schedule():
+    x, y = toy_data(n=16)
+    updates = {}
+    for multiplier in (1.0, 0.1):
+        model = binary_classifier(lambda: BayesianSign(lam=1.0, reduction="sum"))
+        schedule = tf.keras.optimizers.schedules.CosineDecay(0.1, 10)
+        bonn = compiled(model, tf.keras.optimizers.SGD(schedule), sigma_lr_multiplier=multiplier)
+        q = bayesian_quantizers(bonn)[0]
+        for variable in (q.log_sigma_pos, q.log_sigma_neg, q.mu_pos):
+            variable.assign_add(0.3 * tf.ones_like(variable))  # away from the optimum
+        before = [v.numpy() for v in (q.log_sigma_pos, q.log_sigma_neg, q.mu_pos)]
+        bonn.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        after = [v.numpy() for v in (q.log_sigma_pos, q.log_sigma_neg, q.mu_pos)]
+        updates[multiplier] = [a - b for a, b in zip(after, before)]
+    for scaled, reference in zip(updates[0.1][:2], updates[1.0][:2]):
+        np.testing.assert_allclose(scaled, 0.1 * reference, rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(updates[0.1][2], updates[1.0][2], rtol=1e-5)
+    assert np.abs(updates[1.0][0]).max() > 0 and np.abs(updates[1.0][2]).max() > 0
+
+
+def test_scaled_schedule_round_trips_through_its_config():
+    from bayes_larq.training import ScaledSchedule
+
+    schedule = ScaledSchedule(tf.keras.optimizers.schedules.CosineDecay(0.1, 10), 0.25)
+    restored = ScaledSchedule.from_config(schedule.get_config())
+    for step in (0, 3, 10):
+        expected = 0.25 * 0.1 * 0.5 * (1 + np.cos(np.pi * min(step, 10) / 10))
+        assert float(restored(step)) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="`sigma_lr_multiplier` must be a finite number > 0"):
+        BONN(binary_classifier(), sigma_lr_multiplier=0.0)
