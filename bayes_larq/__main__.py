@@ -2,6 +2,6 @@
 
 import sys
 
-from bayes_larq.cli import main
+from bayes_larq.app.cli import main
 
 sys.exit(main())

@@ -10,6 +10,8 @@ import importlib
 import os
 import sys
 
+__all__ = ["ensure_legacy_keras"]
+
 LEGACY_KERAS_HELP = (
     "bayes_larq (like Larq) needs the Keras 2 API, but {what}. Set "
     "TF_USE_LEGACY_KERAS=1 before anything touches `tf.keras`: either "

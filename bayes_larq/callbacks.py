@@ -9,27 +9,40 @@ bonn.fit(x, y, epochs=5, callbacks=callbacks)
 ```
 """
 
-import numpy as np
+from __future__ import annotations
+
+from typing import Callable
+
 import tensorflow as tf
 
-from bayes_larq.losses import validate_choice, validate_non_negative
+from bayes_larq.defaults import check_choice, check_integer, check_non_negative
+from bayes_larq.mixture import layer_statistics
 from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers
 
+__all__ = ["LossWeightScheduler", "MixtureMonitor", "MixtureRefresh", "constant",
+           "linear_warmup"]
+
 SCHEDULE_TARGETS = ("lam", "nu", "theta")
+Schedule = Callable[[int], float]
 
 
-def constant(value):
+def constant(value: float) -> Schedule:
     """Schedule: the same value every epoch."""
-    validate_non_negative("value", value)
+    check_non_negative("value", value)
     return lambda epoch: value
 
 
-def linear_warmup(final_value, warmup_epochs, initial_value=0.0):
-    """Schedule: linear from `initial_value` at epoch 0 to `final_value` at `warmup_epochs`."""
-    validate_non_negative("final_value", final_value)
-    validate_non_negative("initial_value", initial_value)
-    if int(warmup_epochs) < 1:
-        raise ValueError(f"`warmup_epochs` must be >= 1; got {warmup_epochs!r}.")
+def linear_warmup(final_value: float, warmup_epochs: int,
+                  initial_value: float = 0.0) -> Schedule:
+    """Schedule: linear from `initial_value` at epoch 0 to `final_value` at `warmup_epochs`.
+
+    Example:
+        >>> [linear_warmup(1.0, 2)(epoch) for epoch in range(4)]
+        [0.0, 0.5, 1.0, 1.0]
+    """
+    check_non_negative("final_value", final_value)
+    check_non_negative("initial_value", initial_value)
+    check_integer("warmup_epochs", warmup_epochs)
 
     def schedule(epoch):
         fraction = min(1.0, epoch / warmup_epochs)
@@ -52,7 +65,7 @@ class LossWeightScheduler(tf.keras.callbacks.Callback):
 
     def __init__(self, target, schedule):
         super().__init__()
-        self.target = validate_choice("target", target, SCHEDULE_TARGETS)
+        self.target = check_choice("target", target, SCHEDULE_TARGETS)
         self.schedule = schedule if callable(schedule) else constant(schedule)
         self.value = None
 
@@ -73,47 +86,13 @@ class LossWeightScheduler(tf.keras.callbacks.Callback):
         self._variables()
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.value = validate_non_negative(self.target, self.schedule(epoch))
+        self.value = check_non_negative(self.target, self.schedule(epoch))
         for variable in self._variables():
             variable.assign(self.value)
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs[self.target] = self.value
-
-
-def bimodality_coefficient(values):
-    r"""Sarle's bimodality coefficient $b = (g^2 + 1) / \kappa$ of a sample.
-
-    $g$ is the skewness and $\kappa$ the (non-excess) kurtosis. $b = 1/3$ for a
-    Gaussian, $5/9$ for a uniform distribution, and it tends to 1 for two well-separated
-    modes; values above 5/9 suggest bimodality.
-    """
-    values = np.asarray(values, np.float64).ravel()
-    centered = values - values.mean()
-    variance = np.mean(centered**2)
-    if variance == 0:
-        return 0.0
-    skewness = np.mean(centered**3) / variance**1.5
-    kurtosis = np.mean(centered**4) / variance**2
-    return float((skewness**2 + 1) / kurtosis)
-
-
-def mixture_statistics(quantizer, latent, previous_signs=None):
-    """Per-layer numbers the review asks for (BONN.md section 6), averaged over channels."""
-    x = np.asarray(latent)
-    signs = x >= 0
-    return {
-        "mu_pos": float(np.mean(quantizer.mu_pos.numpy())),
-        "mu_neg": float(np.mean(quantizer.mu_neg.numpy())),
-        "sigma_pos": float(np.mean(quantizer.sigma_pos.numpy())),
-        "sigma_neg": float(np.mean(quantizer.sigma_neg.numpy())),
-        "w_bar": float(np.mean(quantizer.reconstruction.numpy())),
-        "latent_scale": float(np.mean(np.abs(x))),
-        "bimodality": bimodality_coefficient(x),
-        "flip_ratio": (float(np.mean(signs != previous_signs))
-                       if previous_signs is not None else 0.0),
-    }
 
 
 class MixtureMonitor(tf.keras.callbacks.Callback):
@@ -127,17 +106,17 @@ class MixtureMonitor(tf.keras.callbacks.Callback):
     the previous epoch; since the start of training for the first epoch).
     """
 
-    def __init__(self, log_dir=None):
+    def __init__(self, log_dir: str | None = None):
         super().__init__()
         self.log_dir = log_dir
         self._writer = None
-        self._previous_signs = {}
+        self._previous_latent = {}
 
     def on_train_begin(self, logs=None):
         kernels = bayesian_kernels(self.model)
         if not kernels:
             raise ValueError(f"MixtureMonitor found no BayesianSign kernels in {self.model.name}.")
-        self._previous_signs = {k.layer.name: k.latent.numpy() >= 0 for k in kernels}
+        self._previous_latent = {k.layer.name: k.latent.numpy() for k in kernels}
         if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
 
@@ -145,8 +124,10 @@ class MixtureMonitor(tf.keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         for kernel in bayesian_kernels(self.model):
             name, latent = kernel.layer.name, kernel.latent.numpy()
-            stats = mixture_statistics(kernel.quantizer, latent, self._previous_signs.get(name))
-            self._previous_signs[name] = latent >= 0
+            w_bar = float(tf.reduce_mean(kernel.quantizer.reconstruction))
+            stats = layer_statistics(latent, kernel.quantizer.mixture(),
+                                     self._previous_latent.get(name), w_bar)
+            self._previous_latent[name] = latent
             logs.update({f"{name}/{key}": value for key, value in stats.items()})
             if self._writer is not None:
                 with self._writer.as_default(step=epoch):
@@ -164,11 +145,9 @@ class MixtureRefresh(tf.keras.callbacks.Callback):
     mode to the mean and std of the weights on its side, the stationary point of L_B.
     """
 
-    def __init__(self, every_n_batches=100):
+    def __init__(self, every_n_batches: int = 100):
         super().__init__()
-        if int(every_n_batches) < 1:
-            raise ValueError(f"`every_n_batches` must be >= 1; got {every_n_batches!r}.")
-        self.every_n_batches = int(every_n_batches)
+        self.every_n_batches = check_integer("every_n_batches", every_n_batches)
 
     def refresh(self):
         for kernel in bayesian_kernels(self.model):

@@ -7,18 +7,27 @@ bl.convert.op_census(flatbuffer)                  # Counter({'LceBconv2d': 3, ..
 bl.convert.compare(model, flatbuffer, x)          # agreement with the Keras model
 ```
 
-Latency on x86 depends heavily on the interpreter flags (see STACK.md); the defaults
+Latency on x86 depends heavily on the interpreter flags (docs/models.md); the defaults
 here are the fastest measured ones, `use_indirect_bgemm=True, use_xnnpack=True`.
 """
+
+from __future__ import annotations
 
 import collections
 import dataclasses
 import time
+from typing import Any
 
 import numpy as np
+import tensorflow as tf
+
+from bayes_larq.defaults import check_integer
+
+__all__ = ["Agreement", "compare", "convert", "interpreter", "latency_ms", "op_census",
+           "tflite_predict"]
 
 
-def convert(model):
+def convert(model: tf.keras.Model) -> bytes:
     """Convert a tf_keras (Larq) model to an LCE TFLite flatbuffer (bytes)."""
     import larq_compute_engine as lce
 
@@ -34,7 +43,7 @@ def _builtin_op_names():
     }
 
 
-def op_census(flatbuffer):
+def op_census(flatbuffer: bytes) -> collections.Counter:
     """Count the operators of every subgraph of a TFLite flatbuffer by name.
 
     Custom ops (LceBconv2d, LceQuantize, LceDequantize, LceBMaxPool2d) are named by
@@ -58,7 +67,8 @@ def op_census(flatbuffer):
     return census
 
 
-def interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True, use_xnnpack=True):
+def interpreter(flatbuffer: bytes, num_threads: int = 1, use_indirect_bgemm: bool = True,
+                use_xnnpack: bool = True) -> Any:
     """An LCE interpreter (runs the LCE custom ops on x86 and ARM)."""
     from larq_compute_engine.tflite.python.interpreter import Interpreter
 
@@ -66,7 +76,7 @@ def interpreter(flatbuffer, num_threads=1, use_indirect_bgemm=True, use_xnnpack=
                        use_indirect_bgemm=use_indirect_bgemm, use_xnnpack=use_xnnpack)
 
 
-def tflite_predict(flatbuffer, x, **interpreter_kwargs):
+def tflite_predict(flatbuffer: bytes, x: np.ndarray, **interpreter_kwargs: Any) -> np.ndarray:
     """Outputs of the converted model on the batch `x` (NumPy, float32)."""
     outputs = interpreter(flatbuffer, **interpreter_kwargs).predict(np.asarray(x, np.float32))
     return np.asarray(outputs)
@@ -80,7 +90,7 @@ class Agreement:
     top1_agreement: float
     samples: int
 
-    def check(self, atol=1e-3, min_top1_agreement=1.0):
+    def check(self, atol: float = 1e-3, min_top1_agreement: float = 1.0) -> "Agreement":
         """Raise ValueError when the converted model disagrees beyond tolerance."""
         if not (self.max_abs_diff <= atol and self.top1_agreement >= min_top1_agreement):
             raise ValueError(
@@ -91,7 +101,8 @@ class Agreement:
         return self
 
 
-def compare(model, flatbuffer, x, **interpreter_kwargs):
+def compare(model: tf.keras.Model, flatbuffer: bytes, x: np.ndarray,
+            **interpreter_kwargs: Any) -> Agreement:
     """Compare Keras and TFLite outputs on `x`: max abs difference and top-1 agreement."""
     x = np.asarray(x, np.float32)
     keras_out = np.asarray(model.predict(x, verbose=0, batch_size=64))
@@ -103,8 +114,14 @@ def compare(model, flatbuffer, x, **interpreter_kwargs):
     )
 
 
-def latency_ms(flatbuffer, repeats=10, warmup=2, **interpreter_kwargs):
-    """Median single-image latency (ms) of a flatbuffer in the LCE interpreter."""
+def latency_ms(flatbuffer: bytes, repeats: int = 10, warmup: int = 2,
+               **interpreter_kwargs: Any) -> float:
+    """Median single-image latency (ms) of a flatbuffer in the LCE interpreter.
+
+    `repeats` timed runs (>= 1) follow `warmup` untimed ones (>= 0).
+    """
+    check_integer("repeats", repeats)
+    check_integer("warmup", warmup, minimum=0)
     runner = interpreter(flatbuffer, **interpreter_kwargs)
     shape = [1 if d is None else d for d in runner.input_shapes[0]]
     shape[0] = 1

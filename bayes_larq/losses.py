@@ -2,41 +2,28 @@ r"""The two Bayesian losses of BONN as pure TensorFlow functions.
 
 Each equation of the paper lives in exactly one function here; the quantizer
 (`bayes_larq.quantizers.BayesianSign`) and the training wrapper
-(`bayes_larq.training.BONN`) call them, and the tests compare them with NumPy.
+(`bayes_larq.training.BONN`) call them, and the tests compare them with NumPy and with
+the closed-form gradients of docs/method.md.
 """
+
+from __future__ import annotations
 
 import tensorflow as tf
 
-REDUCTIONS = ("mean", "sum")
+from bayes_larq.defaults import REDUCTION, REDUCTIONS, check_choice
+
+__all__ = ["channels_last_2d", "feature_loss", "kernel_loss"]
 
 
-def validate_choice(name, value, allowed):
-    """Raise ValueError naming `name` and the allowed values if `value` is not one."""
-    if value not in allowed:
-        raise ValueError(
-            f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}."
-        )
-    return value
-
-
-def validate_non_negative(name, value):
-    """Raise ValueError if `value` is not a finite number >= 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}.") from None
-    if not (number >= 0.0 and number != float("inf")):
-        raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}.")
-    return number
-
-
-def channels_last_2d(tensor):
+def channels_last_2d(tensor: tf.Tensor) -> tf.Tensor:
     """Reshape a kernel (any rank >= 2, output channels last) to `[elements, channels]`."""
     return tf.reshape(tensor, [-1, tf.shape(tensor)[-1]])
 
 
-def kernel_loss(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu, reduction="mean"):
-    r"""Bayesian kernel loss $L_B$ of one binarized layer (BONN.md, section 2).
+def kernel_loss(x: tf.Tensor, w: tf.Tensor, mu_pos: tf.Tensor, mu_neg: tf.Tensor,
+                sigma_pos: tf.Tensor, sigma_neg: tf.Tensor, lam: float | tf.Tensor,
+                nu: float | tf.Tensor, reduction: str = REDUCTION) -> tf.Tensor:
+    r"""Bayesian kernel loss $L_B$ of one binarized layer (docs/method.md, "Kernel loss").
 
     With $\hat{x} = \mathrm{sign}(x)$ (sign(0) = +1, as `larq.quantizers.ste_sign`),
     $P_i = \{x \ge 0\}$ and $N_i = \{x < 0\}$ within output channel $i$:
@@ -63,7 +50,7 @@ def kernel_loss(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu, reduction="
     Returns:
         A scalar tensor.
     """
-    validate_choice("reduction", reduction, REDUCTIONS)
+    check_choice("reduction", reduction, REDUCTIONS)
     x2, w2 = channels_last_2d(x), channels_last_2d(w)
     x_hat = tf.stop_gradient(tf.where(x2 >= 0, tf.ones_like(x2), -tf.ones_like(x2)))
     reconstruction = tf.reduce_sum(tf.square(x_hat - w2 * x2))
@@ -77,8 +64,9 @@ def kernel_loss(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu, reduction="
     return total
 
 
-def feature_loss(features, labels, centers, sigmas, theta):
-    r"""Bayesian feature loss $L_F$, averaged over the batch (BONN.md, section 3).
+def feature_loss(features: tf.Tensor, labels: tf.Tensor, centers: tf.Tensor,
+                 sigmas: tf.Tensor, theta: float | tf.Tensor) -> tf.Tensor:
+    r"""Bayesian feature loss $L_F$, averaged over the batch (docs/method.md, "Feature loss").
 
     $$
     L_F = \frac{\theta}{2}\,\frac{1}{B}\sum_{b=1}^{B}\Big[\lVert f_b - c_{y_b}\rVert^2

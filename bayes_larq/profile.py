@@ -22,12 +22,19 @@ profile.summary(model)                        # lq.models.summary of the twin
 ```
 """
 
+from __future__ import annotations
+
 import math
+from typing import Callable
 
 import larq as lq
 import tensorflow as tf
 
+from bayes_larq._keras import all_layers
 from bayes_larq.quantizers import BayesianSign
+
+__all__ = ["binary_mac_share", "inference_twin", "mac_counts", "memory_bytes",
+           "model_profile", "summary", "training_only_weight_count"]
 
 NOTE = (
     "Note: profile of the inference twin (every BayesianSign kernel quantizer replaced "
@@ -50,16 +57,16 @@ def _bayesian_config_keys(layer, config):
 def _inference_weights(layer):
     """The layer's weights without the variables owned by BayesianSign quantizers."""
     owned = set()
-    for sublayer in layer._flatten_layers(include_self=False):
+    for sublayer in all_layers(layer):
         if _is_bayesian(sublayer):
             owned.update(id(w) for w in sublayer.weights)
     return [w for w in layer.weights if id(w) not in owned]
 
 
-def training_only_weight_count(model):
+def training_only_weight_count(model: tf.keras.Model) -> int:
     """Number of scalar variables owned by BayesianSign quantizers in `model`."""
     total = 0
-    for layer in model._flatten_layers(include_self=False):
+    for layer in all_layers(model):
         if _is_bayesian(layer):
             total += sum(int(tf.size(w)) for w in layer.weights)
     return total
@@ -74,7 +81,7 @@ def _clone_layer(layer):
     return layer.__class__.from_config(config)
 
 
-def inference_twin(model):
+def inference_twin(model: tf.keras.Model) -> tf.keras.Model:
     """A clone of `model` with every BayesianSign kernel quantizer replaced by "ste_sign".
 
     The clone has the same layers (names, shapes, other quantizers, constraints) and
@@ -104,16 +111,15 @@ def inference_twin(model):
         values = [w.numpy() for w in _inference_weights(original)]
         if values:
             layer.set_weights(values)
-    twin._name = f"{model.name}_inference"
-    return twin
+    return tf.keras.Model(twin.inputs, twin.outputs, name=f"{model.name}_inference")
 
 
-def model_profile(model):
+def model_profile(model: tf.keras.Model) -> lq.models.ModelProfile:
     """`lq.models.ModelProfile` of the inference twin of `model`."""
     return lq.models.ModelProfile(inference_twin(model))
 
 
-def binary_mac_share(model):
+def binary_mac_share(model: tf.keras.Model) -> float:
     """Share of the model's MACs that are 1-bit (binary weights and activations).
 
     Larq counts a layer's MACs as 1-bit when both its input quantizer and its kernel
@@ -124,13 +130,13 @@ def binary_mac_share(model):
     return profile.op_count("mac", 1) / total if total else 0.0
 
 
-def mac_counts(model):
+def mac_counts(model: tf.keras.Model) -> dict[str, int]:
     """{"binary": 1-bit MACs, "total": all MACs} of the inference twin."""
     profile = model_profile(model)
     return {"binary": profile.op_count("mac", 1), "total": profile.op_count("mac")}
 
 
-def memory_bytes(model):
+def memory_bytes(model: tf.keras.Model) -> int:
     """Larq's memory estimate of the deployed model, in bytes (rounded up).
 
     Binary kernels count 1 bit per weight, every other weight 32 bits; BatchNorm
@@ -139,7 +145,8 @@ def memory_bytes(model):
     return math.ceil(model_profile(model).memory / 8)
 
 
-def summary(model, print_fn=None, include_macs=True):
+def summary(model: tf.keras.Model, print_fn: Callable[[str], None] | None = None,
+            include_macs: bool = True) -> None:
     """`lq.models.summary` of the inference twin, followed by a note saying so."""
     print_fn = print_fn or print
     lq.models.summary(inference_twin(model), print_fn=print_fn, include_macs=include_macs)

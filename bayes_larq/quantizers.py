@@ -15,95 +15,34 @@ layer = lq.layers.QuantConv2D(
 ```
 """
 
-import collections
+from __future__ import annotations
+
 import inspect
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
 from larq import utils as lq_utils
 from larq.quantizers import Quantizer, ste_sign
 
-from bayes_larq.losses import (
-    REDUCTIONS,
-    kernel_loss,
-    validate_choice,
-    validate_non_negative,
-)
+from bayes_larq import defaults
+from bayes_larq._keras import all_layers, eager_value
+from bayes_larq.losses import kernel_loss
+from bayes_larq.mixture import fallback_mixture, fit_mixture
 
-SCALES = ("layer", "channel")
-PRIOR_GRADIENTS = ("sum", "mean")
+__all__ = [
+    "BayesianSign", "BinaryKernel", "bayesian_kernels", "bayesian_quantizers",
+    "binary_kernels", "scale_gradient", "total_kernel_loss",
+]
 
-# Moments of a weight uniform on [0, 1] (a weight-clipped kernel seen from one side):
-# used only when the first kernel seen cannot be read (e.g. built inside a tf.function).
-FALLBACK_MU = 0.5
-FALLBACK_SIGMA = float(np.sqrt(1.0 / 12.0))
-
-
-def eager_value(tensor):
-    """The NumPy value of `tensor`, or None when it cannot be read without running a graph.
-
-    During Keras functional construction, Larq passes the quantizer a symbolic read of
-    the latent kernel; the variable behind it already holds its initial value, so we
-    follow the read back to the captured variable handle and read it eagerly.
-    """
-    if hasattr(tensor, "numpy") and not hasattr(tensor, "graph"):
-        return tensor.numpy()
-    if isinstance(tensor, tf.Variable):
-        return tensor.numpy()
-    op = getattr(tensor, "op", None)
-    while op is not None and op.type == "Identity":
-        op = op.inputs[0].op
-    if op is None or op.type != "ReadVariableOp":
-        return None
-    handle = op.inputs[0]
-    for external, internal in getattr(tensor.graph, "captures", ()):
-        if internal is handle and hasattr(external, "numpy"):
-            with tf.init_scope():
-                return tf.raw_ops.ReadVariableOp(resource=external, dtype=tensor.dtype).numpy()
-    return None
+# Larq layer attribute holding a kernel quantizer -> attribute holding that kernel.
+KERNEL_ATTRIBUTES = {"kernel_quantizer": "kernel", "depthwise_quantizer": "depthwise_kernel",
+                     "pointwise_quantizer": "pointwise_kernel"}
 
 
-def scale_gradient(tensor, factor):
+def scale_gradient(tensor: tf.Tensor, factor: float) -> tf.Tensor:
     """`tensor` in the forward pass; its gradient multiplied by `factor` in the backward."""
     return tensor * factor + tf.stop_gradient(tensor * (1.0 - factor))
-
-
-def _side_moments(channel, side_mask, min_sigma):
-    """Mean magnitude and std of one side (positive or negative) of a channel's weights."""
-    magnitudes = np.abs(channel[side_mask]) if side_mask.any() else np.abs(channel)
-    mu = float(magnitudes.mean()) if magnitudes.size and magnitudes.mean() > 0 else FALLBACK_MU
-    sigma = float(np.sqrt(np.mean((magnitudes - mu) ** 2))) if magnitudes.size else 0.0
-    return mu, max(sigma, min_sigma)
-
-
-def initial_statistics(kernel, min_sigma):
-    """Initial W, mu and sigma from a latent kernel (NumPy, output channels last).
-
-    Per output channel: W holds the least-squares scalar w = sum|x| / sum x^2 (the best
-    single reconstruction factor, so sign(x) ~ w x), mu_pos / sigma_pos are the mean and
-    std of the non-negative weights, mu_neg / sigma_neg those of the magnitudes of the
-    negative weights. An empty side borrows the magnitudes of the whole channel.
-    """
-    flat = np.asarray(kernel, dtype=np.float64).reshape(-1, kernel.shape[-1])
-    sum_abs, sum_sq = np.abs(flat).sum(axis=0), np.square(flat).sum(axis=0)
-    w_channel = np.where(sum_sq > 0, sum_abs / np.where(sum_sq > 0, sum_sq, 1.0), 1.0)
-    stats = {"reconstruction": np.broadcast_to(w_channel, flat.shape).reshape(kernel.shape)}
-    pos = [_side_moments(c, c >= 0, min_sigma) for c in flat.T]
-    neg = [_side_moments(c, c < 0, min_sigma) for c in flat.T]
-    stats["mu_pos"], stats["sigma_pos"] = map(np.array, zip(*pos))
-    stats["mu_neg"], stats["sigma_neg"] = map(np.array, zip(*neg))
-    return {k: v.astype(np.float32) for k, v in stats.items()}
-
-
-def fallback_statistics(shape, min_sigma):
-    """Initial values when the kernel is unknown: W = 1 (plain sign), uniform moments."""
-    channels = shape[-1]
-    sigma = np.full(channels, max(FALLBACK_SIGMA, min_sigma), np.float32)
-    mu = np.full(channels, FALLBACK_MU, np.float32)
-    return {
-        "reconstruction": np.ones(shape, np.float32),
-        "mu_pos": mu, "mu_neg": mu.copy(), "sigma_pos": sigma, "sigma_neg": sigma.copy(),
-    }
 
 
 @lq_utils.register_alias("bayesian_sign")
@@ -127,15 +66,13 @@ class BayesianSign(Quantizer):
     (`reconstruction`, the shape of the kernel), `mu_pos`, `mu_neg`, `log_sigma_pos`
     and `log_sigma_neg` (shape `[channels]`), and as non-trainable weights `lam` and
     `nu` (so callbacks can schedule them without retracing and checkpoints keep them).
-    All are initialised from the latent kernel it first sees (`initial_statistics`),
+    All are initialised from the latent kernel it first sees (`mixture.fit_mixture`),
     so training starts at a sensible loss. `sigma = max(exp(log_sigma), min_sigma)`
     stays strictly positive; a channel with no positive (or negative) weight adds
     nothing for that mode, so the loss stays finite.
 
-    Defaults (see README, "Choosing lam, nu and the reduction"): `reduction="mean"`,
-    so `lam` does not depend on layer or model size (the paper's `"sum"` is offered);
-    `lam=1e-4` and `nu=1e-2` keep $L_B$ a small fraction of the cross-entropy at the
-    start of training while still pulling latent weights to the modes.
+    Defaults come from `bayes_larq.defaults` (the evidence behind them is in
+    docs/evidence.md); the method and its gradients are in docs/method.md.
 
     Args:
         lam: weight of the kernel loss, finite and >= 0.
@@ -158,22 +95,23 @@ class BayesianSign(Quantizer):
 
     precision = 1
 
-    def __init__(self, lam=1e-4, nu=1e-2, reduction="mean", scale="layer",
-                 clip_value=1.0, min_sigma=1e-3, prior_gradient="sum", **kwargs):
-        self.initial_lam = validate_non_negative("lam", lam)
-        self.initial_nu = validate_non_negative("nu", nu)
-        self.reduction = validate_choice("reduction", reduction, REDUCTIONS)
-        self.scale = validate_choice("scale", scale, SCALES)
-        self.clip_value = clip_value
-        if not float(min_sigma) > 0.0:
-            raise ValueError(f"`min_sigma` must be > 0; got {min_sigma!r}.")
-        self.min_sigma = float(min_sigma)
-        self.prior_gradient = validate_choice("prior_gradient", prior_gradient, PRIOR_GRADIENTS)
+    def __init__(self, lam: float = defaults.LAM, nu: float = defaults.NU,
+                 reduction: str = defaults.REDUCTION, scale: str = defaults.SCALE,
+                 clip_value: float = 1.0, min_sigma: float = defaults.MIN_SIGMA,
+                 prior_gradient: str = defaults.PRIOR_GRADIENT, **kwargs: Any):
+        self.initial_lam = defaults.check_non_negative("lam", lam)
+        self.initial_nu = defaults.check_non_negative("nu", nu)
+        self.reduction = defaults.check_choice("reduction", reduction, defaults.REDUCTIONS)
+        self.scale = defaults.check_choice("scale", scale, defaults.SCALES)
+        self.clip_value = defaults.check_positive("clip_value", clip_value)
+        self.min_sigma = defaults.check_positive("min_sigma", min_sigma)
+        self.prior_gradient = defaults.check_choice("prior_gradient", prior_gradient,
+                                                    defaults.PRIOR_GRADIENTS)
         self._first_kernel = None
         super().__init__(**kwargs)
 
     @classmethod
-    def check_settings(cls, settings):
+    def check_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
         """Raise ValueError if `BayesianSign(**settings)` would reject `settings`."""
         allowed = [name for name, parameter in inspect.signature(cls).parameters.items()
                    if parameter.kind is parameter.POSITIONAL_OR_KEYWORD]
@@ -201,8 +139,8 @@ class BayesianSign(Quantizer):
         kernel = self._first_kernel
         self._first_kernel = None
         value = None if kernel is None else eager_value(kernel)
-        stats = (initial_statistics(value, self.min_sigma) if value is not None
-                 else fallback_statistics(shape.as_list(), self.min_sigma))
+        stats = (fit_mixture(value, self.min_sigma) if value is not None
+                 else fallback_mixture(shape.as_list(), self.min_sigma))
         self.reconstruction = self._add_initialised("reconstruction", stats["reconstruction"])
         self.mu_pos = self._add_initialised("mu_pos", stats["mu_pos"])
         self.mu_neg = self._add_initialised("mu_neg", stats["mu_neg"])
@@ -233,7 +171,7 @@ class BayesianSign(Quantizer):
             return tf.reduce_mean(self.reconstruction)
         return tf.reduce_mean(self.reconstruction, axis=list(range(self.reconstruction.shape.rank - 1)))
 
-    def kernel_loss(self, kernel):
+    def kernel_loss(self, kernel: tf.Tensor) -> tf.Tensor:
         """$L_B$ of `kernel` under this quantizer's current W, mu, sigma, lam and nu."""
         mixture = (self.mu_pos, self.mu_neg, self.sigma_pos, self.sigma_neg)
         if self.prior_gradient == "mean":
@@ -246,6 +184,11 @@ class BayesianSign(Quantizer):
         self.add_loss(self.kernel_loss(inputs))
         return ste_sign(inputs, clip_value=self.clip_value) / self.w_bar()
 
+    def mixture(self) -> dict[str, np.ndarray]:
+        """The current mu_pos, mu_neg, sigma_pos, sigma_neg as NumPy arrays."""
+        return {"mu_pos": self.mu_pos.numpy(), "mu_neg": self.mu_neg.numpy(),
+                "sigma_pos": self.sigma_pos.numpy(), "sigma_neg": self.sigma_neg.numpy()}
+
     def reset_from_kernel(self, kernel):
         """Re-initialise W, mu and sigma from a kernel value (e.g. after loading weights)."""
         stats = self.refresh_mixture(kernel)
@@ -254,7 +197,7 @@ class BayesianSign(Quantizer):
     def refresh_mixture(self, kernel):
         """Closed-form (EM-like) update: mu and sigma of each mode become the mean and std
         of the weight magnitudes on that side, where dL_B/dmu = dL_B/dsigma = 0."""
-        stats = initial_statistics(np.asarray(kernel), self.min_sigma)
+        stats = fit_mixture(np.asarray(kernel), self.min_sigma)
         self.mu_pos.assign(stats["mu_pos"])
         self.mu_neg.assign(stats["mu_neg"])
         self.log_sigma_pos.assign(np.log(stats["sigma_pos"]))
@@ -274,25 +217,47 @@ class BayesianSign(Quantizer):
         }
 
 
-BayesianKernel = collections.namedtuple("BayesianKernel", "layer quantizer latent")
+class BinaryKernel(NamedTuple):
+    """A 1-bit kernel of a model: its layer, its quantizer and the latent variable."""
+
+    layer: tf.keras.layers.Layer
+    quantizer: Any
+    latent: tf.Variable
+
+    def mixture(self) -> dict[str, np.ndarray]:
+        """The layer's mixture: learned for `BayesianSign`, else the closed-form fit."""
+        if isinstance(self.quantizer, BayesianSign):
+            return self.quantizer.mixture()
+        fitted = fit_mixture(self.latent.numpy())
+        return {key: fitted[key] for key in ("mu_pos", "mu_neg", "sigma_pos", "sigma_neg")}
 
 
-def bayesian_kernels(model):
-    """Every kernel quantized by a `BayesianSign` inside a model: (layer, quantizer, latent).
+def _is_one_bit(quantizer) -> bool:
+    return getattr(quantizer, "precision", None) == 1
 
-    `latent` is the full-precision variable the quantizer binarizes. Layers appear in
-    model order; a quantizer shared by several kernels is listed once per kernel.
+
+def binary_kernels(model: tf.keras.layers.Layer) -> list[BinaryKernel]:
+    """Every kernel of `model` quantized to 1 bit (`BayesianSign`, "ste_sign", any Larq
+    quantizer with precision 1), in model order, nested models included.
+
+    Input quantizers are not kernels and are not listed. This is the one walker over a
+    model's binarized kernels; reports, profiles, callbacks and `bayesianize` use it.
     """
     found = []
-    for layer in model._flatten_layers(include_self=False):
-        for variable in layer._trainable_weights + layer._non_trainable_weights:
-            quantizer = getattr(variable, "quantizer", None)
-            if isinstance(quantizer, BayesianSign):
-                found.append(BayesianKernel(layer, quantizer, variable.latent_variable))
+    for layer in all_layers(model):
+        for quantizer_attribute, kernel_attribute in KERNEL_ATTRIBUTES.items():
+            quantizer = getattr(layer, quantizer_attribute, None)
+            if _is_one_bit(quantizer) and hasattr(layer, kernel_attribute):
+                found.append(BinaryKernel(layer, quantizer, getattr(layer, kernel_attribute)))
     return found
 
 
-def bayesian_quantizers(model):
+def bayesian_kernels(model: tf.keras.layers.Layer) -> list[BinaryKernel]:
+    """The binary kernels of `model` whose quantizer is a `BayesianSign`."""
+    return [k for k in binary_kernels(model) if isinstance(k.quantizer, BayesianSign)]
+
+
+def bayesian_quantizers(model: tf.keras.layers.Layer) -> list[BayesianSign]:
     """The distinct `BayesianSign` quantizers of a model, in layer order."""
     quantizers = []
     for kernel in bayesian_kernels(model):
@@ -301,7 +266,7 @@ def bayesian_quantizers(model):
     return quantizers
 
 
-def total_kernel_loss(model):
+def total_kernel_loss(model: tf.keras.layers.Layer) -> tf.Tensor:
     """Sum of $L_B$ over the model's Bayesian kernels, computed now from the variables."""
     losses = [k.quantizer.kernel_loss(k.latent) for k in bayesian_kernels(model)]
     return tf.add_n(losses) if losses else tf.constant(0.0)

@@ -9,28 +9,34 @@ bonn.fit(x_train, y_train, epochs=3)       # integer labels, NumPy or tf.data
 bonn.classifier                            # the plain Keras model, for predict / LCE
 ```
 
-Total loss (BONN.md section 4): $L = L_{CE} + \sum_l L_B(l) + L_F$ (+ any other Keras
+Total loss (docs/method.md, "Training"): $L = L_{CE} + \sum_l L_B(l) + L_F$ (+ any other Keras
 regularization losses). $L_B$ comes from the `BayesianSign` kernel quantizers of the
 model; $L_F$ from `BayesianFeatureLoss` on the penultimate features. `fit` and
 `evaluate` log `loss` (the total), `ce_loss` (the compiled loss, cross-entropy for a
 classifier), `kernel_loss` and `feature_loss` separately.
 """
 
-import contextlib
+from __future__ import annotations
 
-import numpy as np
+import contextlib
+from typing import Any
+
 import tensorflow as tf
 from larq import utils as lq_utils
 
-from bayes_larq.losses import feature_loss, validate_non_negative
+from bayes_larq import defaults
+from bayes_larq._keras import is_functional
+from bayes_larq.losses import feature_loss
 from bayes_larq.quantizers import bayesian_quantizers
+
+__all__ = ["BONN", "BayesianFeatureLoss", "ScaledSchedule", "find_feature_tensor"]
 
 LABEL_RANGE_MARK = "bayes_larq: label out of range"
 
 
 @lq_utils.register_keras_custom_object
 class BayesianFeatureLoss(tf.keras.layers.Layer):
-    r"""Class-conditional Gaussian prior on penultimate features (BONN.md section 3).
+    r"""Class-conditional Gaussian prior on penultimate features (docs/method.md).
 
     Owns the class centers $c_m$ (`centers`, `[M, d]`, start at 0), per-class
     per-dimension log standard deviations (`log_sigmas`, `[M, d]`, start at 0, i.e.
@@ -44,14 +50,14 @@ class BayesianFeatureLoss(tf.keras.layers.Layer):
         it from the first features seen. min_sigma: lower bound on sigma, > 0.
     """
 
-    def __init__(self, num_classes, theta=1e-3, feature_dim=None, min_sigma=1e-3, **kwargs):
+    def __init__(self, num_classes: int, theta: float = defaults.THETA,
+                 feature_dim: int | None = None, min_sigma: float = defaults.MIN_SIGMA,
+                 **kwargs: Any):
         super().__init__(**kwargs)
-        if int(num_classes) < 2:
-            raise ValueError(f"`num_classes` must be >= 2; got {num_classes!r}.")
-        self.num_classes = int(num_classes)
-        self.initial_theta = validate_non_negative("theta", theta)
-        self.feature_dim = None if feature_dim is None else int(feature_dim)
-        self.min_sigma = float(min_sigma)
+        self.num_classes = defaults.check_integer("num_classes", num_classes, minimum=2)
+        self.initial_theta = defaults.check_non_negative("theta", theta)
+        self.feature_dim = defaults.check_integer("feature_dim", feature_dim, allow_none=True)
+        self.min_sigma = defaults.check_positive("min_sigma", min_sigma)
 
     def build(self, input_shape):
         feature_shape = tf.TensorShape(input_shape[0] if isinstance(input_shape, (list, tuple))
@@ -90,7 +96,7 @@ class BayesianFeatureLoss(tf.keras.layers.Layer):
                 "min_sigma": self.min_sigma}
 
 
-def find_feature_tensor(model, feature_layer=None):
+def find_feature_tensor(model: tf.keras.Model, feature_layer: str | None = None) -> tf.Tensor:
     """The penultimate features of a functional classifier.
 
     By default the input of the last Dense (or QuantDense) layer; with `feature_layer`,
@@ -146,7 +152,7 @@ def label_errors_as_value_errors(num_classes):
 class ScaledSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
     """A learning-rate schedule times a constant: `multiplier * schedule(step)`."""
 
-    def __init__(self, schedule, multiplier):
+    def __init__(self, schedule: Any, multiplier: float):
         self.schedule = tf.keras.optimizers.schedules.deserialize(schedule) if isinstance(
             schedule, dict) else schedule
         self.multiplier = float(multiplier)
@@ -197,14 +203,16 @@ class BONN(tf.keras.Model):
     """
 
     # A class attribute keeps Keras from tracking (and saving twice) this second view
-    # of the classifier's layers.
+    # of the classifier's layers: Keras tracks attributes set on instances only.
     _network = None
 
-    def __init__(self, model, theta=1e-3, feature_layer=None, feature_loss=True,
-                 w_lr_multiplier=1.0, sigma_lr_multiplier=1.0, **kwargs):
+    def __init__(self, model: tf.keras.Model, theta: float = defaults.THETA,
+                 feature_layer: str | None = None, feature_loss: bool = True,
+                 w_lr_multiplier: float = 1.0, sigma_lr_multiplier: float = 1.0,
+                 **kwargs: Any):
         kwargs.setdefault("name", f"bonn_{model.name}")
         super().__init__(**kwargs)
-        if not getattr(model, "_is_graph_network", False):
+        if not is_functional(model):
             raise ValueError("BONN wraps functional (or Sequential) Keras models; got a "
                              f"subclassed model {type(model).__name__}.")
         if model.outputs[0].shape.rank != 2:
@@ -213,14 +221,11 @@ class BONN(tf.keras.Model):
         self.classifier = model
         self.num_classes = int(model.outputs[0].shape[-1])
         self.feature_layer = feature_layer
-        self.theta_value = validate_non_negative("theta", theta)
+        self.theta_value = defaults.check_non_negative("theta", theta)
         self.use_feature_loss = bool(feature_loss)
-        self.lr_multipliers = {"w": w_lr_multiplier, "sigma": sigma_lr_multiplier}
-        for group, multiplier in self.lr_multipliers.items():
-            if not 0 < float(multiplier) < float("inf"):
-                raise ValueError(f"`{group}_lr_multiplier` must be a finite number > 0; "
-                                 f"got {multiplier!r}.")
-        self.lr_multipliers = {k: float(v) for k, v in self.lr_multipliers.items()}
+        self.lr_multipliers = {
+            "w": defaults.check_positive("w_lr_multiplier", w_lr_multiplier),
+            "sigma": defaults.check_positive("sigma_lr_multiplier", sigma_lr_multiplier)}
         features = find_feature_tensor(model, feature_layer)
         self._network = tf.keras.Model(model.inputs, [features, model.outputs[0]])
         self.feature_loss = None

@@ -1,6 +1,6 @@
 """Ablation of BONN's two losses: plain Larq vs kernel loss vs feature loss vs both.
 
-Every variant trains the same model from the same seeds with `bayes_larq.runs` (so each
+Every variant trains the same model from the same seeds with `bayes_larq.app.runs` (so each
 run is an ordinary run directory with its report, and an interrupted benchmark continues
 where it stopped), then one Markdown table compares them:
 
@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 
-from bayes_larq import runs
+from bayes_larq.app import runs
 
 
 def variants(lams):
@@ -65,7 +65,7 @@ def row(name, reports):
             + ", ".join(f"{100 * a:.2f}" for a in accuracies)
             + f" | {ratio:.2e} | {statistics.fmean(layer_mean(r, 'bimodality') for r in reports):.3f}"
             f" | {statistics.fmean(layer_mean(r, 'latent_scale') for r in reports):.4f}"
-            f" | {100 * statistics.fmean(layer_mean(r, 'flipped_since_init') for r in reports):.1f}% |")
+            f" | {100 * statistics.fmean(layer_mean(r, 'flip_ratio') for r in reports):.1f}% |")
 
 
 def table(results, command, seconds):

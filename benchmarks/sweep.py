@@ -32,7 +32,7 @@ import pathlib
 import shutil
 import time
 
-from bayes_larq import runs
+from bayes_larq.app import runs
 
 STAGES = ("screen", "remedies", "theta", "seeds", "final")
 OPTIMIZERS = ("adam", "sgd")

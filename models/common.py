@@ -20,8 +20,11 @@ import numbers
 import larq as lq
 import tensorflow as tf
 
-from bayes_larq.losses import validate_choice
+from bayes_larq.defaults import check_choice, check_integer
 from bayes_larq.quantizers import BayesianSign
+
+__all__ = ["BINARY_ROLES", "FLOAT_ACTIVATIONS", "LayerFactory", "PRECISIONS", "SCOPES",
+           "bireal_unit", "check_input_shape", "head", "htanh", "start_builder"]
 
 SCOPES = ("paper", "full")
 PRECISIONS = ("binary", "float")
@@ -42,13 +45,6 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 
-def check_num_classes(num_classes):
-    if (isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral)
-            or num_classes < 1):
-        raise ValueError(f"`num_classes` must be an integer >= 1; got {num_classes!r}.")
-    return int(num_classes)
-
-
 def check_input_shape(input_shape):
     """A (height, width, channels) tuple of positive integers (no batch dimension)."""
     try:
@@ -64,12 +60,6 @@ def check_input_shape(input_shape):
             f"got {input_shape!r}."
         )
     return tuple(int(d) for d in shape)
-
-
-def check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
-    return int(value)
 
 
 class LayerFactory:
@@ -94,8 +84,8 @@ class LayerFactory:
                  **bayesian_sign):
         if not isinstance(bonn, bool):
             raise ValueError(f"`bonn` must be True or False; got {bonn!r}.")
-        self.scope = validate_choice("scope", scope, SCOPES)
-        self.precision = validate_choice("precision", precision, PRECISIONS)
+        self.scope = check_choice("scope", scope, SCOPES)
+        self.precision = check_choice("precision", precision, PRECISIONS)
         self.bonn = bonn
         self.bayesian_sign = dict(bayesian_sign)
         try:
@@ -115,7 +105,7 @@ class LayerFactory:
                 "`float_activation` is only used by the float variant; pass it with "
                 "precision='float' (the binary model uses the sign of its inputs)."
             )
-        self.float_activation = validate_choice(
+        self.float_activation = check_choice(
             "float_activation", float_activation or "relu", FLOAT_ACTIVATIONS)
 
     # -- what is binary ------------------------------------------------------------
@@ -188,7 +178,7 @@ def start_builder(num_classes, input_shape, bonn, scope, precision, float_activa
     The other arguments are `LayerFactory`'s; `bayesian_sign` is the dict of
     `BayesianSign` settings.
     """
-    num_classes = check_num_classes(num_classes)
+    num_classes = check_integer("num_classes", num_classes)
     inputs = tf.keras.Input(check_input_shape(input_shape), name="image")
     factory = LayerFactory(bonn, scope, precision, float_activation, **bayesian_sign)
     return num_classes, factory, inputs

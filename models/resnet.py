@@ -17,6 +17,8 @@ import tensorflow as tf
 
 from .common import bireal_unit, head, start_builder
 
+__all__ = ["resnet18", "resnet18_cifar", "resnet_stages"]
+
 STAGE_FILTERS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = 2  # basic blocks of 2 convolutions: 4 x 2 x 2 = 16 binary 3x3 convs
 

@@ -20,7 +20,11 @@ memory-bound on CPU, about 60% more time per step). `width` scales every channel
 
 import tensorflow as tf
 
-from .common import bireal_unit, check_positive_int, head, start_builder
+from bayes_larq.defaults import check_integer
+
+from .common import bireal_unit, head, start_builder
+
+__all__ = ["small_cnn"]
 
 # (filters as a multiple of `width`, stride) of the binary units
 UNITS = ((2, 2), (2, 1), (4, 2), (4, 1))
@@ -39,7 +43,7 @@ def small_cnn(num_classes=10, input_shape=(28, 28, 1), bonn=True, scope="paper",
     Example:
         >>> model = small_cnn(bonn=False)
     """
-    width = check_positive_int("width", width, minimum=1)
+    width = check_integer("width", width, minimum=1)
     num_classes, factory, inputs = start_builder(
         num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign)
     x = factory.conv(inputs, width, 3, "stem", "stem_conv")

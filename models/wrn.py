@@ -12,7 +12,11 @@ shortcut, as in the ResNet-18 builders, so all CIFAR/ImageNet models share one u
 
 import tensorflow as tf
 
-from .common import bireal_unit, check_positive_int, head, start_builder
+from bayes_larq.defaults import check_integer
+
+from .common import bireal_unit, head, start_builder
+
+__all__ = ["wrn22"]
 
 BLOCKS_PER_GROUP = 3  # (22 - 4) / 6
 GROUP_WIDTHS = (16, 32, 64)
@@ -28,7 +32,7 @@ def wrn22(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
     Example:
         >>> model = wrn22(num_classes=100, width_factor=1)
     """
-    k = check_positive_int("width_factor", width_factor, minimum=1)
+    k = check_integer("width_factor", width_factor, minimum=1)
     num_classes, factory, inputs = start_builder(
         num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign)
     x = factory.conv(inputs, 16 * k, 3, "stem", "stem_conv")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bayes_larq import data
+from bayes_larq.app import data
 from fashion_files import write_fashion_dir
 
 

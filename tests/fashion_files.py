@@ -1,4 +1,4 @@
-"""Small Fashion-MNIST-like IDX files, written independently of bayes_larq.data's reader."""
+"""Small Fashion-MNIST-like IDX files, written independently of bayes_larq.app.data's reader."""
 
 import gzip
 import os

@@ -11,7 +11,6 @@ from bayes_larq.callbacks import (
     LossWeightScheduler,
     MixtureMonitor,
     MixtureRefresh,
-    bimodality_coefficient,
     linear_warmup,
 )
 from bayes_larq.quantizers import bayesian_kernels
@@ -45,14 +44,6 @@ def test_schedule_errors_are_clear():
     with pytest.raises(ValueError, match="`lam`"):
         compiled(binary_classifier()).fit(x, y, verbose=0,
                                           callbacks=[LossWeightScheduler("lam", lambda e: -1.0)])
-
-
-def test_bimodality_coefficient_reference_values():
-    rng = np.random.default_rng(0)
-    assert abs(bimodality_coefficient(rng.normal(size=200_000)) - 1 / 3) < 0.01
-    assert abs(bimodality_coefficient(rng.uniform(-1, 1, 200_000)) - 5 / 9) < 0.01
-    two_modes = np.concatenate([rng.normal(-1, 0.01, 1000), rng.normal(1, 0.01, 1000)])
-    assert bimodality_coefficient(two_modes) > 0.99
 
 
 class LatentSnapshots(tf.keras.callbacks.Callback):

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from bayes_larq import cli, convert, data, models
+from bayes_larq import convert, models
+from bayes_larq.app import cli, data
 
 TINY = ["--epochs", "2", "--batch-size", "32", "--train-limit", "96", "--test-limit", "40",
         "--arch", "width=4"]
@@ -38,22 +39,28 @@ def test_train_convert_benchmark_evaluate(trained, capsys):
 
     assert cli.main(["convert", str(trained), "--samples", "40"]) == 0
     out = capsys.readouterr().out
-    census = json.loads((trained / "convert.json").read_text())["census"]
+    conversion = json.loads((trained / "report.json").read_text())["conversion"]
     flatbuffer = (trained / "model.tflite").read_bytes()
+    census = conversion["census"]
     assert census == dict(convert.op_census(flatbuffer)) and census["LceBconv2d"] == 4
+    assert conversion["tflite_bytes"] == len(flatbuffer)
+    assert conversion["agreement"]["top1_agreement"] == 1.0
     assert "LceBconv2d x4" in out and "top-1 agreement 1.0000" in out
+    assert "## LCE conversion" in (trained / "report.md").read_text()
 
     assert cli.main(["benchmark", str(trained), "--threads", "2", *FAST_LATENCY]) == 0
     out = capsys.readouterr().out
-    bench = json.loads((trained / "benchmark.json").read_text())
+    bench = json.loads((trained / "report.json").read_text())["benchmark"]
     assert bench["flags"] == {"repeats": 3, "warmup": 1, "num_threads": 2,
                               "use_indirect_bgemm": True, "use_xnnpack": True}
-    assert bench["binary"]["bytes"] == len(flatbuffer)
+    assert bench["binary_bytes"] == len(flatbuffer)
     float_twin = models.get("small_cnn", width=4, bonn=False, precision="float")
-    assert bench["float"]["bytes"] == len(_lce_convert(float_twin)) > len(flatbuffer)
-    assert bench["speedup"] == pytest.approx(
-        bench["float"]["latency_ms"] / bench["binary"]["latency_ms"])
+    assert bench["float_bytes"] == len(_lce_convert(float_twin)) > len(flatbuffer)
+    speedup = bench["float_ms"] / bench["binary_ms"]
+    assert f"binary is {speedup:.2f}x faster" in out
     assert "2 thread(s)" in out and "binary" in out and "float" in out
+    assert "## Latency" in (trained / "report.md").read_text()
+    assert not list(trained.glob("*.json.tmp")) and not (trained / "benchmark.json").exists()
 
     assert cli.main(["evaluate", str(trained), "--limit", "40"]) == 0
     out = capsys.readouterr().out
@@ -171,15 +178,16 @@ def test_demo_prints_the_summary(tmp_path, fashion_dir, capsys):
     assert cli.main(["demo", *TINY, "--data-dir", str(fashion_dir), "--output", str(run_dir),
                      "--samples", "40", "--quiet", *FAST_LATENCY]) == 0
     out = capsys.readouterr().out
-    summary = json.loads((run_dir / "summary.json").read_text())
     report = json.loads((run_dir / "report.json").read_text())
-    bench = json.loads((run_dir / "benchmark.json").read_text())
-    assert summary["test_accuracy"] == report["test"]["accuracy"]
-    assert summary["binarized_mac_share"] == report["model"]["binarized_mac_share"]
-    assert summary["tflite_bytes"] == len((run_dir / "model.tflite").read_bytes())
-    assert summary["float_latency_ms"] == bench["float"]["latency_ms"]
-    assert summary["top1_agreement"] == 1.0 and summary["agreement_samples"] == 40
+    assert report["conversion"]["tflite_bytes"] == len((run_dir / "model.tflite").read_bytes())
+    assert report["conversion"]["agreement"]["top1_agreement"] == 1.0
+    assert report["conversion"]["agreement"]["samples"] == 40
+    assert report["demo"]["seconds"] > 0 and report["benchmark"]["float_ms"] > 0
+    assert sorted(p.name for p in run_dir.glob("*.json")) == ["config.json", "report.json",
+                                                              "state.json"]
     assert "== bayes-larq demo summary" in out
+    assert f"test accuracy:        {report['test']['accuracy']:.4f}" in out
+    assert f"TFLite size:          {report['conversion']['tflite_bytes'] / 1024:.1f} KiB" in out
     assert f"binarized MAC share:  {100 * report['model']['binarized_mac_share']:.1f}%" in out
 
 

@@ -1,4 +1,4 @@
-"""Tests of bayes_larq.data: IDX reader, Fashion-MNIST lookup, TFDS pipelines (no network).
+"""Tests of bayes_larq.app.data: IDX reader, Fashion-MNIST lookup, TFDS pipelines (no network).
 
 References are computed independently here: IDX files are written byte by byte with
 NumPy, normalisation uses the published constants, CIFAR augmentation is checked by
@@ -7,8 +7,10 @@ searching all pad-crop-flip variants in NumPy, ImageNet resizing against PIL.
 
 import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
 
+import dataclasses
 import gzip
 import os
+import re
 import struct
 import sys
 
@@ -17,7 +19,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bayes_larq import data
+from bayes_larq.app import data
 from fashion_files import idx_bytes, write_fashion_dir, write_idx
 
 # Published per-channel constants (R, G, B), in [0, 1].
@@ -253,7 +255,8 @@ def test_real_local_fashion_mnist(monkeypatch):
         assert labels.shape == (n,) and labels.dtype == np.int64
         np.testing.assert_array_equal(np.bincount(labels, minlength=10), [n // 10] * 10)
         assert images.min() == 0 and images.max() == 255
-        assert data.dataset_info("fashion_mnist")[3 if split == "train" else 4] == n
+        info = data.dataset_info("fashion_mnist")
+        assert (info.train_examples if split == "train" else info.test_examples) == n
 
 
 def test_fashion_pipeline(tmp_path, no_fashion_anywhere):
@@ -320,7 +323,7 @@ def test_fashion_pipeline_epoch_argument(tmp_path, no_fashion_anywhere):
     assert not np.array_equal(labels(1), labels(1, seed=1))
     assert data.epoch_seed(0, 1) != data.epoch_seed(1, 0)  # not a sum of the two
     for bad in (-1, 1.5, True):
-        with pytest.raises(ValueError, match="epoch must be None or an integer >= 0"):
+        with pytest.raises(ValueError, match="`epoch` must be an integer >= 0; got"):
             data.load("fashion_mnist", "train", 8, training=True, epoch=bad,
                       data_dir=tmp_path / "fm")
 
@@ -506,23 +509,57 @@ def test_dataset_info():
     assert data.FASHION_MNIST_ENV == "BAYES_LARQ_FASHION_MNIST_DIR"
 
 
+def test_dataset_specs_table():
+    """One frozen spec per dataset; load() reads everything dataset-specific from it."""
+    assert data.DatasetInfo is data.DatasetSpec  # the old name still works
+    for name, spec in data.DATASETS.items():
+        assert isinstance(spec, data.DatasetSpec) and spec.name == name
+        assert data.dataset_info(name) is spec
+        assert spec.source in ("idx", "tfds")
+        assert set(spec.splits) >= {"train", "holdout", "test"}
+        assert spec.splits["holdout"] == "train"
+        assert 1 <= spec.shuffle_buffer <= spec.train_examples
+        assert (spec.mean is None) == (spec.std is None)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            spec.num_classes = 3
+    fashion, cifar10, imagenet = (data.DATASETS[n] for n in ("fashion_mnist", "cifar10",
+                                                             "imagenet2012"))
+    assert fashion.source == "idx" and fashion.mean is None  # x / 127.5 - 1
+    assert (cifar10.mean, cifar10.std) == (tuple(CIFAR10_MEAN), tuple(CIFAR10_STD))
+    assert cifar10.train_preprocess is not None and cifar10.eval_preprocess is None
+    assert imagenet.encoded and imagenet.resizable and imagenet.shuffle_files
+    assert imagenet.splits["test"] == imagenet.splits["validation"] == "validation"
+    assert imagenet.shuffle_buffer == 10_000 and cifar10.shuffle_buffer == 50_000
+
+
+def test_public_names():
+    assert sorted(data.__all__) == sorted(set(data.__all__))
+    for name in data.__all__:
+        assert hasattr(data, name), name
+    assert {"DatasetSpec", "DatasetInfo", "DATASETS", "load", "read_idx"} <= set(data.__all__)
+
+
 def test_bad_names_and_splits():
     with pytest.raises(ValueError, match="mnist.*cifar10.*cifar100.*fashion_mnist.*imagenet2012"):
         data.dataset_info("mnist")
-    with pytest.raises(ValueError, match="'valid'.*train, test"):
+    with pytest.raises(ValueError, match="'valid'.*train, holdout, test"):
         data.validate_split("cifar10", "valid")
     assert data.validate_split("imagenet2012", "test") == "validation"
     assert data.validate_split("cifar100", "train") == "train"
     with pytest.raises(ValueError, match="imagenet2012"):
         data.load("imagenet", "train", 8, training=True)
-    with pytest.raises(ValueError, match="train, test"):
+    with pytest.raises(ValueError, match="'validation'.*train, holdout, test"):
         data.load("fashion_mnist", "validation", 8, training=False)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match=re.escape("`batch_size` must be an integer >= 1; got 0.")):
         data.load("cifar10", "train", 0, training=True)
-    with pytest.raises(ValueError, match="limit"):
+    with pytest.raises(ValueError, match=re.escape("`limit` must be an integer >= 1; got 0.")):
         data.load("cifar10", "train", 8, training=True, limit=0)
-    with pytest.raises(ValueError, match="image_size"):
+    with pytest.raises(ValueError, match="image_size=64 is not supported for 'cifar10'"):
         data.load("cifar10", "train", 8, training=True, image_size=64)
+    with pytest.raises(ValueError, match=re.escape("`image_size` must be an integer >= 1; got 0.")):
+        data.load("imagenet2012", "train", 8, training=True, image_size=0)
+    with pytest.raises(ValueError, match=re.escape("`shuffle_seed` must be an integer; got 1.5.")):
+        data.load("cifar10", "train", 8, training=True, shuffle_seed=1.5)
 
 
 def test_tfds_dataset_missing_offline(tmp_path, monkeypatch):
@@ -558,7 +595,7 @@ def test_holdout_carves_the_end_of_the_training_split(tmp_path, no_fashion_anywh
         read("train", holdout=40)
     with pytest.raises(ValueError, match="leaves no training examples"):
         read("train", holdout=60_000)
-    with pytest.raises(ValueError, match="holdout must be a positive integer"):
+    with pytest.raises(ValueError, match=re.escape("`holdout` must be an integer >= 1; got 0.")):
         read("train", holdout=0)
 
 

@@ -15,7 +15,8 @@ import matplotlib
 import numpy as np
 import pytest
 
-from bayes_larq import convert, data, report
+from bayes_larq import convert
+from bayes_larq.app import data, report
 from fashion_files import write_fashion_dir
 
 EXAMPLES = pathlib.Path(__file__).parents[1] / "examples"

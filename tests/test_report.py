@@ -3,31 +3,8 @@ import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
 import numpy as np
 import pytest
 
-from bayes_larq import models, report
-
-
-def numpy_mixture(x, latent, mu_pos, mu_neg, sigma_pos, sigma_neg):
-    """The layer mixture written out channel by channel with explicit Gaussians."""
-    flat = latent.reshape(-1, latent.shape[-1])
-    total = np.zeros_like(x, dtype=np.float64)
-    for c in range(flat.shape[1]):
-        share = np.mean(flat[:, c] >= 0)
-        for weight, mean, sigma in ((share, mu_pos[c], sigma_pos[c]),
-                                    (1 - share, -mu_neg[c], sigma_neg[c])):
-            total += weight * np.exp(-(x - mean) ** 2 / (2 * sigma**2)) / np.sqrt(
-                2 * np.pi * sigma**2)
-    return total / flat.shape[1]
-
-
-def test_mixture_density_matches_numpy_and_integrates_to_one():
-    rng = np.random.default_rng(0)
-    latent = rng.normal(0.1, 1.0, size=(3, 3, 4, 3))
-    mixture = {"mu_pos": np.array([0.5, 0.8, 1.0]), "mu_neg": np.array([0.7, 0.4, 0.9]),
-               "sigma_pos": np.array([0.2, 0.3, 0.5]), "sigma_neg": np.array([0.4, 0.1, 0.3])}
-    grid = np.linspace(-6, 6, 20001)
-    density = report.mixture_density(grid, latent, mixture)
-    np.testing.assert_allclose(density, numpy_mixture(grid, latent, **mixture), rtol=1e-10)
-    assert np.trapz(density, grid) == pytest.approx(1.0, abs=1e-6)
+from bayes_larq import models
+from bayes_larq.app import report
 
 
 def test_binarized_kernels_bayesian_and_plain():
@@ -59,10 +36,3 @@ def test_snapshot_round_trip_and_statistics(tmp_path):
         for key, value in mixture.items():
             np.testing.assert_array_equal(loaded[name][1][key], value)
 
-    latent, mixture = original["unit1_conv"]
-    flipped = latent.copy()
-    flipped.flat[:10] = -flipped.flat[:10]
-    stats = report.layer_statistics(flipped, mixture, initial_latent=latent)
-    assert stats["flipped_since_init"] == pytest.approx(10 / latent.size)
-    assert stats["latent_scale"] == pytest.approx(np.mean(np.abs(latent)), rel=1e-6)
-    assert stats["mu_pos"] == pytest.approx(np.mean(mixture["mu_pos"]), rel=1e-6)

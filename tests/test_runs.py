@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bayes_larq import data, profile, runs
+from bayes_larq import profile
+from bayes_larq.app import data, runs
 
 
 def tiny_config(data_dir, **overrides):
@@ -19,8 +20,8 @@ def tiny_config(data_dir, **overrides):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, fashion_dir):
     run_dir = tmp_path_factory.mktemp("runs") / "finished"
-    summary = runs.train(tiny_config(fashion_dir), run_dir, verbose=0)
-    return run_dir, summary
+    trained = runs.train(tiny_config(fashion_dir), run_dir, verbose=0)
+    return run_dir, trained.report
 
 
 class InterruptAt(tf.keras.callbacks.Callback):
@@ -58,7 +59,7 @@ def test_run_writes_reports_with_the_numbers(finished_run):
         assert all(np.isfinite(logs[term]) for logs in stored["history"]), term
     assert stored["history"][0]["kernel_loss"] > 0 and stored["effective_loss_weights"]["lam"] > 0
     assert set(stored["mixture"]) == {"unit1_conv", "unit2_conv", "unit3_conv", "unit4_conv"}
-    assert 0 <= stored["mixture"]["unit2_conv"]["end"]["flipped_since_init"] < 1
+    assert 0 <= stored["mixture"]["unit2_conv"]["end"]["flip_ratio"] < 1
 
     # The test accuracy of the report, recomputed independently from the saved classifier.
     classifier = runs.load_classifier(run_dir)
@@ -82,9 +83,9 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, fashion_d
     assert json.loads((run_dir / "state.json").read_text())["epochs_done"] == 1
     assert not (run_dir / "model.keras").exists()
 
-    summary = runs.resume(run_dir, verbose=0)
+    resumed = runs.resume(run_dir, verbose=0)
     reference_dir, reference = finished_run
-    assert summary["history"] == reference["history"]
+    assert resumed.report["history"] == reference["history"]
     for resumed, uninterrupted in zip(final_weights(run_dir), final_weights(reference_dir)):
         np.testing.assert_array_equal(resumed, uninterrupted)
 
@@ -137,9 +138,9 @@ def test_evaluate_top5_against_numpy():
     logits = classifier.predict(images.numpy(), verbose=0)
     top5 = np.argsort(-logits, axis=-1)[:, :5]
     labels = labels.numpy()
-    assert results["examples"] == 30
-    assert results["accuracy"] == pytest.approx(np.mean(top5[:, 0] == labels))
-    assert results["top5_accuracy"] == pytest.approx(np.mean(np.any(top5 == labels[:, None], -1)))
+    assert results.examples == 30
+    assert results.accuracy == pytest.approx(np.mean(top5[:, 0] == labels))
+    assert results.top5_accuracy == pytest.approx(np.mean(np.any(top5 == labels[:, None], -1)))
     with pytest.raises(runs.RunError, match="pass the dataset the model was trained on"):
         runs.evaluate(classifier, "fashion_mnist")
 
@@ -152,7 +153,7 @@ def _numpy_accuracy(classifier, images, labels):
 def test_validation_split_chooses_on_held_out_training_images(tmp_path, fashion_dir):
     config = tiny_config(fashion_dir, optimizer="sgd", momentum=0.5, learning_rate=0.05,
                          validation_size=32, train_limit=None, epochs=1)
-    summary = runs.train(config, tmp_path / "run", verbose=0)
+    summary = runs.train(config, tmp_path / "run", verbose=0).report
     state = runs.RunDirectory(tmp_path / "run").read_state()
     checkpoint = tf.keras.models.load_model(tmp_path / "run" / "checkpoints" / state["checkpoint"])
     assert isinstance(checkpoint.optimizer, tf.keras.optimizers.SGD)
@@ -173,14 +174,14 @@ def test_validation_split_chooses_on_held_out_training_images(tmp_path, fashion_
 def test_float_twin_run_and_remedy_settings(tmp_path, fashion_dir):
     float_run = runs.train(tiny_config(fashion_dir, epochs=1, kernel_loss=False,
                                        feature_loss=False, precision="float"),
-                           tmp_path / "float", verbose=0)
+                           tmp_path / "float", verbose=0).report
     assert float_run["model"]["binarized_layers"] == 0
     assert float_run["files"]["latents"] is None
     assert not (tmp_path / "float" / "latents.png").exists()
     remedies = runs.train(tiny_config(fashion_dir, reduction="sum", lam=1e-3, nu=1e-2,
                                       mixture_update="closed_form", refresh_batches=1,
                                       lam_warmup_epochs=2, prior_gradient="mean"),
-                          tmp_path / "remedies", verbose=0)
+                          tmp_path / "remedies", verbose=0).report
     assert [h["lam"] for h in remedies["history"]] == pytest.approx([0.0, 5e-4])
     classifier = runs.load_classifier(tmp_path / "remedies")
     quantizer = classifier.get_layer("unit1_conv").kernel_quantizer

@@ -1,14 +1,18 @@
-"""Training runs on disk: train with a checkpoint every epoch, resume, evaluate, report.
+"""The job on run directories: train, resume, evaluate, convert, benchmark, demo.
 
-What `bayes-larq train` does, as a library (`bayes_larq.cli` only parses arguments):
+Every `bayes-larq` command, as a library (`bayes_larq.app.cli` only parses arguments and
+prints); each step returns a dataclass (`Trained`, `Evaluation`, `Conversion`,
+`Benchmark`, `Demo`):
 
 ```python
-from bayes_larq import runs
+from bayes_larq.app import runs
 
 config = runs.RunConfig(model="small_cnn", dataset="fashion_mnist", epochs=5)
 runs.train(config, "runs/first")          # Ctrl-C -> runs.RunInterrupted; resume with
 runs.resume("runs/first")                 # ... the same weights as an uninterrupted run
-runs.evaluate(runs.load_classifier("runs/first"), "fashion_mnist")
+runs.evaluate(runs.load_classifier("runs/first"), "fashion_mnist")   # an Evaluation
+runs.convert("runs/first")                # LCE .tflite, checked against Keras
+runs.benchmark("runs/first")              # latency beside the float twin
 ```
 
 A run directory holds:
@@ -20,12 +24,17 @@ A run directory holds:
 * `init_mixture.npz`: latent kernels and fitted mixtures at initialisation (for plots);
 * `model.keras`: the trained classifier (what `evaluate` and `convert` use);
 * `tensorboard/`: TensorBoard logs (losses, metrics, mixture scalars, latent histograms);
-* `report.json`, `report.md`, `curves.png`, `latents.png` (`bayes_larq.report`).
+* `report.json`, `report.md`, `curves.png`, `latents.png` (`bayes_larq.app.report`):
+  the one results file of the run; `convert`, `benchmark` and `demo` add their sections
+  ("conversion", "benchmark", "demo") to it and re-render report.md;
+* `model.tflite` after `convert`.
 
 Each epoch trains on `data.load(..., epoch=e)`, whose order and augmentation depend only
 on `(seed, e)`, and the checkpoint is written before `state.json` points at it, so an
 interrupted run resumed at its last finished epoch repeats the uninterrupted run exactly.
 """
+
+from __future__ import annotations
 
 import dataclasses
 import json
@@ -37,15 +46,12 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from bayes_larq import callbacks, data, report
+from bayes_larq import callbacks, defaults
+from bayes_larq import convert as lce
 from bayes_larq import models as model_registry
-from bayes_larq.losses import REDUCTIONS, validate_choice, validate_non_negative
-from bayes_larq.quantizers import (
-    PRIOR_GRADIENTS,
-    SCALES,
-    bayesian_kernels,
-    bayesian_quantizers,
-)
+from bayes_larq.app import data, report
+from bayes_larq.defaults import check_choice, check_integer, check_non_negative, check_positive
+from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers
 from bayes_larq.training import BONN
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -104,8 +110,8 @@ class RunConfig:
     lam: float = None
     nu: float = None
     theta: float = None
-    reduction: str = "mean"
-    kernel_scale: str = "layer"
+    reduction: str = defaults.REDUCTION
+    kernel_scale: str = defaults.SCALE
     scope: str = "paper"
     precision: str = "binary"
     optimizer: str = "adam"
@@ -114,7 +120,7 @@ class RunConfig:
     lr_schedule: str = "cosine"
     w_lr_multiplier: float = 1.0
     sigma_lr_multiplier: float = 1.0
-    prior_gradient: str = "sum"
+    prior_gradient: str = defaults.PRIOR_GRADIENT
     mixture_update: str = "gradient"
     refresh_batches: int = 50
     lam_warmup_epochs: int = 0
@@ -130,35 +136,30 @@ class RunConfig:
         try:
             model_registry.builder(self.model)
             data.dataset_info(self.dataset)
-            for name in ("epochs", "batch_size"):
-                _check_count(name, getattr(self, name))
+            for name in ("epochs", "batch_size", "refresh_batches"):
+                check_integer(name, getattr(self, name))
             for name in ("train_limit", "test_limit", "validation_size"):
-                if getattr(self, name) is not None:
-                    _check_count(name, getattr(self, name))
+                check_integer(name, getattr(self, name), allow_none=True)
+            check_integer("lam_warmup_epochs", self.lam_warmup_epochs, minimum=0)
+            check_integer("seed", self.seed, minimum=0)
             for name in ("lam", "nu", "theta"):
                 if getattr(self, name) is not None:
-                    validate_non_negative(name, getattr(self, name))
-            validate_choice("reduction", self.reduction, REDUCTIONS)
-            validate_choice("kernel_scale", self.kernel_scale, SCALES)
-            validate_choice("scope", self.scope, model_registry.SCOPES)
-            validate_choice("precision", self.precision, model_registry.PRECISIONS)
+                    check_non_negative(name, getattr(self, name))
+            for name, allowed in (("reduction", defaults.REDUCTIONS),
+                                  ("kernel_scale", defaults.SCALES),
+                                  ("prior_gradient", defaults.PRIOR_GRADIENTS),
+                                  ("scope", model_registry.SCOPES),
+                                  ("precision", model_registry.PRECISIONS),
+                                  ("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
+                                  ("mixture_update", MIXTURE_UPDATES)):
+                check_choice(name, getattr(self, name), allowed)
             if self.precision == "float" and self.kernel_loss:
                 raise ValueError("precision='float' has no binary kernels for the kernel "
                                  "loss: set kernel_loss=False (--no-kernel-loss).")
-            validate_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-            validate_choice("optimizer", self.optimizer, OPTIMIZERS)
-            validate_choice("prior_gradient", self.prior_gradient, PRIOR_GRADIENTS)
-            validate_choice("mixture_update", self.mixture_update, MIXTURE_UPDATES)
-            _check_count("refresh_batches", self.refresh_batches)
-            if isinstance(self.lam_warmup_epochs, bool) or not isinstance(
-                    self.lam_warmup_epochs, (int, np.integer)) or self.lam_warmup_epochs < 0:
-                raise ValueError(f"`lam_warmup_epochs` must be an integer >= 0; got "
-                                 f"{self.lam_warmup_epochs!r}.")
             for name in ("learning_rate", "w_lr_multiplier", "sigma_lr_multiplier"):
-                value = getattr(self, name)
-                if value is not None and not 0 < float(value) < math.inf:
-                    raise ValueError(f"`{name}` must be a finite number > 0; got {value!r}.")
-            if not 0 <= float(self.momentum) < 1:
+                if getattr(self, name) is not None:
+                    check_positive(name, getattr(self, name))
+            if not 0 <= check_non_negative("momentum", self.momentum) < 1:
                 raise ValueError(f"`momentum` must be in [0, 1); got {self.momentum!r}.")
         except ValueError as err:
             raise RunError(str(err)) from None
@@ -171,26 +172,6 @@ class RunConfig:
         if unknown:
             raise RunError(f"Unknown run settings {unknown}; known: {sorted(names)}.")
         return cls(**values)
-
-
-def _check_count(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1; got {value!r}.")
-
-
-def _write_json(path, payload):
-    """Write JSON atomically: a crash leaves the old file or the new one, never half."""
-    temporary = pathlib.Path(f"{path}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    os.replace(temporary, path)
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, pathlib.Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _read_json(path):
@@ -302,7 +283,7 @@ class RunDirectory:
         state = dict(state, epochs_done=epoch, checkpoint=checkpoint.name,
                      history=state["history"] + [epoch_logs],
                      epoch_seconds=state["epoch_seconds"] + [seconds])
-        _write_json(self.state, state)
+        report.write_json(self.state, state)
         if previous and previous != checkpoint.name:
             (self.checkpoints / previous).unlink(missing_ok=True)
         return state
@@ -311,8 +292,22 @@ class RunDirectory:
         return tf.keras.models.load_model(self.checkpoints / state["checkpoint"])
 
 
-def train(config, run_dir, verbose=1, extra_callbacks=()):
-    """Start a new run in `run_dir` and train it to `config.epochs`; returns the report.
+@dataclasses.dataclass
+class Trained:
+    """A finished training run: its directory, settings, report.json content, classifier."""
+
+    run_dir: pathlib.Path
+    config: RunConfig
+    report: dict
+    classifier: tf.keras.Model = dataclasses.field(repr=False)
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.report["test"]["accuracy"]
+
+
+def train(config, run_dir, verbose=1, extra_callbacks=()) -> Trained:
+    """Start a new run in `run_dir` and train it to `config.epochs`.
 
     Raises:
         RunError: `run_dir` already holds a run (use `resume`) or `config` is invalid.
@@ -327,16 +322,16 @@ def train(config, run_dir, verbose=1, extra_callbacks=()):
             f"`bayes-larq train --resume {run.path}` or choose another output directory.")
     data.load(config.dataset, "test", 1, training=False, data_dir=config.data_dir, limit=1)
     run.path.mkdir(parents=True, exist_ok=True)
-    _write_json(run.config, dataclasses.asdict(config))
+    report.write_json(run.config, dataclasses.asdict(config))
     bonn = new_bonn(config)
     report.save_mixture_snapshot(run.init_mixture, bonn.classifier)
     state = {"epochs_done": 0, "checkpoint": None, "history": [], "epoch_seconds": []}
-    _write_json(run.state, state)
+    report.write_json(run.state, state)
     return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
 
 
-def resume(run_dir, verbose=1, extra_callbacks=()):
-    """Continue the run in `run_dir` from its last finished epoch; returns the report."""
+def resume(run_dir, verbose=1, extra_callbacks=()) -> Trained:
+    """Continue the run in `run_dir` from its last finished epoch."""
     run = RunDirectory(run_dir)
     if not run.exists():
         raise RunError(f"Nothing to resume in {run.path}: it holds no state.json. Start a "
@@ -390,12 +385,13 @@ def _train_epochs(run, config, bonn, state, verbose, extra_callbacks):
             logs = {key: float(values[-1]) for key, values in history.history.items()}
             state = run.save_checkpoint(bonn, state, logs, seconds)
         if config.validation_size and "test" not in state:
-            state = dict(state, test=evaluate(bonn.classifier, config.dataset,
-                                              data_dir=config.data_dir,
-                                              limit=config.test_limit))
-            _write_json(run.state, state)
+            test = evaluate(bonn.classifier, config.dataset, data_dir=config.data_dir,
+                            limit=config.test_limit)
+            state = dict(state, test=test.as_dict())
+            report.write_json(run.state, state)
         bonn.classifier.save(run.classifier)
-        return report.write_run_report(run, config, bonn, state)
+        summary = report.write_run_report(run, config, bonn, state)
+        return Trained(run.path, config, summary, bonn.classifier)
     except KeyboardInterrupt:
         raise RunInterrupted(run.path, state["epochs_done"], config.epochs) from None
 
@@ -414,7 +410,20 @@ def load_classifier(path):
     return model.classifier if isinstance(model, BONN) else model
 
 
-def evaluate(classifier, dataset, batch_size=256, data_dir=None, limit=None):
+@dataclasses.dataclass
+class Evaluation:
+    """Test accuracy of a classifier: top-1, top-5 (above 10 classes), and the count."""
+
+    accuracy: float
+    examples: int
+    top5_accuracy: float | None = None
+
+    def as_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        return {k: v for k, v in values.items() if v is not None}
+
+
+def evaluate(classifier, dataset, batch_size=256, data_dir=None, limit=None) -> Evaluation:
     """Top-1 (and, above 10 classes, top-5) test accuracy of a classifier on `dataset`."""
     info = data.dataset_info(dataset)
     classes = int(classifier.outputs[0].shape[-1])
@@ -434,7 +443,154 @@ def evaluate(classifier, dataset, batch_size=256, data_dir=None, limit=None):
         for metric in metrics:
             metric.update_state(labels, logits)
         examples += int(labels.shape[0])
-    results = {metric.name: float(metric.result()) for metric in metrics}
-    results["examples"] = examples
-    return results
+    return Evaluation(examples=examples,
+                      **{metric.name: float(metric.result()) for metric in metrics})
 
+
+# --------------------------------------------------------------------------- deployment
+
+
+class JobFailed(Exception):
+    """A step that ran but failed (a converted model that disagrees, a missing file)."""
+
+
+@dataclasses.dataclass
+class Conversion:
+    """An LCE conversion checked against Keras on real test images."""
+
+    tflite_path: pathlib.Path
+    tflite_bytes: int
+    census: dict
+    agreement: lce.Agreement
+
+
+@dataclasses.dataclass
+class Benchmark:
+    """Median batch-1 latency in the LCE interpreter, beside the float twin when known."""
+
+    flags: dict
+    binary_ms: float
+    binary_bytes: int
+    float_ms: float | None = None
+    float_bytes: int | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        return None if self.float_ms is None else self.float_ms / self.binary_ms
+
+    @property
+    def size_ratio(self) -> float | None:
+        return None if self.float_bytes is None else self.float_bytes / self.binary_bytes
+
+
+@dataclasses.dataclass
+class Demo:
+    """The main job: a trained run, its conversion and its benchmark."""
+
+    run_dir: pathlib.Path
+    report: dict
+    conversion: Conversion
+    benchmark: Benchmark
+    seconds: float
+
+
+def run_config_of(path) -> RunConfig | None:
+    """The RunConfig of the run that holds `path` (a run directory or a file in one)."""
+    path = pathlib.Path(path)
+    run = RunDirectory(path if path.is_dir() else path.parent)
+    return run.read_config() if run.config.exists() else None
+
+
+def test_images(dataset, samples, data_dir=None):
+    """The first `samples` test images of `dataset` as one NumPy batch."""
+    batch = data.load(dataset, "test", samples, training=False, data_dir=data_dir, limit=samples)
+    return next(iter(batch))[0].numpy()
+
+
+def convert(path, *, samples=1000, min_top1_agreement=0.99, max_logit_diff=None, output=None,
+            dataset=None, data_dir=None, classifier=None) -> Conversion:
+    """Convert a run's classifier (or a .keras file) with LCE, check it, write the .tflite.
+
+    The converted model must agree with Keras on the top-1 class of at least
+    `min_top1_agreement` of `samples` test images (and, if given, stay within
+    `max_logit_diff`); otherwise JobFailed is raised and no .tflite is written. In a run
+    directory the result is added to report.json / report.md. `classifier` skips
+    loading the model when it is already in memory.
+    """
+    path = pathlib.Path(path)
+    config = run_config_of(path)
+    dataset = dataset or (config.dataset if config else "fashion_mnist")
+    data_dir = data_dir if data_dir is not None else (config.data_dir if config else None)
+    output = pathlib.Path(output) if output else (
+        path / "model.tflite" if path.is_dir() else path.with_suffix(".tflite"))
+    if output.is_dir():
+        raise RunError(f"--output {output} is a directory; give the .tflite file's path.")
+    classifier = classifier if classifier is not None else load_classifier(path)
+    flatbuffer = lce.convert(classifier)
+    agreement = lce.compare(classifier, flatbuffer, test_images(dataset, samples, data_dir))
+    result = Conversion(output, len(flatbuffer), dict(lce.op_census(flatbuffer).most_common()),
+                        agreement)
+    try:
+        agreement.check(atol=math.inf if max_logit_diff is None else max_logit_diff,
+                        min_top1_agreement=min_top1_agreement)
+    except ValueError as err:
+        raise JobFailed(f"{err} No .tflite written.") from None
+    output.write_bytes(flatbuffer)
+    if path.is_dir() and (path / "report.json").exists():
+        report.update_run_report(path, "conversion", dataclasses.asdict(result))
+    return result
+
+
+def float_twin(config: RunConfig) -> bytes:
+    """The float version (same architecture, no quantizers) of a run's model, converted."""
+    float_config = dataclasses.replace(config, kernel_loss=False, precision="float")
+    return lce.convert(build_model(float_config))
+
+
+def benchmark(path, *, threads=1, repeats=50, warmup=5, indirect_bgemm=True, xnnpack=True,
+              include_float=True) -> Benchmark:
+    """Median batch-1 latency of a run's model.tflite (or a .tflite file) in the LCE
+    interpreter, and of the float twin of its architecture; added to the run's report."""
+    check_integer("repeats", repeats)
+    check_integer("warmup", warmup, minimum=0)
+    check_integer("threads", threads)
+    path = pathlib.Path(path)
+    tflite = path / "model.tflite" if path.is_dir() else path
+    if not tflite.exists():
+        hint = f" Run `bayes-larq convert {path}` first." if path.is_dir() else ""
+        raise JobFailed(f"{tflite} does not exist.{hint}")
+    config = run_config_of(path)
+    if config is None and include_float:
+        raise RunError(f"{tflite} is not in a run directory, so its float version is "
+                       f"unknown; pass --no-float or benchmark a run directory.")
+    flags = {"num_threads": threads, "use_indirect_bgemm": indirect_bgemm,
+             "use_xnnpack": xnnpack}
+    binary = tflite.read_bytes()
+
+    def latency(flatbuffer):
+        return lce.latency_ms(flatbuffer, repeats=repeats, warmup=warmup, **flags)
+
+    result = Benchmark({**flags, "repeats": repeats, "warmup": warmup}, latency(binary),
+                       len(binary))
+    if include_float:
+        floating = float_twin(config)
+        result.float_ms, result.float_bytes = latency(floating), len(floating)
+    if path.is_dir() and (path / "report.json").exists():
+        report.update_run_report(path, "benchmark", dataclasses.asdict(result))
+    return result
+
+
+def demo(config: RunConfig, run_dir, *, verbose=1, conversion_options=None,
+         latency_options=None) -> Demo:
+    """The main job: train `config` into `run_dir`, convert it, benchmark it.
+
+    `conversion_options` and `latency_options` are keyword arguments of `convert` and
+    `benchmark`. The trained classifier is converted from memory.
+    """
+    start = time.perf_counter()
+    trained = train(config, run_dir, verbose=verbose)
+    conversion = convert(run_dir, classifier=trained.classifier, **(conversion_options or {}))
+    measured = benchmark(run_dir, **(latency_options or {}))
+    seconds = time.perf_counter() - start
+    summary = report.update_run_report(run_dir, "demo", {"seconds": seconds})
+    return Demo(pathlib.Path(run_dir), summary, conversion, measured, seconds)

@@ -4,10 +4,13 @@ Everything a training run needs goes through :func:`load`, which returns a batch
 ``tf.data.Dataset`` of ``(float32 images, int64 labels)``::
 
     import bayes_larq
-    from bayes_larq import data
+    from bayes_larq.app import data
 
     ds = data.load("fashion_mnist", "train", batch_size=128, training=True, limit=512)
     images, labels = next(iter(ds))      # (128, 28, 28, 1) float32 in [-1, 1], (128,) int64
+
+What differs between datasets is data, a :class:`DatasetSpec` in :data:`DATASETS`;
+:func:`load` has no per-dataset code.
 
 Where the data comes from
 -------------------------
@@ -80,33 +83,29 @@ from __future__ import annotations
 
 import gzip
 import math
+import numbers
 import os
 import socket
 import struct
 import urllib.request
 import warnings
 import zlib
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
+from bayes_larq.defaults import check_integer
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 __all__ = [
-    "CIFAR100_MEAN",
-    "CIFAR100_STD",
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
-    "DATASETS",
-    "DEFAULT_FASHION_MNIST_DIR",
-    "DatasetError",
-    "DatasetInfo",
-    "DatasetNotFoundError",
-    "FASHION_MNIST_ENV",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "dataset_info",
-    "load",
-    "load_fashion_mnist",
-    "read_idx",
+    "CIFAR100_MEAN", "CIFAR100_STD", "CIFAR10_MEAN", "CIFAR10_STD", "DATASETS",
+    "DEFAULT_FASHION_MNIST_DIR", "DatasetError", "DatasetInfo", "DatasetNotFoundError",
+    "DatasetSpec", "FASHION_MNIST_APT_COMMAND", "FASHION_MNIST_ENV", "IMAGENET_MEAN",
+    "IMAGENET_STD", "dataset_info", "epoch_seed", "load", "load_fashion_mnist", "read_idx",
     "validate_split",
 ]
 
@@ -141,50 +140,141 @@ class DatasetNotFoundError(FileNotFoundError):
     """A dataset is not available anywhere it was looked for."""
 
 
-class DatasetInfo(NamedTuple):
-    """Static facts about a supported dataset (``input_shape`` is what :func:`load` yields)."""
+# --------------------------------------------------------------------------- preprocessing
+
+
+def _tf():
+    import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is used
+    import tensorflow as tf
+
+    return tf
+
+
+def _seeds(seed, n):
+    """``n`` independent stateless seeds (shape [n, 2]) from one int64 scalar."""
+    tf = _tf()
+    return tf.random.experimental.stateless_split(
+        tf.stack([seed, tf.constant(0, tf.int64)]), num=n
+    )
+
+
+def _cifar_augment(image, seed, size):
+    """Zero-pad by 4, random ``size`` x ``size`` crop, random horizontal flip (uint8 in and out)."""
+    tf = _tf()
+    crop_seed, flip_seed = tf.unstack(_seeds(seed, 2))
+    image = tf.pad(image, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
+    image = tf.image.stateless_random_crop(image, [size, size, 3], seed=crop_seed)
+    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+
+
+def _imagenet_train(encoded, seed, size):
+    """Random resized crop of a JPEG (area 0.08-1, ratio 3/4-4/3) + flip, float32 0..255."""
+    tf = _tf()
+    box_seed, flip_seed = tf.unstack(_seeds(seed, 2))
+    shape = tf.io.extract_jpeg_shape(encoded)
+    whole_image = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, shape=[1, 1, 4])
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        shape, whole_image, seed=box_seed, min_object_covered=0.0,  # area range bounds it
+        aspect_ratio_range=IMAGENET_CROP_RATIO, area_range=IMAGENET_CROP_AREA,
+        max_attempts=10, use_image_if_no_bounding_boxes=True,
+    )  # after 10 failed attempts the whole image is used
+    window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+    image = tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
+    image = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
+    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    return tf.ensure_shape(image, [size, size, 3])
+
+
+def _imagenet_eval(encoded, size):
+    """Resize the shorter side to round(size * 256 / 224), centre crop size x size."""
+    tf = _tf()
+    image = tf.io.decode_jpeg(encoded, channels=3)
+    resize_min = int(round(size * 256 / 224))
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_hw = tf.cast(tf.round(hw * (resize_min / tf.reduce_min(hw))), tf.int32)
+    new_hw = tf.maximum(new_hw, resize_min)
+    image = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
+    top, left = (new_hw[0] - size) // 2, (new_hw[1] - size) // 2
+    image = image[top : top + size, left : left + size, :]
+    return tf.ensure_shape(image, [size, size, 3])
+
+
+# --------------------------------------------------------------------------- dataset specs
+
+_STANDARD_SPLITS = MappingProxyType({"train": "train", "holdout": "train", "test": "test"})
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything :func:`load` needs to know about one dataset (a row of :data:`DATASETS`).
+
+    Args:
+      name, num_classes, input_shape, train_examples, test_examples: static facts;
+        ``input_shape`` is what :func:`load` yields (ImageNet: at the default image size).
+      source: "idx" (IDX files, else TFDS: :func:`load_fashion_mnist`) or "tfds".
+      shuffle_buffer: training shuffle buffer in examples (capped at the split's size).
+      splits: accepted split name -> the stored split it reads.
+      download_host: (host, port) probed before TFDS downloads; None: not probed.
+      mean, std: per channel (R, G, B), in [0, 1]: images become ``(x / 255 - mean) / std``;
+        None: ``x / 127.5 - 1``.
+      train_preprocess, eval_preprocess: per example, ``(image, seed, size)`` (augmentation)
+        and ``(image, size)`` -> pixel values 0..255; None: the image as stored.
+      encoded: TFDS yields JPEG bytes, decoded by the preprocessing (after the shuffle).
+      shuffle_files: training without ``limit`` reads the TFDS files in a seeded order.
+      resizable: ``image_size`` may differ from ``input_shape``.
+      missing_hint: appended to the :class:`DatasetNotFoundError` of a TFDS dataset.
+    """
 
     name: str
     num_classes: int
-    input_shape: tuple
+    input_shape: tuple[int, int, int]
     train_examples: int
     test_examples: int
+    source: str
+    shuffle_buffer: int
+    splits: Mapping[str, str] = field(default_factory=lambda: _STANDARD_SPLITS, hash=False)
+    download_host: tuple[str, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    train_preprocess: Callable[..., Any] | None = None
+    eval_preprocess: Callable[..., Any] | None = None
+    encoded: bool = False
+    shuffle_files: bool = False
+    resizable: bool = False
+    missing_hint: str = " With internet access TFDS downloads it into data_dir."
 
 
+#: The former name of :class:`DatasetSpec`, whose first five fields it had.
+DatasetInfo = DatasetSpec
+
+# Shuffle buffers: CIFAR/Fashion-MNIST the whole training set (a full shuffle); ImageNet
+# 10,000 JPEG-encoded examples (about 1.1 GB), and its files are shuffled every pass.
 DATASETS = {
-    "fashion_mnist": DatasetInfo("fashion_mnist", 10, (28, 28, 1), 60_000, 10_000),
-    "cifar10": DatasetInfo("cifar10", 10, (32, 32, 3), 50_000, 10_000),
-    "cifar100": DatasetInfo("cifar100", 100, (32, 32, 3), 50_000, 10_000),
-    # test_examples: the labelled ILSVRC2012 validation set (TFDS split "validation").
-    "imagenet2012": DatasetInfo("imagenet2012", 1000, (224, 224, 3), 1_281_167, 50_000),
-}
-
-# Accepted split names -> TFDS split. ImageNet's labelled held-out set is TFDS's
-# "validation"; TFDS's imagenet2012 "test" split has no labels, so "test" means validation.
-# "holdout" is the end of the training split, carved off with ``load(..., holdout=N)``.
-_SPLITS = {
-    "fashion_mnist": {"train": "train", "holdout": "train", "test": "test"},
-    "cifar10": {"train": "train", "holdout": "train", "test": "test"},
-    "cifar100": {"train": "train", "holdout": "train", "test": "test"},
-    "imagenet2012": {"train": "train", "holdout": "train", "validation": "validation",
-                     "test": "validation"},
-}
-
-# Shuffle buffer (examples) used for training; capped at the number of examples.
-# CIFAR/Fashion-MNIST: the whole training set (full shuffle). ImageNet: 10,000 JPEG-encoded
-# examples (about 1.1 GB); its files are additionally shuffled every pass.
-_SHUFFLE_BUFFER = {
-    "fashion_mnist": 60_000,
-    "cifar10": 50_000,
-    "cifar100": 50_000,
-    "imagenet2012": 10_000,
-}
-
-# Where TFDS downloads from; probed before a download is attempted (see _tfds_load).
-_DOWNLOAD_HOSTS = {
-    "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
-    "cifar10": ("www.cs.toronto.edu", 443),
-    "cifar100": ("www.cs.toronto.edu", 443),
+    spec.name: spec
+    for spec in (
+        DatasetSpec("fashion_mnist", 10, (28, 28, 1), 60_000, 10_000, source="idx",
+                    shuffle_buffer=60_000,
+                    download_host=("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80)),
+        DatasetSpec("cifar10", 10, (32, 32, 3), 50_000, 10_000, source="tfds",
+                    shuffle_buffer=50_000, download_host=("www.cs.toronto.edu", 443),
+                    mean=CIFAR10_MEAN, std=CIFAR10_STD, train_preprocess=_cifar_augment),
+        DatasetSpec("cifar100", 100, (32, 32, 3), 50_000, 10_000, source="tfds",
+                    shuffle_buffer=50_000, download_host=("www.cs.toronto.edu", 443),
+                    mean=CIFAR100_MEAN, std=CIFAR100_STD, train_preprocess=_cifar_augment),
+        # test_examples: the labelled validation set; TFDS's "test" split has no labels,
+        # so "test" reads "validation" too.
+        DatasetSpec("imagenet2012", 1000, (IMAGENET_DEFAULT_SIZE, IMAGENET_DEFAULT_SIZE, 3),
+                    1_281_167, 50_000, source="tfds", shuffle_buffer=10_000,
+                    splits=MappingProxyType({"train": "train", "holdout": "train",
+                                             "validation": "validation", "test": "validation"}),
+                    mean=IMAGENET_MEAN, std=IMAGENET_STD, train_preprocess=_imagenet_train,
+                    eval_preprocess=_imagenet_eval, encoded=True, shuffle_files=True,
+                    resizable=True, missing_hint=(
+                        " ImageNet cannot be downloaded automatically: put "
+                        "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar in "
+                        "<data_dir>/downloads/manual/ and run again (see the TFDS "
+                        "'imagenet2012' page).")),
+    )
 }
 
 # TFDS data directory used for the Fashion-MNIST fallback (None: TFDS's default,
@@ -196,36 +286,38 @@ _TFDS_DEFAULT_DIR_TEXT = "the TFDS data directory ($TFDS_DATA_DIR or ~/tensorflo
 # --------------------------------------------------------------------------- names
 
 
-def dataset_info(name):
-    """The :class:`DatasetInfo` of ``name``; ValueError listing the valid names otherwise.
+def dataset_info(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of ``name``; ValueError listing the valid names otherwise.
+
+    Args:
+      name: a key of :data:`DATASETS`.
 
     >>> dataset_info("cifar100").num_classes
     100
     """
     if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(
-            f"Unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}."
-        )
+        raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}.")
     return DATASETS[name]
 
 
-def validate_split(name, split):
-    """Check ``split`` for dataset ``name`` and return the TFDS split it reads.
+def validate_split(name: str, split: str) -> str:
+    """Check ``split`` for dataset ``name`` and return the stored (TFDS) split it reads.
 
     Valid splits are ``"train"``, ``"holdout"`` (the last examples of the training split,
     see :func:`load`) and ``"test"``; ImageNet also accepts ``"validation"``, and its
     ``"test"`` means the labelled validation set.
 
+    Args:
+      name: a key of :data:`DATASETS`.
+      split: the split asked for.
+
     >>> validate_split("imagenet2012", "test")
     'validation'
     """
-    dataset_info(name)
-    splits = _SPLITS[name]
+    splits = dataset_info(name).splits
     if not isinstance(split, str) or split not in splits:
-        raise ValueError(
-            f"Unknown split {split!r} for dataset {name!r}; valid splits: "
-            f"{', '.join(splits)}."
-        )
+        raise ValueError(f"Unknown split {split!r} for dataset {name!r}; valid splits: "
+                         f"{', '.join(splits)}.")
     return splits[split]
 
 
@@ -242,7 +334,7 @@ _IDX_DTYPES = {
 }
 
 
-def read_idx(path):
+def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (the MNIST / Fashion-MNIST format), gzipped or raw, into NumPy.
 
     Layout: magic ``00 00 <dtype code> <ndim>``, then ``ndim`` big-endian uint32 sizes, then
@@ -250,6 +342,9 @@ def read_idx(path):
     file must hold exactly ``prod(sizes)`` values; anything else (bad gzip stream, wrong
     magic, unknown dtype code, truncated or over-long data) raises :class:`DatasetError`
     naming the file and the problem. Returns a writable array in native byte order.
+
+    Args:
+      path: the IDX file.
 
     >>> import os, tempfile
     >>> p = os.path.join(tempfile.mkdtemp(), "x.idx")
@@ -354,26 +449,20 @@ def _read_fashion_files(images_path, labels_path):
     return images, labels.astype(np.int64)
 
 
-def _load_fashion_mnist_tfds(split):
-    """Fashion-MNIST arrays from TFDS (may download); raises _TFDSUnavailable."""
-    ds = _tfds_load(
-        "fashion_mnist", split, data_dir=_FASHION_TFDS_DATA_DIR, batch_size=-1
-    )
-    import tensorflow_datasets as tfds
-
-    images, labels = tfds.as_numpy(ds)
-    return images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
-
-
-def load_fashion_mnist(split="train", data_dir=None):
+def load_fashion_mnist(
+    split: str = "train", data_dir: str | os.PathLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST as NumPy arrays: ``(images uint8 [N, 28, 28], labels int64 [N])``.
 
-    Looks for the IDX files of ``split`` ("train": 60,000 images, "test": 10,000) in
-    ``data_dir``, then in ``$BAYES_LARQ_FASHION_MNIST_DIR``, then in
-    ``/usr/share/datasets/fashion-mnist``, then asks TFDS (``fashion_mnist``; downloads if
-    online). A directory that has the files but holds corrupt data raises
-    :class:`DatasetError` at once; if no place has the data, :class:`DatasetNotFoundError`
-    names every place looked and how to install the dataset.
+    A directory that has the files but holds corrupt data raises :class:`DatasetError` at
+    once; if no place has the data, :class:`DatasetNotFoundError` names every place looked
+    and how to install the dataset.
+
+    Args:
+      split: "train" (60,000 images) or "test" (10,000).
+      data_dir: the first directory searched for the IDX files of ``split``; then come
+        ``$BAYES_LARQ_FASHION_MNIST_DIR``, ``/usr/share/datasets/fashion-mnist`` and TFDS
+        (``fashion_mnist``; downloads if online).
 
     >>> images, labels = load_fashion_mnist("test")   # doctest: +SKIP
     >>> images.shape, labels.shape   # doctest: +SKIP
@@ -406,16 +495,19 @@ def load_fashion_mnist(split="train", data_dir=None):
             skipped.append(looked[-1])
 
     tfds_dir = _FASHION_TFDS_DATA_DIR or _TFDS_DEFAULT_DIR_TEXT
-    try:
-        images, labels = _load_fashion_mnist_tfds(split)
+    try:  # may download
+        ds = _tfds_load("fashion_mnist", split, data_dir=_FASHION_TFDS_DATA_DIR, batch_size=-1)
     except _TFDSUnavailable as err:
         looked.append(f"TFDS 'fashion_mnist' in {tfds_dir}: {err}")
     else:
+        import tensorflow_datasets as tfds
+
+        images, labels = tfds.as_numpy(ds)
         warnings.warn(
             "Fashion-MNIST IDX files not found locally; using TFDS 'fashion_mnist'.",
             stacklevel=2,
         )
-        return images, labels
+        return images.reshape(-1, 28, 28).astype(np.uint8), labels.astype(np.int64)
 
     filenames = ", ".join(
         _idx_candidates(_FASHION_PREFIX[split], kind, rank)[0]
@@ -470,7 +562,7 @@ def _tfds_load(name, split, data_dir=None, **kwargs):
         return tfds.load(name, download=False, **kwargs)
     except AssertionError:
         pass  # TFDS's signal for "not prepared in data_dir"
-    host = _DOWNLOAD_HOSTS.get(name)
+    host = DATASETS[name].download_host if name in DATASETS else None
     if host is not None and not _probably_online(*host):
         raise _TFDSUnavailable(
             f"not prepared there, and the download server {host[0]} is unreachable (offline?)"
@@ -487,128 +579,99 @@ def _tfds_load(name, split, data_dir=None, **kwargs):
 # --------------------------------------------------------------------------- pipelines
 
 
-def _tf():
-    import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is used
-    import tensorflow as tf
-
-    return tf
-
-
-def _normalise(image, mean, std):
-    """``(image / 255 - mean) / std`` per channel, float32."""
+def _normalise(images, mean, std):
+    """Float32 ``(x / 255 - mean) / std`` per channel; ``x / 127.5 - 1`` if ``mean`` is None."""
     tf = _tf()
+    images = tf.cast(images, tf.float32)
+    if mean is None:
+        return images / 127.5 - 1.0
     mean = tf.constant([255.0 * m for m in mean], tf.float32)
     std = tf.constant([255.0 * s for s in std], tf.float32)
-    return (tf.cast(image, tf.float32) - mean) / std
+    return (images - mean) / std
 
 
-def _seeds(seed, n):
-    """``n`` independent stateless seeds (shape [n, 2]) from one int64 scalar."""
-    tf = _tf()
-    return tf.random.experimental.stateless_split(
-        tf.stack([seed, tf.constant(0, tf.int64)]), num=n
-    )
+def epoch_seed(shuffle_seed: int, epoch: int) -> int:
+    """The shuffle seed of one epoch: a 31-bit hash of ``(shuffle_seed, epoch)``.
 
-
-def _cifar_augment(image, seed):
-    """Zero-pad by 4, random 32x32 crop, random horizontal flip (uint8 in, uint8 out)."""
-    tf = _tf()
-    crop_seed, flip_seed = tf.unstack(_seeds(seed, 2))
-    image = tf.pad(image, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
-    image = tf.image.stateless_random_crop(image, [32, 32, 3], seed=crop_seed)
-    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-
-
-def _imagenet_train(encoded, seed, size):
-    """Random resized crop of a JPEG (area 0.08-1, ratio 3/4-4/3) + flip, float32 0..255."""
-    tf = _tf()
-    box_seed, flip_seed = tf.unstack(_seeds(seed, 2))
-    shape = tf.io.extract_jpeg_shape(encoded)
-    whole_image = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, shape=[1, 1, 4])
-    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape,
-        whole_image,
-        seed=box_seed,
-        min_object_covered=0.0,  # the area range alone bounds the crop
-        aspect_ratio_range=IMAGENET_CROP_RATIO,
-        area_range=IMAGENET_CROP_AREA,
-        max_attempts=10,
-        use_image_if_no_bounding_boxes=True,
-    )  # after 10 failed attempts the whole image is used
-    window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
-    image = tf.io.decode_and_crop_jpeg(encoded, window, channels=3)
-    image = tf.image.resize(image, [size, size], method="bilinear", antialias=True)
-    image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-    return tf.ensure_shape(image, [size, size, 3])
-
-
-def _imagenet_eval(encoded, size):
-    """Resize the shorter side to round(size * 256 / 224), centre crop size x size."""
-    tf = _tf()
-    image = tf.io.decode_jpeg(encoded, channels=3)
-    resize_min = int(round(size * 256 / 224))
-    hw = tf.cast(tf.shape(image)[:2], tf.float32)
-    new_hw = tf.cast(tf.round(hw * (resize_min / tf.reduce_min(hw))), tf.int32)
-    new_hw = tf.maximum(new_hw, resize_min)
-    image = tf.image.resize(image, new_hw, method="bilinear", antialias=True)
-    top, left = (new_hw[0] - size) // 2, (new_hw[1] - size) // 2
-    image = image[top : top + size, left : left + size, :]
-    return tf.ensure_shape(image, [size, size, 3])
-
-
-def epoch_seed(shuffle_seed, epoch):
-    """The shuffle seed of one epoch: a 31-bit hash of ``(shuffle_seed, epoch)``."""
+    Args:
+      shuffle_seed: the seed given to :func:`load`.
+      epoch: the epoch, counted from 0.
+    """
     state = np.random.SeedSequence([int(shuffle_seed) % 2**32, int(epoch)]).generate_state(1)
     return int(state[0] % 2**31)
 
 
-def _check_positive_int(value, what, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-
-
-def _holdout_range(name, split, holdout):
-    """(first, last) slice of the stored split that ``split`` reads, given ``holdout``.
-
-    Negative indices count from the end, so the carve does not depend on the split's
-    size (a custom IDX directory may hold fewer than the official 60,000 images).
-    """
+def _carve(spec, split, holdout):
+    """The slice of the stored split that ``split`` reads, after checking ``holdout``; it
+    counts from the end, so a custom IDX directory may hold fewer than 60,000 images."""
     if holdout is None:
         if split == "holdout":
             raise ValueError('split="holdout" needs holdout=N, the number of training '
                              "examples kept apart for validation")
-        return None, None
-    _check_positive_int(holdout, "holdout")
-    train_examples = dataset_info(name).train_examples
-    if holdout >= train_examples:
-        raise ValueError(f"holdout={holdout} leaves no training examples: {name} has "
-                         f"{train_examples:,}; hold out fewer")
-    return {"train": (None, -holdout), "holdout": (-holdout, None)}.get(split, (None, None))
+        return slice(None)
+    holdout = check_integer("holdout", holdout)
+    if holdout >= spec.train_examples:
+        raise ValueError(f"holdout={holdout} leaves no training examples: {spec.name} has "
+                         f"{spec.train_examples:,}; hold out fewer")
+    ends = {"train": slice(None, -holdout), "holdout": slice(-holdout, None)}
+    return ends.get(split, slice(None))
 
 
-def _tfds_slice(split, first, last):
-    """TFDS split string for ``split[first:last]`` (``split`` itself when unsliced)."""
-    if first is None and last is None:
-        return split
-    return f"{split}[{'' if first is None else first}:{'' if last is None else last}]"
+# Source readers: (spec, stored split, carve, data_dir, file_shuffle) -> (dataset of
+# (image, label) in stored order, its size). file_shuffle: None or (seed, reshuffle).
 
 
-def load(
-    name,
-    split,
-    batch_size,
-    *,
-    training,
-    data_dir=None,
-    limit=None,
-    shuffle_seed=0,
-    image_size=None,
-    epoch=None,
-    holdout=None,
-):
+def _read_idx_source(spec, stored, carve, data_dir, file_shuffle):
+    """Source "idx": the Fashion-MNIST arrays (:func:`load_fashion_mnist`), carved."""
+    images, labels = load_fashion_mnist(stored, data_dir=data_dir)
+    if carve != slice(None):
+        holdout = -(carve.start or carve.stop)
+        if holdout >= len(labels):
+            raise ValueError(f"holdout={holdout} leaves no training examples: the "
+                             f"training files hold {len(labels):,}; hold out fewer")
+        images, labels = images[carve], labels[carve]
+    ds = _tf().data.Dataset.from_tensor_slices((images[..., None], labels))
+    return ds, len(labels)
+
+
+def _read_tfds_source(spec, stored, carve, data_dir, file_shuffle):
+    """Source "tfds": the carved TFDS split, as stored (JPEG bytes if ``spec.encoded``)."""
+    import tensorflow_datasets as tfds
+
+    kwargs = {"shuffle_files": file_shuffle is not None}
+    if spec.encoded:
+        kwargs["decoders"] = {"image": tfds.decode.SkipDecoding()}
+    if spec.shuffle_files:
+        seed, reshuffle = file_shuffle or (None, None)
+        kwargs["read_config"] = tfds.ReadConfig(shuffle_seed=seed,
+                                                shuffle_reshuffle_each_iteration=reshuffle)
+    try:
+        # e.g. "train[:-5000]"; carve.start / stop are None or negative, never 0.
+        tfds_split = f"{stored}[{carve.start or ''}:{carve.stop or ''}]"
+        ds = _tfds_load(spec.name, stored if carve == slice(None) else tfds_split,
+                        data_dir=data_dir, **kwargs)
+    except _TFDSUnavailable as err:
+        where = data_dir or _TFDS_DEFAULT_DIR_TEXT
+        raise DatasetNotFoundError(
+            f"TFDS dataset {spec.name!r} ({stored!r} split) is not available in {where}: "
+            f"{err}.{spec.missing_hint}"
+        ) from err
+    stored_size = spec.train_examples if stored == "train" else spec.test_examples
+    return ds, len(range(stored_size)[carve])
+
+
+_SOURCES = {"idx": _read_idx_source, "tfds": _read_tfds_source}
+
+
+def load(name: str, split: str, batch_size: int, *, training: bool,
+         data_dir: str | os.PathLike | None = None, limit: int | None = None,
+         shuffle_seed: int = 0, image_size: int | None = None, epoch: int | None = None,
+         holdout: int | None = None) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(float32 images, int64 labels)``.
+
+    Every dataset goes through the same steps, configured by its :class:`DatasetSpec`:
+    read the (carved) split from its source, ``limit``, shuffle, preprocess each example
+    (ImageNet decodes its JPEGs here, after the shuffle buffer), batch, normalise.
 
     Args:
       name: "fashion_mnist", "cifar10", "cifar100" or "imagenet2012".
@@ -639,120 +702,47 @@ def load(
       >>> [x.shape for x in next(iter(ds))]  # doctest: +SKIP
       [TensorShape([32, 28, 28, 1]), TensorShape([32])]
     """
-    info = dataset_info(name)
-    tfds_split = validate_split(name, split)
-    _check_positive_int(batch_size, "batch_size")
-    _check_positive_int(limit, "limit", allow_none=True)
-    first, last = _holdout_range(name, split, holdout)
-    if not isinstance(shuffle_seed, (int, np.integer)) or isinstance(shuffle_seed, bool):
-        raise ValueError(f"shuffle_seed must be an integer, got {shuffle_seed!r}")
+    spec = dataset_info(name)
+    stored = validate_split(name, split)
+    batch_size = check_integer("batch_size", batch_size)
+    limit = check_integer("limit", limit, allow_none=True)
+    carve = _carve(spec, split, holdout)
+    if isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, numbers.Integral):
+        raise ValueError(f"`shuffle_seed` must be an integer; got {shuffle_seed!r}.")
     shuffle_seed = int(shuffle_seed)
+    epoch = check_integer("epoch", epoch, minimum=0, allow_none=True)
     if epoch is not None:
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be None or an integer >= 0, got {epoch!r}")
         shuffle_seed = epoch_seed(shuffle_seed, epoch)
     reshuffle = epoch is None
-    if name == "imagenet2012":
-        image_size = IMAGENET_DEFAULT_SIZE if image_size is None else image_size
-        _check_positive_int(image_size, "image_size")
-    elif image_size not in (None, info.input_shape[0]):
-        raise ValueError(
-            f"image_size={image_size!r} is not supported for {name!r}; its images are "
-            f"{info.input_shape[0]}x{info.input_shape[1]} (use image_size=None)"
-        )
+    native = spec.input_shape[0]
+    if not spec.resizable and image_size not in (None, native):
+        raise ValueError(f"image_size={image_size!r} is not supported for {name!r}; its images "
+                         f"are {native}x{spec.input_shape[1]} (use image_size=None)")
+    resize = spec.resizable and image_size is not None
+    size = check_integer("image_size", image_size) if resize else native
     tf = _tf()
-    autotune = tf.data.AUTOTUNE
+    parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-    if name == "fashion_mnist":
-        images, labels = load_fashion_mnist(tfds_split, data_dir=data_dir)
-        if first is not None or last is not None:
-            if holdout >= len(labels):
-                raise ValueError(f"holdout={holdout} leaves no training examples: the "
-                                 f"training files hold {len(labels):,}; hold out fewer")
-            images, labels = images[first:last], labels[first:last]
-        if limit is not None:
-            images, labels = images[:limit], labels[:limit]
-        ds = tf.data.Dataset.from_tensor_slices((images[..., None], labels))
-        num_examples = len(labels)
-    else:
-        import tensorflow_datasets as tfds
-
-        if name == "imagenet2012":
-            # Keep JPEG bytes until after the shuffle buffer; decode (and crop) in the map.
-            shuffle_files = training and limit is None
-            extra = dict(
-                decoders={"image": tfds.decode.SkipDecoding()},
-                shuffle_files=shuffle_files,
-                read_config=tfds.ReadConfig(
-                    shuffle_seed=shuffle_seed if shuffle_files else None,
-                    shuffle_reshuffle_each_iteration=reshuffle if shuffle_files else None,
-                ),
-            )
-        else:
-            extra = dict(shuffle_files=False)
-        try:
-            ds = _tfds_load(name, _tfds_slice(tfds_split, first, last), data_dir=data_dir,
-                            **extra)
-        except _TFDSUnavailable as err:
-            hint = (
-                " ImageNet cannot be downloaded automatically: put ILSVRC2012_img_train.tar "
-                "and ILSVRC2012_img_val.tar in <data_dir>/downloads/manual/ and run again "
-                "(see the TFDS 'imagenet2012' page)."
-                if name == "imagenet2012"
-                else " With internet access TFDS downloads it into data_dir."
-            )
-            where = data_dir or _TFDS_DEFAULT_DIR_TEXT
-            raise DatasetNotFoundError(
-                f"TFDS dataset {name!r} ({tfds_split!r} split) is not available in {where}: "
-                f"{err}.{hint}"
-            ) from err
-        if limit is not None:
-            ds = ds.take(limit)
-        available = {"train": info.train_examples - (holdout or 0),
-                     "holdout": holdout}.get(split, info.test_examples)
-        num_examples = min(limit or available, available)
-
+    shuffle_files = training and limit is None and spec.shuffle_files
+    file_shuffle = (shuffle_seed, reshuffle) if shuffle_files else None
+    ds, num_examples = _SOURCES[spec.source](spec, stored, carve, data_dir, file_shuffle)
+    if limit is not None:
+        ds = ds.take(limit)
+        num_examples = min(limit, num_examples)
     if training:
-        buffer = max(1, min(_SHUFFLE_BUFFER[name], num_examples))
+        buffer = max(1, min(spec.shuffle_buffer, num_examples))
         ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=reshuffle)
-
-    if name == "fashion_mnist":
-        ds = ds.batch(batch_size).map(
-            lambda x, y: (tf.cast(x, tf.float32) / 127.5 - 1.0, tf.cast(y, tf.int64)),
-            num_parallel_calls=autotune,
-            deterministic=True,
-        )
-    else:
-        mean, std = {
-            "cifar10": (CIFAR10_MEAN, CIFAR10_STD),
-            "cifar100": (CIFAR100_MEAN, CIFAR100_STD),
-            "imagenet2012": (IMAGENET_MEAN, IMAGENET_STD),
-        }[name]
-        if training:
-            seeds = tf.data.Dataset.random(
-                seed=shuffle_seed + _AUGMENT_SEED_OFFSET, rerandomize_each_iteration=reshuffle
-            )
-            ds = tf.data.Dataset.zip((ds, seeds))
-            if name == "imagenet2012":
-                def prepare(example, seed):
-                    image = _imagenet_train(example[0], seed, image_size)
-                    return _normalise(image, mean, std), tf.cast(example[1], tf.int64)
-            else:
-                def prepare(example, seed):
-                    image = _cifar_augment(example[0], seed)
-                    return _normalise(image, mean, std), tf.cast(example[1], tf.int64)
-        else:
-            if name == "imagenet2012":
-                def prepare(encoded, label):
-                    image = _imagenet_eval(encoded, image_size)
-                    return _normalise(image, mean, std), tf.cast(label, tf.int64)
-            else:
-                def prepare(image, label):
-                    return _normalise(image, mean, std), tf.cast(label, tf.int64)
-        ds = ds.map(prepare, num_parallel_calls=autotune, deterministic=True)
-        ds = ds.batch(batch_size)
-
-    ds = ds.prefetch(autotune)
+    if training and spec.train_preprocess is not None:
+        augment = spec.train_preprocess
+        seeds = tf.data.Dataset.random(seed=shuffle_seed + _AUGMENT_SEED_OFFSET,
+                                       rerandomize_each_iteration=reshuffle)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(
+            lambda example, seed: (augment(example[0], seed, size), example[1]), **parallel)
+    elif not training and spec.eval_preprocess is not None:
+        prepare = spec.eval_preprocess
+        ds = ds.map(lambda image, label: (prepare(image, size), label), **parallel)
+    ds = ds.batch(batch_size).map(
+        lambda x, y: (_normalise(x, spec.mean, spec.std), tf.cast(y, tf.int64)), **parallel)
     options = tf.data.Options()
     options.deterministic = True
-    return ds.with_options(options)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -22,10 +22,6 @@ EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 DEFAULT_RUNS_DIR = "runs"
 
 
-class CommandFailed(Exception):
-    """A command that ran but failed (exit code 1); the message says why and what to do."""
-
-
 # --------------------------------------------------------------------------- argument types
 
 
@@ -87,7 +83,9 @@ def arch_argument(text):
 
 def _train_options(parser):
     """The run settings; defaults are SUPPRESSed so `--resume` can tell what was passed."""
-    from bayes_larq import data, models, quantizers, runs
+    from bayes_larq import models
+    from bayes_larq.app import data, runs
+    from bayes_larq.defaults import LAM, NU, PRIOR_GRADIENTS, REDUCTIONS, SCALES, THETA
 
     defaults = runs.RunConfig()
     group = parser.add_argument_group("run settings (defaults in brackets)")
@@ -101,11 +99,11 @@ def _train_options(parser):
     add("--no-kernel-loss", action="store_true",
         help="binary kernels use Larq's 'ste_sign' instead of BayesianSign (no L_B)")
     add("--no-feature-loss", action="store_true", help="leave out the feature loss L_F")
-    add("--lam", type=non_negative_float, help="kernel-loss weight lambda [1e-4]")
-    add("--nu", type=non_negative_float, help="mixture-prior weight nu inside L_B [1e-2]")
-    add("--theta", type=non_negative_float, help="feature-loss weight theta [1e-3]")
-    add("--reduction", choices=("mean", "sum"), help=f"L_B reduction [{defaults.reduction}]")
-    add("--kernel-scale", choices=("layer", "channel"),
+    add("--lam", type=non_negative_float, help=f"kernel-loss weight lambda [{LAM:g}]")
+    add("--nu", type=non_negative_float, help=f"mixture-prior weight nu inside L_B [{NU:g}]")
+    add("--theta", type=non_negative_float, help=f"feature-loss weight theta [{THETA:g}]")
+    add("--reduction", choices=REDUCTIONS, help=f"L_B reduction [{defaults.reduction}]")
+    add("--kernel-scale", choices=SCALES,
         help=f"binary kernel scale 1/mean(W) per layer or channel [{defaults.kernel_scale}]")
     add("--scope", choices=models.SCOPES, help=f"what is binarized [{defaults.scope}]")
     add("--precision", choices=models.PRECISIONS,
@@ -119,7 +117,7 @@ def _train_options(parser):
         help=f"learning-rate multiplier of W [{defaults.w_lr_multiplier:g}]")
     add("--sigma-lr-multiplier", type=positive_float,
         help=f"learning-rate multiplier of the mixture sigmas [{defaults.sigma_lr_multiplier:g}]")
-    add("--prior-gradient", choices=quantizers.PRIOR_GRADIENTS,
+    add("--prior-gradient", choices=PRIOR_GRADIENTS,
         help=f"'mean': the paper's averaged mu/sigma gradient [{defaults.prior_gradient}]")
     add("--mixture-update", choices=runs.MIXTURE_UPDATES,
         help=f"'closed_form': refresh mu/sigma every --refresh-batches [{defaults.mixture_update}]")
@@ -141,7 +139,7 @@ def _train_options(parser):
 
 def _run_config(args):
     """RunConfig from the passed train options (library defaults for the rest)."""
-    from bayes_larq import runs
+    from bayes_larq.app import runs
 
     given = {key: value for key, value in vars(args).items()
              if key in {f.name for f in dataclasses.fields(runs.RunConfig)}}
@@ -226,7 +224,7 @@ def _latency_options(parser):
     group = parser.add_argument_group("latency (LCE interpreter; defaults are the fastest on x86)")
     group.add_argument("--threads", type=positive_int, default=1, help="interpreter threads [1]")
     group.add_argument("--repeats", type=positive_int, default=50, help="timed runs [50]")
-    group.add_argument("--warmup", type=int, default=5, help="untimed runs first [5]")
+    group.add_argument("--warmup", type=non_negative_int, default=5, help="untimed runs first [5]")
     group.add_argument("--no-indirect-bgemm", action="store_true")
     group.add_argument("--no-xnnpack", action="store_true")
 
@@ -238,221 +236,140 @@ def _runs_dir_name(prefix):
     return pathlib.Path(DEFAULT_RUNS_DIR) / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def command_train(args, parser):
-    from bayes_larq import runs
+def _train_config(args, parser):
+    """RunConfig of a new run, or None with --resume (then no other setting may be passed)."""
+    from bayes_larq.app import runs
 
     given = _run_config(args)
-    if args.resume is not None:
+    if getattr(args, "resume", None) is not None:
         if given or args.output is not None:
             passed = sorted(given) + (["output"] if args.output is not None else [])
             parser.error(f"--resume continues a run with its saved settings; do not pass "
                          f"{', '.join('--' + p.replace('_', '-') for p in passed)}")
-        summary = runs.resume(args.resume, verbose=0 if args.quiet else 1)
-        run_dir = args.resume
+        return None
+    return runs.RunConfig(**given)
+
+
+def command_train(args, parser):
+    from bayes_larq.app import runs
+
+    config = _train_config(args, parser)
+    verbose = 0 if args.quiet else 1
+    if config is None:
+        trained = runs.resume(args.resume, verbose=verbose)
     else:
-        config = runs.RunConfig(**given)
         run_dir = args.output or _runs_dir_name(f"{config.model}-{config.dataset}")
-        summary = runs.train(config, run_dir, verbose=0 if args.quiet else 1)
-    print(_train_result(summary, run_dir))
-    return summary
+        trained = runs.train(config, run_dir, verbose=verbose)
+    print(_train_text(trained.report, trained.run_dir))
+    return trained
 
 
-def _train_result(summary, run_dir):
+def _train_text(summary, run_dir):
     test = summary["test"]
     top5 = f", top-5 {test['top5_accuracy']:.4f}" if "top5_accuracy" in test else ""
     return (f"Finished {summary['epochs_done']} epochs in {summary['train_seconds']:.0f} s: "
             f"test top-1 {test['accuracy']:.4f}{top5}. Report: {run_dir}/report.md")
 
 
-def _locate(path):
-    """(run config or None, model path) for a run directory or a model file."""
-    from bayes_larq import runs
-
-    path = pathlib.Path(path)
-    run = runs.RunDirectory(path if path.is_dir() else path.parent)
-    config = run.read_config() if run.config.exists() else None
-    return config, path
-
-
-def _dataset(args, config):
-    if args.dataset is not None:
-        return args.dataset
-    return config.dataset if config is not None else "fashion_mnist"
-
-
-def _data_dir(args, config):
-    if args.data_dir is not None:
-        return args.data_dir
-    return config.data_dir if config is not None else None
-
-
 def command_evaluate(args, parser):
-    from bayes_larq import runs
+    from bayes_larq.app import runs
 
-    config, path = _locate(args.path)
-    dataset = _dataset(args, config)
-    results = runs.evaluate(runs.load_classifier(path), dataset, batch_size=args.batch_size,
-                            data_dir=_data_dir(args, config), limit=args.limit)
-    top5 = (f", top-5 accuracy {results['top5_accuracy']:.4f}"
-            if "top5_accuracy" in results else "")
-    print(f"{dataset} test set, {results['examples']} images: top-1 accuracy "
-          f"{results['accuracy']:.4f}{top5}")
-    return results
+    config = runs.run_config_of(args.path)
+    dataset = args.dataset or (config.dataset if config else "fashion_mnist")
+    data_dir = args.data_dir if args.data_dir is not None else (config.data_dir if config else None)
+    result = runs.evaluate(runs.load_classifier(args.path), dataset, batch_size=args.batch_size,
+                           data_dir=data_dir, limit=args.limit)
+    top5 = (f", top-5 accuracy {result.top5_accuracy:.4f}"
+            if result.top5_accuracy is not None else "")
+    print(f"{dataset} test set, {result.examples} images: top-1 accuracy "
+          f"{result.accuracy:.4f}{top5}")
+    return result
 
 
-def _tflite_path(args, path):
-    if args.output is not None:
-        return args.output
-    return path / "model.tflite" if path.is_dir() else path.with_suffix(".tflite")
+def _conversion_options(args):
+    return {"samples": args.samples, "min_top1_agreement": args.min_top1_agreement,
+            "max_logit_diff": args.max_logit_diff}
+
+
+def _latency_options_of(args, include_float=True):
+    return {"threads": args.threads, "repeats": args.repeats, "warmup": args.warmup,
+            "indirect_bgemm": not args.no_indirect_bgemm, "xnnpack": not args.no_xnnpack,
+            "include_float": include_float}
+
+
+def _conversion_text(result):
+    agreement = result.agreement
+    return "\n".join([
+        "Operators: " + ", ".join(f"{name} x{count}" for name, count in result.census.items()),
+        f"Keras vs TFLite on {agreement.samples} test images: top-1 agreement "
+        f"{agreement.top1_agreement:.4f}, max |logit difference| {agreement.max_abs_diff:.3g}",
+        f"Wrote {result.tflite_path} ({result.tflite_bytes / 1024:.1f} KiB)"])
 
 
 def command_convert(args, parser):
-    from bayes_larq import convert, data, runs
+    from bayes_larq.app import runs
 
-    config, path = _locate(args.path)
-    classifier = runs.load_classifier(path)
-    dataset = _dataset(args, config)
-    images = data.load(dataset, "test", args.samples, training=False,
-                       data_dir=_data_dir(args, config), limit=args.samples)
-    images = next(iter(images))[0].numpy()
-    flatbuffer = convert.convert(classifier)
-    agreement = convert.compare(classifier, flatbuffer, images)
-    census = convert.op_census(flatbuffer)
-    result = {"census": dict(census), "agreement": dataclasses.asdict(agreement),
-              "tflite_bytes": len(flatbuffer)}
-    print("Operators: " + ", ".join(f"{name} x{count}" for name, count in census.most_common()))
-    print(f"Keras vs TFLite on {agreement.samples} {dataset} test images: top-1 agreement "
-          f"{agreement.top1_agreement:.4f}, max |logit difference| {agreement.max_abs_diff:.3g}")
-    try:
-        agreement.check(atol=float("inf") if args.max_logit_diff is None else args.max_logit_diff,
-                        min_top1_agreement=args.min_top1_agreement)
-    except ValueError as err:
-        raise CommandFailed(f"{err} No .tflite written.") from None
-    output = _tflite_path(args, path)
-    output.write_bytes(flatbuffer)
-    if path.is_dir():
-        (path / "convert.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"Wrote {output} ({len(flatbuffer) / 1024:.1f} KiB)")
+    result = runs.convert(args.path, output=args.output, dataset=args.dataset,
+                          data_dir=args.data_dir, **_conversion_options(args))
+    print(_conversion_text(result))
     return result
 
 
-def _interpreter_flags(args):
-    return {"num_threads": args.threads, "use_indirect_bgemm": not args.no_indirect_bgemm,
-            "use_xnnpack": not args.no_xnnpack}
-
-
-def _float_twin(config):
-    """The float version (same architecture, no quantizers) of a run's model, converted."""
-    from bayes_larq import convert, data, models
-
-    info = data.dataset_info(config.dataset)
-    model = models.get(config.model, num_classes=info.num_classes, input_shape=info.input_shape,
-                       bonn=False, precision="float", scope=config.scope, **config.arch)
-    return convert.convert(model)
-
-
-def command_benchmark(args, parser):
-    from bayes_larq import convert
-
-    path = pathlib.Path(args.path)
-    tflite = path / "model.tflite" if path.is_dir() else path
-    if not tflite.exists():
-        hint = f" Run `bayes-larq convert {path}` first." if path.is_dir() else ""
-        raise CommandFailed(f"{tflite} does not exist.{hint}")
-    config, _ = _locate(path)
-    if config is None and not args.no_float:
-        parser.error(f"{tflite} is not in a run directory, so its float version is unknown; "
-                     f"pass --no-float or benchmark a run directory")
-    flags = _interpreter_flags(args)
-    timing = {"repeats": args.repeats, "warmup": args.warmup, **flags}
-    binary = tflite.read_bytes()
-    result = {"flags": timing, "binary": {
-        "bytes": len(binary), "latency_ms": convert.latency_ms(
-            binary, repeats=args.repeats, warmup=args.warmup, **flags)}}
-    if not args.no_float:
-        floating = _float_twin(config)
-        result["float"] = {"bytes": len(floating), "latency_ms": convert.latency_ms(
-            floating, repeats=args.repeats, warmup=args.warmup, **flags)}
-        result["speedup"] = result["float"]["latency_ms"] / result["binary"]["latency_ms"]
-        result["size_ratio"] = result["float"]["bytes"] / result["binary"]["bytes"]
-    print(_benchmark_lines(result))
-    if path.is_dir():
-        (path / "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
-    return result
-
-
-def _benchmark_lines(result):
-    flags = result["flags"]
+def _benchmark_text(result):
+    flags = result.flags
     lines = [f"LCE interpreter, {flags['num_threads']} thread(s), indirect_bgemm="
              f"{flags['use_indirect_bgemm']}, xnnpack={flags['use_xnnpack']}, median of "
-             f"{flags['repeats']} runs, batch 1:"]
-    for kind in ("binary", "float"):
-        if kind in result:
-            lines.append(f"  {kind:6s} {result[kind]['latency_ms']:8.3f} ms  "
-                         f"{result[kind]['bytes'] / 1024:9.1f} KiB")
-    if "speedup" in result:
-        lines.append(f"  binary is {result['speedup']:.2f}x faster and "
-                     f"{result['size_ratio']:.1f}x smaller than float")
+             f"{flags['repeats']} runs, batch 1:",
+             f"  binary {result.binary_ms:8.3f} ms  {result.binary_bytes / 1024:9.1f} KiB"]
+    if result.float_ms is not None:
+        lines += [f"  float  {result.float_ms:8.3f} ms  {result.float_bytes / 1024:9.1f} KiB",
+                  f"  binary is {result.speedup:.2f}x faster and {result.size_ratio:.1f}x "
+                  f"smaller than float"]
     return "\n".join(lines)
 
 
-def command_demo(args, parser):
-    start = time.perf_counter()
-    args.output = args.output or _runs_dir_name("demo")
-    args.resume = None
-    summary = command_train(args, parser)
-    run_args = argparse.Namespace(path=args.output, dataset=None, data_dir=None, output=None,
-                                  samples=args.samples, max_logit_diff=args.max_logit_diff,
-                                  min_top1_agreement=args.min_top1_agreement)
-    converted = command_convert(run_args, parser)
-    bench_args = argparse.Namespace(**vars(args), path=args.output, no_float=False)
-    benchmark = command_benchmark(bench_args, parser)
-    result = demo_summary(summary, converted, benchmark, time.perf_counter() - start)
-    (pathlib.Path(args.output) / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(demo_text(result, args.output))
+def command_benchmark(args, parser):
+    from bayes_larq.app import runs
+
+    result = runs.benchmark(args.path, **_latency_options_of(args, not args.no_float))
+    print(_benchmark_text(result))
     return result
 
 
-def demo_summary(summary, converted, benchmark, seconds):
-    return {
-        "test_accuracy": summary["test"]["accuracy"],
-        "test_examples": summary["test_examples"],
-        "dataset": summary["config"]["dataset"],
-        "epochs": summary["epochs_done"],
-        "train_seconds": summary["train_seconds"],
-        "binarized_mac_share": summary["model"]["binarized_mac_share"],
-        "top1_agreement": converted["agreement"]["top1_agreement"],
-        "max_logit_diff": converted["agreement"]["max_abs_diff"],
-        "agreement_samples": converted["agreement"]["samples"],
-        "lce_bconv2d": converted["census"].get("LceBconv2d", 0),
-        "tflite_bytes": benchmark["binary"]["bytes"],
-        "float_tflite_bytes": benchmark["float"]["bytes"],
-        "latency_ms": benchmark["binary"]["latency_ms"],
-        "float_latency_ms": benchmark["float"]["latency_ms"],
-        "latency_flags": benchmark["flags"],
-        "seconds": seconds,
-    }
+def command_demo(args, parser):
+    from bayes_larq.app import runs
+
+    args.resume = None
+    config = _train_config(args, parser)
+    run_dir = args.output or _runs_dir_name("demo")
+    result = runs.demo(config, run_dir, verbose=0 if args.quiet else 1,
+                       conversion_options=_conversion_options(args),
+                       latency_options=_latency_options_of(args))
+    print(demo_text(result))
+    return result
 
 
-def demo_text(result, run_dir):
-    flags = result["latency_flags"]
+def demo_text(result):
+    """The demo summary printed at the end of `bayes-larq demo`."""
+    summary, conversion, bench = result.report, result.conversion, result.benchmark
+    flags, agreement = bench.flags, conversion.agreement
     return "\n".join([
         "",
-        f"== bayes-larq demo summary ({run_dir}) ==",
-        f"test accuracy:        {result['test_accuracy']:.4f} on {result['test_examples']:,} "
-        f"{result['dataset']} test images "
-        f"after {result['epochs']} epochs ({result['train_seconds']:.0f} s)",
-        f"binarized MAC share:  {100 * result['binarized_mac_share']:.1f}%",
-        f"Keras vs TFLite:      top-1 agreement {result['top1_agreement']:.4f} on "
-        f"{result['agreement_samples']} test images, max |logit diff| "
-        f"{result['max_logit_diff']:.3g}; {result['lce_bconv2d']} LceBconv2d ops",
-        f"TFLite size:          {result['tflite_bytes'] / 1024:.1f} KiB (float: "
-        f"{result['float_tflite_bytes'] / 1024:.1f} KiB)",
-        f"latency, batch 1:     {result['latency_ms']:.3f} ms (float: "
-        f"{result['float_latency_ms']:.3f} ms); {flags['num_threads']} thread(s), "
-        f"indirect_bgemm={flags['use_indirect_bgemm']}, xnnpack={flags['use_xnnpack']}",
-        f"wall time of train + convert + benchmark: {result['seconds']:.0f} s",
-        f"report: {run_dir}/report.md",
+        f"== bayes-larq demo summary ({result.run_dir}) ==",
+        f"test accuracy:        {summary['test']['accuracy']:.4f} on "
+        f"{summary['test_examples']:,} {summary['config']['dataset']} test images "
+        f"after {summary['epochs_done']} epochs ({summary['train_seconds']:.0f} s)",
+        f"binarized MAC share:  {100 * summary['model']['binarized_mac_share']:.1f}%",
+        f"Keras vs TFLite:      top-1 agreement {agreement.top1_agreement:.4f} on "
+        f"{agreement.samples} test images, max |logit diff| {agreement.max_abs_diff:.3g}; "
+        f"{conversion.census.get('LceBconv2d', 0)} LceBconv2d ops",
+        f"TFLite size:          {bench.binary_bytes / 1024:.1f} KiB (float: "
+        f"{bench.float_bytes / 1024:.1f} KiB)",
+        f"latency, batch 1:     {bench.binary_ms:.3f} ms (float: {bench.float_ms:.3f} ms); "
+        f"{flags['num_threads']} thread(s), indirect_bgemm={flags['use_indirect_bgemm']}, "
+        f"xnnpack={flags['use_xnnpack']}",
+        f"wall time of train + convert + benchmark: {result.seconds:.0f} s",
+        f"report: {result.run_dir}/report.md",
     ])
 
 
@@ -466,7 +383,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     command_parser = args.subparser
-    from bayes_larq import data, runs
+    from bayes_larq.app import data, runs
 
     try:
         args.handler(args, command_parser)
@@ -478,7 +395,7 @@ def main(argv=None):
         return EXIT_INTERRUPTED
     except (runs.RunError, data.DatasetError) as err:
         command_parser.error(str(err))
-    except (CommandFailed, FileNotFoundError) as err:
+    except (runs.JobFailed, FileNotFoundError) as err:
         print(f"{command_parser.prog}: error: {err}", file=sys.stderr)
         return EXIT_FAILURE
     return 0

@@ -1,65 +1,45 @@
 r"""Run reports: report.json, report.md and PNG plots of a training run.
 
 * `curves.png`: learning curves, one panel per loss term (total, cross-entropy, $L_B$,
-  $L_F$) and for accuracy, training and test.
+  $L_F$) and for accuracy, training and validation (or test).
 * `latents.png`: per binarized layer, the histogram of its latent weights at
-  initialisation and at the end, with the fitted two-mode mixture drawn over it.
+  initialisation and at the end, with the layer's mixture density
+  (`bayes_larq.mixture.mixture_density`) drawn over it.
 
-The mixture of a layer with $C$ output channels is the average of its channels' fitted
-mixtures, each weighted by the share of weights on either side:
-
-$$
-p(x) = \frac{1}{C}\sum_i \Big[\pi_i\,\mathcal{N}(x; \mu^+_i, \sigma^+_i)
-     + (1 - \pi_i)\,\mathcal{N}(x; -\mu^-_i, \sigma^-_i)\Big],
-\qquad \pi_i = \text{share of } x \ge 0 \text{ in channel } i.
-$$
-
-For a `BayesianSign` kernel, $\mu^\pm, \sigma^\pm$ are the quantizer's (learned) values;
-for a plain binary kernel ("ste_sign", the baseline) they are the closed-form fit, the
-mean and std of each side (`quantizers.initial_statistics`).
+For a `BayesianSign` kernel the mixture is the quantizer's (learned) one; for a plain
+binary kernel ("ste_sign", the baseline) it is the closed-form fit
+(`bayes_larq.mixture.fit_mixture`).
 """
 
 import dataclasses
 import json
+import os
 import pathlib
 
 import numpy as np
 
-from bayes_larq import data, profile
-from bayes_larq.callbacks import bimodality_coefficient
-from bayes_larq.quantizers import BayesianSign, bayesian_kernels, initial_statistics
+from bayes_larq import profile
+from bayes_larq.app import data
+from bayes_larq.mixture import (
+    MIXTURE_KEYS,
+    bimodality_coefficient,
+    layer_statistics,
+    mixture_density,
+)
+from bayes_larq.quantizers import bayesian_quantizers, binary_kernels
 
-MIXTURE_KEYS = ("mu_pos", "mu_neg", "sigma_pos", "sigma_neg")
 LOSS_TERMS = (("loss", "total loss"), ("ce_loss", "cross-entropy"),
               ("kernel_loss", "kernel loss $L_B$"), ("feature_loss", "feature loss $L_F$"),
               ("accuracy", "top-1 accuracy"))
-MIN_SIGMA = 1e-3
-
-
-def _is_binary_kernel(quantizer):
-    return quantizer is not None and getattr(quantizer, "precision", None) == 1
 
 
 def binarized_kernels(model):
-    """{layer name: (latent kernel, mixture)} for every layer with a 1-bit kernel.
+    """{layer name: (latent kernel, mixture)} for every 1-bit kernel of `model`.
 
     `mixture` maps mu_pos, mu_neg, sigma_pos, sigma_neg to per-channel arrays.
     """
-    found = {}
-    for layer in model._flatten_layers(include_self=False):
-        quantizer = getattr(layer, "kernel_quantizer", None)
-        if not _is_binary_kernel(quantizer):
-            continue
-        latent = layer.kernel.numpy()
-        if isinstance(quantizer, BayesianSign):
-            mixture = {"mu_pos": quantizer.mu_pos.numpy(), "mu_neg": quantizer.mu_neg.numpy(),
-                       "sigma_pos": quantizer.sigma_pos.numpy(),
-                       "sigma_neg": quantizer.sigma_neg.numpy()}
-        else:
-            fitted = initial_statistics(latent, MIN_SIGMA)
-            mixture = {key: fitted[key] for key in MIXTURE_KEYS}
-        found[layer.name] = (latent, mixture)
-    return found
+    return {kernel.layer.name: (kernel.latent.numpy(), kernel.mixture())
+            for kernel in binary_kernels(model)}
 
 
 def save_mixture_snapshot(path, model):
@@ -79,30 +59,6 @@ def load_mixture_snapshot(path):
             name, field = key.split("|")
             layers.setdefault(name, {})[field] = stored[key]
     return {name: (fields.pop("latent"), fields) for name, fields in layers.items()}
-
-
-def mixture_density(x, latent, mixture):
-    """The layer's fitted mixture density p(x) (module docstring) at the points `x`."""
-    x = np.asarray(x, np.float64)[:, None]
-    channels = np.asarray(latent).reshape(-1, np.asarray(latent).shape[-1])
-    positive_share = np.mean(channels >= 0, axis=0)
-
-    def normal(mean, sigma):
-        return np.exp(-0.5 * ((x - mean) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
-
-    per_channel = (positive_share * normal(mixture["mu_pos"], mixture["sigma_pos"])
-                   + (1 - positive_share) * normal(-mixture["mu_neg"], mixture["sigma_neg"]))
-    return per_channel.mean(axis=1)
-
-
-def layer_statistics(latent, mixture, initial_latent=None):
-    """Mixture means over channels, mean |x|, bimodality, and signs flipped since init."""
-    stats = {key: float(np.mean(value)) for key, value in mixture.items()}
-    stats["latent_scale"] = float(np.mean(np.abs(latent)))
-    stats["bimodality"] = bimodality_coefficient(latent)
-    if initial_latent is not None:
-        stats["flipped_since_init"] = float(np.mean((latent >= 0) != (initial_latent >= 0)))
-    return stats
 
 
 def _pyplot():
@@ -170,7 +126,7 @@ def _test_examples(config):
 
 def _mixture_report(initial, final):
     return {name: {"init": layer_statistics(*initial[name]),
-                   "end": layer_statistics(*final[name], initial_latent=initial[name][0])}
+                   "end": layer_statistics(*final[name], reference=initial[name][0])}
             for name in final}
 
 
@@ -180,7 +136,7 @@ def run_summary(config, bonn, state, initial, final):
     `initial` and `final` are the run's `binarized_kernels` at initialisation and now.
     """
     classifier = bonn.classifier
-    quantizers = [kernel.quantizer for kernel in bayesian_kernels(classifier)]
+    quantizers = bayesian_quantizers(classifier)
     effective = {"theta": float(bonn.feature_loss.theta.numpy()) if bonn.feature_loss else None,
                  "lam": float(quantizers[0].lam.numpy()) if quantizers else None,
                  "nu": float(quantizers[0].nu.numpy()) if quantizers else None}
@@ -254,11 +210,65 @@ def markdown(summary):
         for when, stats in stages.items():
             lines.append(f"| {name} | {when} | " + " | ".join(
                 _number(stats.get(k)) for k in (*MIXTURE_KEYS, "latent_scale", "bimodality",
-                                                 "flipped_since_init")) + " |")
+                                                 "flip_ratio")) + " |")
+    lines += _deployment_lines(summary)
     lines += ["", "![learning curves](curves.png)", ""]
     if summary["files"]["latents"]:
         lines += ["![latent weights](latents.png)", ""]
     return "\n".join(lines)
+
+
+def _deployment_lines(summary):
+    """The LCE conversion and latency sections, once those steps have run."""
+    lines = []
+    conversion = summary.get("conversion")
+    if conversion:
+        agreement = conversion["agreement"]
+        census = ", ".join(f"{name} x{count}" for name, count in conversion["census"].items())
+        lines += ["", "## LCE conversion", "",
+                  f"* `{conversion['tflite_path']}`: {conversion['tflite_bytes'] / 1024:.1f} KiB",
+                  f"* Keras vs TFLite on {agreement['samples']} test images: top-1 agreement "
+                  f"{agreement['top1_agreement']:.4f}, max |logit difference| "
+                  f"{agreement['max_abs_diff']:.3g}",
+                  f"* operators: {census}"]
+    benchmark = summary.get("benchmark")
+    if benchmark:
+        flags = benchmark["flags"]
+        lines += ["", "## Latency (batch 1, LCE interpreter)", "",
+                  f"{flags['num_threads']} thread(s), indirect_bgemm={flags['use_indirect_bgemm']}, "
+                  f"xnnpack={flags['use_xnnpack']}, median of {flags['repeats']} runs after "
+                  f"{flags['warmup']} warm-up runs.", "",
+                  "| model | latency ms | size KiB |", "| --- | --- | --- |",
+                  f"| binary | {benchmark['binary_ms']:.3f} | {benchmark['binary_bytes'] / 1024:.1f} |"]
+        if benchmark.get("float_ms") is not None:
+            lines.append(f"| float twin | {benchmark['float_ms']:.3f} | "
+                         f"{benchmark['float_bytes'] / 1024:.1f} |")
+    return lines
+
+
+def update_run_report(run_dir, section, payload):
+    """Add (or replace) `section` of a finished run's report.json and re-render report.md."""
+    path = pathlib.Path(run_dir)
+    summary = json.loads((path / "report.json").read_text())
+    summary[section] = payload
+    write_json(path / "report.json", summary)
+    (path / "report.md").write_text(markdown(summary))
+    return summary
+
+
+def write_json(path, payload):
+    """Write JSON atomically: a crash leaves the old file or the new one, never half."""
+    temporary = pathlib.Path(f"{path}.tmp")
+    temporary.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    os.replace(temporary, path)
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, pathlib.Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def write_run_report(run, config, bonn, state):
@@ -267,7 +277,7 @@ def write_run_report(run, config, bonn, state):
     final = binarized_kernels(bonn.classifier)
     summary = run_summary(config, bonn, state, initial, final)
     path = pathlib.Path(run.path)
-    (path / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(path / "report.json", summary)
     (path / "report.md").write_text(markdown(summary))
     plot_curves(state["history"], path / "curves.png",
                 validation_label="validation" if config.validation_size else "test")

@@ -1,0 +1,64 @@
+"""Every use of Keras / TensorFlow internals in bayes_larq, each with why no public API does it.
+
+Nothing else in the package touches a private attribute of Keras or TensorFlow; when a
+Keras release moves one of these, this module is the only place to change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["all_layers", "eager_value", "is_functional"]
+
+
+def all_layers(model: tf.keras.layers.Layer) -> list[tf.keras.layers.Layer]:
+    """Every layer nested in `model` (sub-models, and quantizers inside Larq layers), in
+    model order, without `model` itself.
+
+    Why private: `model.layers` lists only the top level, and the public
+    `tf.Module.submodules` walks attributes alphabetically, not in model order (reports
+    and plots list layers as the network runs), and also yields optimizers and metrics.
+    """
+    return list(model._flatten_layers(include_self=False))
+
+
+def is_functional(model: tf.keras.Model) -> bool:
+    """True for a functional or Sequential model (one built from a graph of layers).
+
+    Why private: tf_keras exports no `Functional` class; a subclassed `tf.keras.Model`
+    has `inputs` / `outputs` after it is called too, so only this flag tells them apart.
+    """
+    return bool(getattr(model, "_is_graph_network", False))
+
+
+def eager_value(tensor) -> np.ndarray | None:
+    """The NumPy value of `tensor`, or None when it cannot be read without running a graph.
+
+    During Keras functional construction, Larq passes a kernel quantizer a *symbolic*
+    read of the latent kernel; the variable behind it already holds its initial value,
+    so we follow the read back to the captured variable handle and read it eagerly.
+
+    Why private (graph `captures` and `tf.raw_ops`): Keras offers no public hook that
+    hands a sub-layer the value of its parent's variable at build time. The public
+    alternative, initialising from the kernel on the first call behind an "initialised"
+    flag, puts variable assignments inside every traced call: the inference graph and
+    the TFLite conversion would carry them, and a model's state would depend on whether
+    it first ran `predict` or `fit`. Reading the value once, at build, keeps the saved,
+    loaded, converted and distributed model free of that state.
+    """
+    if hasattr(tensor, "numpy") and not hasattr(tensor, "graph"):
+        return tensor.numpy()
+    if isinstance(tensor, tf.Variable):
+        return tensor.numpy()
+    op = getattr(tensor, "op", None)
+    while op is not None and op.type == "Identity":
+        op = op.inputs[0].op
+    if op is None or op.type != "ReadVariableOp":
+        return None
+    handle = op.inputs[0]
+    for external, internal in getattr(tensor.graph, "captures", ()):
+        if internal is handle and hasattr(external, "numpy"):
+            with tf.init_scope():
+                return tf.raw_ops.ReadVariableOp(resource=external, dtype=tensor.dtype).numpy()
+    return None

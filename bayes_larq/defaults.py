@@ -1,0 +1,73 @@
+"""The library's defaults and argument checks: one place that every layer above reads.
+
+`BayesianSign`, the model builders, `bayes_larq.app.runs` and the command line take
+their default loss weights, reductions and scales from here, and validate arguments
+with the checks below, so a default or an error message is written once.
+
+The loss-weight defaults are the setting measured to lose least against plain Larq; the
+evidence and how to rerun it are in docs/evidence.md.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Iterable
+
+__all__ = [
+    "LAM", "NU", "THETA", "REDUCTION", "REDUCTIONS", "SCALE", "SCALES", "PRIOR_GRADIENT",
+    "PRIOR_GRADIENTS", "MIN_SIGMA", "check_choice", "check_non_negative", "check_integer",
+    "check_positive",
+]
+
+LAM = 1e-4  # weight of the Bayesian kernel loss L_B
+NU = 1e-2  # weight of the mixture prior inside L_B
+THETA = 1e-3  # weight of the Bayesian feature loss L_F
+REDUCTIONS = ("mean", "sum")
+REDUCTION = "mean"  # L_B divided by a layer's weight count; "sum" is the paper's
+SCALES = ("layer", "channel")
+SCALE = "layer"  # one binary-kernel scale 1/mean(W) per layer, as the paper
+PRIOR_GRADIENTS = ("sum", "mean")
+PRIOR_GRADIENT = "sum"  # the exact gradient of L_B for mu and sigma
+MIN_SIGMA = 1e-3  # lower bound of every mixture / feature standard deviation
+
+
+def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    """Return `value`, or raise ValueError naming `name` and the allowed values."""
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ValueError(
+            f"`{name}` must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}."
+        )
+    return value
+
+
+def check_non_negative(name: str, value: Any) -> float:
+    """Return `value` as a float, or raise ValueError if it is not a finite number >= 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not 0.0 <= number < math.inf:
+        raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}.")
+    return number
+
+
+def check_positive(name: str, value: Any) -> float:
+    """Return `value` as a float, or raise ValueError if it is not a finite number > 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not 0.0 < number < math.inf:
+        raise ValueError(f"`{name}` must be a finite number > 0; got {value!r}.")
+    return number
+
+
+def check_integer(name: str, value: Any, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """Return `value` as an int, or raise ValueError if it is not an integer >= `minimum`."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
