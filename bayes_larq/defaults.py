@@ -42,26 +42,26 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     return value
 
 
-def check_non_negative(name: str, value: Any) -> float:
-    """Return `value` as a float, or raise ValueError if it is not a finite number >= 0."""
+def _finite_at_least(name: str, value: Any, minimum: float, inclusive: bool) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
-    if isinstance(value, bool) or not 0.0 <= number < math.inf:
-        raise ValueError(f"`{name}` must be a finite number >= 0; got {value!r}.")
+    above = number >= minimum if inclusive else number > minimum
+    if isinstance(value, bool) or not (above and number < math.inf):
+        bound = ">=" if inclusive else ">"
+        raise ValueError(f"`{name}` must be a finite number {bound} {minimum:g}; got {value!r}.")
     return number
+
+
+def check_non_negative(name: str, value: Any) -> float:
+    """Return `value` as a float, or raise ValueError if it is not a finite number >= 0."""
+    return _finite_at_least(name, value, 0.0, inclusive=True)
 
 
 def check_positive(name: str, value: Any) -> float:
     """Return `value` as a float, or raise ValueError if it is not a finite number > 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not 0.0 < number < math.inf:
-        raise ValueError(f"`{name}` must be a finite number > 0; got {value!r}.")
-    return number
+    return _finite_at_least(name, value, 0.0, inclusive=False)
 
 
 def check_integer(name: str, value: Any, minimum: int = 1, allow_none: bool = False) -> int | None:

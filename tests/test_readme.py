@@ -1,15 +1,23 @@
-"""The README's usage example runs as written."""
+"""Every Python code block of the README runs as written (in a scratch directory)."""
 
 import pathlib
 import re
 
 import bayes_larq  # noqa: F401
+import pytest
+
+README = pathlib.Path(__file__).parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
 
 
-def test_readme_usage_example_runs(capsys):
-    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
-    usage = readme.split("## Usage", 1)[1]
-    code = re.search(r"```python\n(.*?)```", usage, re.S).group(1)
-    exec(compile(code, "README.md", "exec"), {})
+def test_readme_has_code_blocks():
+    assert len(BLOCKS) >= 2
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_code_block_runs(index, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    exec(compile(BLOCKS[index], f"README.md block {index}", "exec"), {})
     printed = capsys.readouterr().out
-    assert "LceBconv2d" in printed and "top1_agreement=1.0" in printed
+    if "bl.convert.op_census" in BLOCKS[index] or "runs.convert" in BLOCKS[index]:
+        assert "LceBconv2d" in printed

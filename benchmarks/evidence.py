@@ -1,0 +1,258 @@
+"""docs/evidence.md from the sweep's committed results (and figures from its run directories).
+
+    python benchmarks/evidence.py --results benchmarks/results/sweep --runs runs/sweep \\
+        --write docs/evidence.md --figures docs/figures
+
+Tables come from `benchmarks/results/sweep/<cell>/seed-<n>.json` (each a run's
+report.json, committed), so they can be rebuilt anywhere. Figures that need the latent
+weights (histograms) read the run directories under --runs when they exist and are
+skipped otherwise. Settings are compared on validation accuracy (the last 10,000
+training images, held out); test accuracy is printed only for the chosen settings and
+their baselines. A cell not run yet is listed as missing.
+"""
+
+import argparse
+import json
+import math
+import pathlib
+import statistics
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import sweep  # noqa: E402  - the cell definitions live in the sweep script
+
+# report.json of runs made before the mixture module named it flip_ratio
+FLIP_KEYS = ("flip_ratio", "flipped_since_init")
+
+
+def load_results(results_dir):
+    """{cell name: {seed: report}} of every stored result."""
+    found = {}
+    for path in sorted(pathlib.Path(results_dir).glob("*/seed-*.json")):
+        seed = int(path.stem.split("-")[1])
+        found.setdefault(path.parent.name, {})[seed] = json.loads(path.read_text())
+    return found
+
+
+def layer_mean(report, key, stage="end"):
+    values = []
+    for stages in report["mixture"].values():
+        stats = stages[stage]
+        names = FLIP_KEYS if key == "flip_ratio" else (key,)
+        values += [stats[name] for name in names if name in stats][:1]
+    return statistics.fmean(values) if values else math.nan
+
+
+def welch(a, b, confidence=0.95):
+    """Welch's t-test of mean(a) - mean(b): (difference, CI low, CI high, two-sided p)."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    difference = a.mean() - b.mean()
+    standard_error = math.sqrt(va + vb)
+    if standard_error == 0:
+        return difference, difference, difference, 0.0 if difference else 1.0
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    margin = stats.t.ppf(0.5 + confidence / 2, dof) * standard_error
+    p_value = 2 * stats.t.sf(abs(difference) / standard_error, dof)
+    return difference, difference - margin, difference + margin, p_value
+
+
+def percent(value):
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+
+
+def cell_row(name, reports, stage):
+    first = reports[min(reports)]
+    last = first["history"][-1]
+    ratio = last["kernel_loss"] / last["ce_loss"] if last["ce_loss"] else math.nan
+    sigma = statistics.fmean([layer_mean(first, "sigma_pos"), layer_mean(first, "sigma_neg")])
+    return (f"| {stage} | `{name}` | {percent(first['validation']['accuracy'])} | "
+            f"{ratio:.2e} | {layer_mean(first, 'bimodality'):.3f} | {sigma:.4f} | "
+            f"{layer_mean(first, 'latent_scale'):.4f} | "
+            f"{100 * layer_mean(first, 'flip_ratio'):.1f}% |")
+
+
+def stage_tables(results):
+    """The seed-0 table of every screened / remedy / theta cell, with what is missing."""
+    planned = []
+    for overrides in sweep.screen_cells():
+        planned += [("screen", sweep.cell_name(o, overrides)) for o in sweep.OPTIMIZERS]
+    for overrides in sweep.remedy_cells():
+        planned += [("remedy", sweep.cell_name(o, overrides)) for o in sweep.OPTIMIZERS]
+    planned += [("theta", name) for name in results if "theta" in name]
+    lines = ["| stage | cell | validation top-1 % | L_B / CE (end) | bimodality | "
+             "mean sigma | mean abs latent | flipped since init |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    missing = []
+    for stage, name in planned:
+        if name in results and 0 in results[name]:
+            lines.append(cell_row(name, results[name], stage))
+        else:
+            missing.append(name)
+    return lines, missing
+
+
+def seed_table(results):
+    """Cells with more than one seed: validation (and test) mean +- std per cell."""
+    lines = ["| cell | seeds | validation top-1 % | test top-1 % | per-seed test |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, reports in sorted(results.items()):
+        if len(reports) < 2:
+            continue
+        val = [r["validation"]["accuracy"] for r in reports.values()]
+        test = [r["test"]["accuracy"] for r in reports.values()]
+        lines.append(f"| `{name}` | {len(reports)} | {100 * np.mean(val):.2f} +- "
+                     f"{100 * np.std(val, ddof=1):.2f} | {100 * np.mean(test):.2f} +- "
+                     f"{100 * np.std(test, ddof=1):.2f} | "
+                     + ", ".join(f"{100 * t:.2f}" for t in test) + " |")
+    return lines
+
+
+def comparison_lines(results, bonn_name, plain_name):
+    bonn = [r["test"]["accuracy"] for r in results[bonn_name].values()]
+    plain = [r["test"]["accuracy"] for r in results[plain_name].values()]
+    difference, low, high, p_value = welch(bonn, plain)
+    return [f"`{bonn_name}` ({len(bonn)} seeds) minus `{plain_name}` ({len(plain)} seeds), "
+            f"test top-1: {100 * difference:+.2f} points, 95% CI [{100 * low:+.2f}, "
+            f"{100 * high:+.2f}], Welch's t-test p = {p_value:.3g}."]
+
+
+def plot_curves(results, names, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for name in names:
+        if name in results and 0 in results[name]:
+            history = results[name][0]["history"]
+            axis.plot(range(1, len(history) + 1), [100 * h["val_accuracy"] for h in history],
+                      "o-", ms=3, label=name)
+    axis.set(xlabel="epoch", ylabel="validation top-1 %", title="Validation accuracy per epoch")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def plot_modes_against_scale(results, names, path):
+    """Per layer: learned (or fitted) mu and sigma next to the mean |latent| at the end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in names if n in results and 0 in results[n]]
+    figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+    for axis, name in zip(axes[0], names):
+        mixture = results[name][0]["mixture"]
+        layers = list(mixture)
+        x = np.arange(len(layers))
+        for offset, key, label in ((-0.25, "mu_pos", "mu+"), (0.0, "sigma_pos", "sigma+"),
+                                   (0.25, "latent_scale", "mean |x|")):
+            axis.bar(x + offset, [mixture[layer]["end"][key] for layer in layers], 0.25,
+                     label=label)
+        axis.set_xticks(x, [layer.replace("_conv", "") for layer in layers], fontsize=8)
+        axis.set_yscale("log")
+        axis.set_title(name, fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def plot_histograms(runs_dir, names, path):
+    """Latent histograms with the mixture, at init and end, for each named run (seed 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayes_larq.app import report, runs
+    from bayes_larq.mixture import mixture_density
+
+    found = [(n, pathlib.Path(runs_dir) / n / "seed-0") for n in names]
+    found = [(n, d) for n, d in found if (d / "model.keras").exists()]
+    if not found:
+        return False
+    figure, axes = plt.subplots(len(found), 2, figsize=(9, 2.8 * len(found)), squeeze=False)
+    for row, (name, run_dir) in zip(axes, found):
+        initial = report.load_mixture_snapshot(run_dir / "init_mixture.npz")
+        final = report.binarized_kernels(runs.load_classifier(run_dir))
+        layer = "unit2_conv"
+        for axis, (when, kernels) in zip(row, (("init", initial), ("end", final))):
+            latent, mixture = kernels[layer]
+            values = latent.ravel()
+            grid = np.linspace(values.min(), values.max(), 400)
+            axis.hist(values, bins=100, density=True, color="0.75")
+            axis.plot(grid, mixture_density(grid, latent, mixture), "C3")
+            axis.set_title(f"{name}, {layer} ({when})", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=pathlib.Path,
+                        default=pathlib.Path("benchmarks/results/sweep"))
+    parser.add_argument("--runs", type=pathlib.Path, default=pathlib.Path("runs/sweep"))
+    parser.add_argument("--write", type=pathlib.Path, default=pathlib.Path("docs/evidence.md"))
+    parser.add_argument("--figures", type=pathlib.Path, default=pathlib.Path("docs/figures"))
+    parser.add_argument("--preamble", type=pathlib.Path,
+                        default=pathlib.Path("benchmarks/evidence_preamble.md"),
+                        help="hand-written findings placed above the generated tables")
+    args = parser.parse_args(argv)
+    results = load_results(args.results)
+    args.figures.mkdir(parents=True, exist_ok=True)
+    rel = pathlib.Path("figures")
+    table, missing = stage_tables(results)
+    lines = [args.preamble.read_text() if args.preamble.exists() else "# Evidence", "",
+             "## Every screened cell (seed 0, 15 epochs, chosen on validation)", "",
+             "Regenerate: `python benchmarks/evidence.py` (tables from the committed "
+             "results; the sweep itself: `python benchmarks/sweep.py`).", ""]
+    lines += table
+    lines += ["", "Bimodality is Sarle's coefficient (1/3 Gaussian, above 5/9 suggests two "
+              "modes); mean sigma and mean abs latent are averaged over the binarized layers "
+              "and both sides; flipped since init is the share of binary weights whose sign "
+              "differs from initialisation.", ""]
+    if missing:
+        lines += [f"Not run yet ({len(missing)} cells): " + ", ".join(f"`{m}`" for m in missing),
+                  ""]
+    seeds = seed_table(results)
+    if len(seeds) > 2:
+        lines += ["## Cells with several seeds", ""] + seeds + [""]
+    curve_names = [n for n in results if n.endswith("plain") or "lam0.0001-nu0.0001" in n]
+    plot_curves(results, sorted(curve_names), args.figures / "curves.png")
+    lines += ["## Learning curves", "", f"![validation accuracy per epoch]({rel / 'curves.png'})",
+              ""]
+    mode_names = [n for n in ("adam-plain", "adam-lam0.0001-nu0.0001", "sgd-plain",
+                              "sgd-lam0.0001-nu0.0001") if n in results]
+    if mode_names:
+        plot_modes_against_scale(results, mode_names, args.figures / "modes.png")
+        lines += ["## Learned modes against the weight scale", "",
+                  "Per binarized layer at the end of training: mu+ and sigma+ (learned for "
+                  "BayesianSign, the closed-form fit for plain Larq) beside the mean |latent| "
+                  "(log scale).", "", f"![modes]({rel / 'modes.png'})", ""]
+    if plot_histograms(args.runs, mode_names, args.figures / "histograms.png"):
+        lines += ["## Latent weights with the mixture", "",
+                  f"![latent histograms]({rel / 'histograms.png'})", ""]
+    for optimizer in sweep.OPTIMIZERS:
+        final_cells = [n for n, r in results.items() if n.startswith(optimizer) and len(r) >= 5
+                       and not n.endswith(("plain", "float"))]
+        plain = f"{optimizer}-plain"
+        if final_cells and len(results.get(plain, {})) >= 5:
+            lines += ["## Final comparison", ""] + comparison_lines(results, final_cells[0], plain)
+    args.write.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.write} ({len(results)} cells, {len(missing)} missing)")
+
+
+if __name__ == "__main__":
+    main()
