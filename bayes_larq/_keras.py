@@ -1,7 +1,15 @@
 """Every use of Keras / TensorFlow internals in bayes_larq, each with why no public API does it.
 
 Nothing else in the package touches a private attribute of Keras or TensorFlow; when a
-Keras release moves one of these, this module is the only place to change.
+Keras release moves one of these, this module is the only place to change. Two related
+mechanisms live where they act, for a reason:
+
+* `bayes_larq._legacy_keras` imports `tf_keras.api._v2.keras` to point `tf.keras` at
+  Keras 2 before anything else imports Keras; it must run first, so it cannot import
+  this module's TensorFlow.
+* `bayes_larq.training.BONN` keeps its second view of the classifier's layers in a class
+  attribute (`_network = None`): Keras tracks only attributes set on instances, so the
+  view is neither saved twice nor counted twice in `weights`. This uses no private API.
 """
 
 from __future__ import annotations

@@ -48,3 +48,21 @@ def test_documented_top_level_names_exist():
     for name in bl.__all__:
         assert getattr(bl, name) is not None, name
     assert bl.app.runs.train and bl.models.get and bl.profile.summary
+
+
+def test_docstring_examples_of_the_core_run():
+    import doctest
+    import importlib
+
+    modules = ["bayes_larq.losses", "bayes_larq.mixture", "bayes_larq.quantizers",
+               "bayes_larq.training", "bayes_larq.callbacks", "bayes_larq.defaults",
+               "bayes_larq.models", "bayes_larq.models.small", "bayes_larq.models.wrn",
+               "bayes_larq.models.resnet"]
+    attempted = 0
+    for name in modules:
+        module = importlib.import_module(name)
+        result = doctest.testmod(module, extraglobs={"tf": __import__("tensorflow"),
+                                                     "np": __import__("numpy")})
+        assert result.failed == 0, name
+        attempted += result.attempted
+    assert attempted >= 8

@@ -108,7 +108,8 @@ def test_registry_names():
     ({"name": "small_cnn", "precision": "float", "bonn": False,
       "float_activation": "gelu"}, "relu.*htanh.*linear"),
     ({"name": "small_cnn", "reduction": "max"}, "mean.*sum"),
-    ({"name": "small_cnn", "kernel_scale": "pixel"}, "layer.*channel"),
+    ({"name": "small_cnn", "scale": "pixel"}, "layer.*channel"),
+    ({"name": "small_cnn", "kernel_scale": "layer"}, r"Unknown BayesianSign settings \[.kernel_scale.\]"),
     ({"name": "small_cnn", "lam": -1.0}, "lam"),
     ({"name": "small_cnn", "bonn": "yes"}, "True or False"),
 ])
@@ -182,7 +183,7 @@ def test_scope_structure_and_logits_contract(name, scope):
     native, kwargs, n_binary, n_shortcut, _ = ARCHITECTURES[name]
     shape = native if name == "small_cnn" else (32, 32, 3)
     model = models.get(name, input_shape=shape, scope=scope, num_classes=7,
-                       lam=2e-4, nu=3e-2, kernel_scale="channel", **kwargs)
+                       lam=2e-4, nu=3e-2, scale="channel", **kwargs)
     assert model.name.startswith(name) and scope in model.name
     assert model.output_shape == (None, 7)
     logits = model.layers[-1]
