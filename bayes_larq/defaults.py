@@ -64,10 +64,14 @@ def check_positive(name: str, value: Any) -> float:
     return _finite_at_least(name, value, 0.0, inclusive=False)
 
 
-def check_integer(name: str, value: Any, minimum: int = 1, allow_none: bool = False) -> int | None:
-    """Return `value` as an int, or raise ValueError if it is not an integer >= `minimum`."""
+def check_integer(name: str, value: Any, minimum: int = 1, allow_none: bool = False,
+                  maximum: int | None = None) -> int | None:
+    """Return `value` as an int, or raise ValueError if it is not an integer in
+    [`minimum`, `maximum`]."""
     if value is None and allow_none:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}.")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must be an integer <= {maximum}; got {value!r}.")
     return int(value)

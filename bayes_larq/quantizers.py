@@ -32,7 +32,7 @@ from bayes_larq.mixture import fallback_mixture, fit_mixture
 
 __all__ = [
     "BayesianSign", "BinaryKernel", "bayesian_kernels", "bayesian_quantizers",
-    "binary_kernels", "scale_gradient", "total_kernel_loss",
+    "binary_kernels", "check_bayesian_roles", "scale_gradient", "total_kernel_loss",
 ]
 
 # Larq layer attribute holding a kernel quantizer -> attribute holding that kernel.
@@ -250,6 +250,26 @@ def binary_kernels(model: tf.keras.layers.Layer) -> list[BinaryKernel]:
             if _is_one_bit(quantizer) and hasattr(layer, kernel_attribute):
                 found.append(BinaryKernel(layer, quantizer, getattr(layer, kernel_attribute)))
     return found
+
+
+def check_bayesian_roles(model: tf.keras.layers.Layer) -> None:
+    """Raise ValueError where a `BayesianSign` is used for something other than a kernel.
+
+    As an `input_quantizer` its W, mu and sigma would be built over activations (and a
+    kernel loss added on them) when the batch size is fixed; as a `depthwise_quantizer`
+    the last kernel axis is the depth multiplier, not the output channels, so its per
+    channel mixture would be wrong. Both are refused.
+    """
+    for layer in all_layers(model):
+        if isinstance(getattr(layer, "input_quantizer", None), BayesianSign):
+            raise ValueError(
+                f"Layer {layer.name!r} uses BayesianSign as its input_quantizer. BayesianSign "
+                f"quantizes kernels; binarize activations with input_quantizer='ste_sign'.")
+        if isinstance(getattr(layer, "depthwise_quantizer", None), BayesianSign):
+            raise ValueError(
+                f"Layer {layer.name!r} uses BayesianSign as its depthwise_quantizer, "
+                f"which is not supported: a depthwise kernel's last axis is the depth "
+                f"multiplier, not output channels. Use 'ste_sign' there.")
 
 
 def bayesian_kernels(model: tf.keras.layers.Layer) -> list[BinaryKernel]:

@@ -27,7 +27,7 @@ from larq import utils as lq_utils
 from bayes_larq import defaults
 from bayes_larq._keras import is_functional
 from bayes_larq.losses import feature_loss
-from bayes_larq.quantizers import bayesian_quantizers
+from bayes_larq.quantizers import bayesian_quantizers, check_bayesian_roles
 
 __all__ = ["BONN", "BayesianFeatureLoss", "ScaledSchedule", "find_feature_tensor"]
 
@@ -215,6 +215,7 @@ class BONN(tf.keras.Model):
         if not is_functional(model):
             raise ValueError("BONN wraps functional (or Sequential) Keras models; got a "
                              f"subclassed model {type(model).__name__}.")
+        check_bayesian_roles(model)
         if model.outputs[0].shape.rank != 2:
             raise ValueError(f"BONN needs a classifier with output [batch, num_classes]; "
                              f"{model.name} outputs {model.outputs[0].shape}.")

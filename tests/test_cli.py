@@ -151,7 +151,7 @@ def test_ctrl_c_leaves_a_resumable_run(tmp_path, fashion_dir):
     assert process.returncode == cli.EXIT_INTERRUPTED, err
     done = json.loads(state.read_text())["epochs_done"]
     assert 1 <= done < 40
-    assert f"Interrupted: {done} of 40 epochs are saved in {run_dir}." in err
+    assert f"Interrupted (SIGINT): {done} of 40 epochs are saved in {run_dir}." in err
     assert f"Resume with: bayes-larq train --resume {run_dir}" in err
 
     config = json.loads((run_dir / "config.json").read_text())

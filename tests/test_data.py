@@ -182,13 +182,28 @@ def test_load_fashion_mnist_search_order(tmp_path, no_fashion_anywhere, monkeypa
     np.testing.assert_array_equal(data.load_fashion_mnist("train", tmp_path / "arg")[0],
                                   arg["train"][0])
     np.testing.assert_array_equal(data.load_fashion_mnist("train")[0], env["train"][0])
-    # An explicit directory without the files falls back, with a warning naming it.
+    # An explicit directory without the files is an error, never a silent fallback.
     (tmp_path / "empty").mkdir()
-    with pytest.warns(UserWarning, match="empty"):
-        images, _ = data.load_fashion_mnist("train", tmp_path / "empty")
-    np.testing.assert_array_equal(images, env["train"][0])
+    with pytest.raises(data.DatasetError, match="is not in .*empty \\(the data_dir argument\\)"):
+        data.load_fashion_mnist("train", tmp_path / "empty")
+    only_train = tmp_path / "only-train"
+    write_fashion_dir(only_train)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (only_train / name).unlink()
+    data.load_fashion_mnist("train", only_train)
+    with pytest.raises(data.DatasetError, match="'test' is not in"):
+        data.load_fashion_mnist("test", only_train)
+    monkeypatch.setenv(data.FASHION_MNIST_ENV, str(tmp_path / "missing"))
+    with pytest.raises(data.DatasetError, match="BAYES_LARQ_FASHION_MNIST_DIR"):
+        data.load_fashion_mnist("train")
     monkeypatch.delenv(data.FASHION_MNIST_ENV)
     np.testing.assert_array_equal(data.load_fashion_mnist("train")[0], default["train"][0])
+
+
+def test_header_only_idx_is_an_error(tmp_path, no_fashion_anywhere):
+    write_fashion_dir(tmp_path / "fm", n_train=0, n_test=0)
+    with pytest.raises(data.DatasetError, match="holds no images"):
+        data.load_fashion_mnist("train", tmp_path / "fm")
 
 
 def test_load_fashion_mnist_corrupt_file_is_an_error(tmp_path, no_fashion_anywhere):
@@ -206,37 +221,28 @@ def test_load_fashion_mnist_mismatched_counts(tmp_path, no_fashion_anywhere):
         data.load_fashion_mnist("train", tmp_path / "fm")
 
 
-def _assert_names_all_places(message, arg_dir, env_dir, default_dir):
-    assert str(arg_dir) in message
-    assert data.FASHION_MNIST_ENV in message and str(env_dir) in message
-    assert str(default_dir) in message
-    assert "TFDS" in message and "fashion_mnist" in message
-    assert "apt-get install dataset-fashion-mnist" in message
-    assert "--data-dir" in message
-
-
-def test_missing_fashion_mnist_names_every_place(tmp_path, no_fashion_anywhere, monkeypatch):
-    monkeypatch.setenv(data.FASHION_MNIST_ENV, str(tmp_path / "env-dir"))
+def test_missing_fashion_mnist_names_every_place(tmp_path, no_fashion_anywhere):
     with pytest.raises(data.DatasetNotFoundError) as info:
-        data.load_fashion_mnist("train", data_dir=tmp_path / "arg-dir")
+        data.load_fashion_mnist("train")
     message = str(info.value)
-    _assert_names_all_places(message, tmp_path / "arg-dir", tmp_path / "env-dir",
-                             tmp_path / "no-default")
+    assert "data_dir argument: not given" in message
+    assert f"${data.FASHION_MNIST_ENV}: not set" in message
+    assert str(tmp_path / "no-default") in message
+    assert "TFDS" in message and "fashion_mnist" in message
+    assert "apt-get install dataset-fashion-mnist" in message and "--data-dir" in message
     assert "unreachable" in message  # real TFDS: nothing prepared, download not attempted
     assert isinstance(info.value, FileNotFoundError)
 
 
 def test_missing_fashion_mnist_without_tfds(tmp_path, no_fashion_anywhere, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # import fails
+    with pytest.raises(data.DatasetNotFoundError, match="not installed"):
+        data.load_fashion_mnist("train")
     (tmp_path / "partial").mkdir()
     write_idx(tmp_path / "partial" / "train-images-idx3-ubyte.gz",
               np.zeros((2, 28, 28), np.uint8), True)
-    with pytest.raises(data.DatasetNotFoundError) as info:
+    with pytest.raises(data.DatasetError, match="train-labels-idx1-ubyte.gz"):
         data.load_fashion_mnist("train", data_dir=tmp_path / "partial")
-    message = str(info.value)
-    assert "train-labels-idx1-ubyte.gz" in message  # says which file is missing
-    assert "not set" in message and "not installed" in message
-    assert "apt-get install dataset-fashion-mnist" in message
 
 
 REAL_FASHION = "/usr/share/datasets/fashion-mnist"

@@ -50,7 +50,9 @@ def test_run_writes_reports_with_the_numbers(finished_run):
         assert (run_dir / name).exists(), name
     for name in ("curves.png", "latents.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["epoch-002.keras"]
+    # The previous checkpoint is kept until the next one is safely written.
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
+        "epoch-001.keras", "epoch-002.keras"]
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents*"))
 
     stored = json.loads((run_dir / "report.json").read_text())

@@ -7,7 +7,9 @@
     bayes-larq demo       the main job: train the default model, convert, benchmark, summary
 
 `bayes-larq COMMAND --help` lists the options. Exit codes: 0 success, 1 failure (missing
-data, converted model disagrees), 2 bad arguments, 130 interrupted (resumable).
+data, converted model disagrees, training diverged), 2 bad arguments or an unusable run
+directory, 130 interrupted by Ctrl-C (SIGINT) and 143 terminated by SIGTERM (what cluster
+schedulers send); both leave a run that `--resume` continues.
 """
 
 import argparse
@@ -15,11 +17,14 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
+import signal
 import sys
 import time
 
-EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 DEFAULT_RUNS_DIR = "runs"
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$")
 
 
 # --------------------------------------------------------------------------- argument types
@@ -54,9 +59,12 @@ def non_negative_float(text):
 
 
 def positive_float(text):
-    value = non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
     return value
 
 
@@ -65,6 +73,13 @@ def share(text):
     if value > 1:
         raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}")
     return value
+
+
+def output_path(text):
+    """A path for something to be written; the empty string is refused (it would mean '.')."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a path, got an empty string")
+    return pathlib.Path(text)
 
 
 def arch_argument(text):
@@ -164,10 +179,13 @@ def build_parser():
     train = commands.add_parser("train", help="train a model (BONN by default)",
                                 description="Train a model; a checkpoint every epoch; Ctrl-C "
                                 "leaves a run that --resume continues.")
-    train.add_argument("--output", type=pathlib.Path,
+    train.add_argument("--output", type=output_path,
                        help=f"run directory [{DEFAULT_RUNS_DIR}/MODEL-DATASET-TIME]")
     train.add_argument("--resume", type=pathlib.Path, metavar="RUN_DIR",
                        help="continue an interrupted run with its saved settings")
+    train.add_argument("--previous-checkpoint", action="store_true",
+                       help="with --resume: continue from the checkpoint before the last "
+                       "(when the last one is damaged)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _train_options(train)
 
@@ -178,7 +196,7 @@ def build_parser():
 
     convert = commands.add_parser("convert", help="LCE conversion to .tflite, checked against Keras")
     _model_source(convert)
-    convert.add_argument("--output", type=pathlib.Path,
+    convert.add_argument("--output", type=output_path,
                          help="the .tflite file [RUN_DIR/model.tflite or MODEL.tflite]")
     _parity_options(convert)
 
@@ -191,7 +209,7 @@ def build_parser():
     demo = commands.add_parser("demo", help="the main job: train, convert, benchmark, summary",
                                description="Train the default BONN model on Fashion-MNIST, "
                                "convert it with LCE, benchmark it and print a summary.")
-    demo.add_argument("--output", type=pathlib.Path,
+    demo.add_argument("--output", type=output_path,
                       help=f"run directory [{DEFAULT_RUNS_DIR}/demo-TIME]")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     _train_options(demo)
@@ -199,12 +217,18 @@ def build_parser():
     _latency_options(demo)
     for name, subparser in commands.choices.items():
         subparser.set_defaults(handler=COMMANDS[name], subparser=subparser)
+        # argparse reads "-1e-3" as an option unless it looks like a negative number to it;
+        # widen its (private) pattern so such values reach our type checks and messages.
+        subparser._negative_number_matcher = NEGATIVE_NUMBER
     return parser
 
 
 def _model_source(parser):
+    from bayes_larq.app import data
+
     parser.add_argument("path", type=pathlib.Path, metavar="RUN_DIR|MODEL.keras")
-    parser.add_argument("--dataset", help="test data [the run's dataset; fashion_mnist]")
+    parser.add_argument("--dataset", choices=sorted(data.DATASETS),
+                        help="test data [the run's dataset; fashion_mnist]")
     parser.add_argument("--data-dir", help="Fashion-MNIST IDX or TFDS data directory")
 
 
@@ -247,6 +271,8 @@ def _train_config(args, parser):
             parser.error(f"--resume continues a run with its saved settings; do not pass "
                          f"{', '.join('--' + p.replace('_', '-') for p in passed)}")
         return None
+    if getattr(args, "previous_checkpoint", False):
+        parser.error("--previous-checkpoint goes with --resume RUN_DIR")
     return runs.RunConfig(**given)
 
 
@@ -256,7 +282,8 @@ def command_train(args, parser):
     config = _train_config(args, parser)
     verbose = 0 if args.quiet else 1
     if config is None:
-        trained = runs.resume(args.resume, verbose=verbose)
+        trained = runs.resume(args.resume, verbose=verbose,
+                              previous_checkpoint=args.previous_checkpoint)
     else:
         run_dir = args.output or _runs_dir_name(f"{config.model}-{config.dataset}")
         trained = runs.train(config, run_dir, verbose=verbose)
@@ -377,6 +404,16 @@ COMMANDS = {"train": command_train, "evaluate": command_evaluate, "convert": com
             "benchmark": command_benchmark, "demo": command_demo}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so training saves and says how to resume."""
+
+    signal_name = "SIGTERM"
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv=None):
     """Run the command line; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -385,17 +422,21 @@ def main(argv=None):
     command_parser = args.subparser
     from bayes_larq.app import data, runs
 
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         args.handler(args, command_parser)
     except runs.RunInterrupted as interrupted:
         print(f"\n{interrupted}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
-        print("\nInterrupted.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if interrupted.signal_name == "SIGTERM" else EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:
+        print(f"\nInterrupted ({getattr(interrupt, 'signal_name', 'SIGINT')}).", file=sys.stderr)
+        return (EXIT_TERMINATED if getattr(interrupt, "signal_name", "") == "SIGTERM"
+                else EXIT_INTERRUPTED)
     except (runs.RunError, data.DatasetError) as err:
         command_parser.error(str(err))
-    except (runs.JobFailed, FileNotFoundError) as err:
+    except (runs.JobFailed, data.DatasetNotFoundError) as err:
         print(f"{command_parser.prog}: error: {err}", file=sys.stderr)
         return EXIT_FAILURE
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     return 0

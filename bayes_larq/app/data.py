@@ -444,7 +444,10 @@ def _read_fashion_files(images_path, labels_path):
         raise DatasetError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
         )
-    if len(labels) and labels.max() >= 10:
+    if not len(labels):
+        raise DatasetError(f"{images_path} holds no images (an IDX header without data); "
+                           f"restore the file")
+    if labels.max() >= 10:
         raise DatasetError(f"{labels_path}: label {int(labels.max())} outside 0..9")
     return images, labels.astype(np.int64)
 
@@ -460,9 +463,10 @@ def load_fashion_mnist(
 
     Args:
       split: "train" (60,000 images) or "test" (10,000).
-      data_dir: the first directory searched for the IDX files of ``split``; then come
-        ``$BAYES_LARQ_FASHION_MNIST_DIR``, ``/usr/share/datasets/fashion-mnist`` and TFDS
-        (``fashion_mnist``; downloads if online).
+      data_dir: the directory of the IDX files of ``split``. Without it,
+        ``$BAYES_LARQ_FASHION_MNIST_DIR``, then ``/usr/share/datasets/fashion-mnist``, then
+        TFDS (``fashion_mnist``; downloads if online). A directory named by the argument or
+        the variable must hold the files: it is an error, not a fallback, when it does not.
 
     >>> images, labels = load_fashion_mnist("test")   # doctest: +SKIP
     >>> images.shape, labels.shape   # doctest: +SKIP
@@ -476,23 +480,18 @@ def load_fashion_mnist(
         ("default directory", DEFAULT_FASHION_MNIST_DIR, None),
     ]
     looked = []
-    skipped = []  # directories the user named explicitly that lacked the files
     for label, directory, unset in places:
         if directory is None:
             looked.append(f"{label}: {unset}")
             continue
         files, reason = _find_fashion_files(directory, split)
         if files is not None:
-            if skipped:
-                warnings.warn(
-                    f"Fashion-MNIST {split!r} not found in {'; '.join(skipped)}; "
-                    f"using {directory}",
-                    stacklevel=2,
-                )
             return _read_fashion_files(*files)
+        if unset is not None:  # a directory the user named: never fall back silently
+            raise DatasetError(
+                f"Fashion-MNIST {split!r} is not in {directory} (the {label}): {reason}. "
+                f"Put the four IDX files there, or name another directory.")
         looked.append(f"{label} {directory}: {reason}")
-        if unset is not None:
-            skipped.append(looked[-1])
 
     tfds_dir = _FASHION_TFDS_DATA_DIR or _TFDS_DEFAULT_DIR_TEXT
     try:  # may download

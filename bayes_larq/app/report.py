@@ -177,7 +177,11 @@ def _number(value):
 def markdown(summary):
     """report.md: settings, results, per-epoch table, mixture table, plots."""
     test, model = summary["test"], summary["model"]
-    lines = ["# bayes-larq training report", "", "## Settings", "",
+    lines = ["# bayes-larq training report", ""]
+    if summary.get("status") == "diverged":
+        lines += ["**Training diverged**: the loss became NaN or infinite. The numbers below "
+                  "are those of the last good epoch (its checkpoint is kept).", ""]
+    lines += ["## Settings", "",
              "| setting | value |", "| --- | --- |"]
     lines += [f"| {key} | `{value}` |" for key, value in summary["config"].items()]
     lines += [f"| effective {key} | {_number(value)} |"

@@ -59,6 +59,8 @@ OPTIMIZERS = ("adam", "sgd")
 # The learning rate an optimizer gets when the run does not set one.
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "sgd": 0.1}
 MIXTURE_UPDATES = ("gradient", "closed_form")
+MAX_SEED = 2**32 - 1  # what tf.keras.utils.set_random_seed accepts
+MAX_EPOCHS = 100_000
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported for models with more than 10 classes
 
 
@@ -66,14 +68,19 @@ class RunError(ValueError):
     """A run directory or configuration that cannot be used; the message says why."""
 
 
+class JobFailed(Exception):
+    """A step that ran but failed (a converted model that disagrees, a missing file)."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Training was interrupted (Ctrl-C); the run resumes from its last finished epoch."""
 
-    def __init__(self, run_dir, epochs_done, epochs):
+    def __init__(self, run_dir, epochs_done, epochs, signal_name="SIGINT"):
         self.run_dir, self.epochs_done, self.epochs = run_dir, epochs_done, epochs
+        self.signal_name = signal_name
         super().__init__(
-            f"Interrupted: {epochs_done} of {epochs} epochs are saved in {run_dir}. "
-            f"Resume with: bayes-larq train --resume {run_dir}"
+            f"Interrupted ({signal_name}): {epochs_done} of {epochs} epochs are saved in "
+            f"{run_dir}. Resume with: bayes-larq train --resume {run_dir}"
         )
 
 
@@ -141,7 +148,8 @@ class RunConfig:
             for name in ("train_limit", "test_limit", "validation_size"):
                 check_integer(name, getattr(self, name), allow_none=True)
             check_integer("lam_warmup_epochs", self.lam_warmup_epochs, minimum=0)
-            check_integer("seed", self.seed, minimum=0)
+            check_integer("seed", self.seed, minimum=0, maximum=MAX_SEED)
+            check_integer("epochs", self.epochs, maximum=MAX_EPOCHS)
             for name in ("lam", "nu", "theta"):
                 if getattr(self, name) is not None:
                     check_non_negative(name, getattr(self, name))
@@ -175,7 +183,12 @@ class RunConfig:
 
 
 def _read_json(path):
-    return json.loads(pathlib.Path(path).read_text())
+    """The JSON content of `path`; RunError naming the file when it is unreadable."""
+    try:
+        return json.loads(pathlib.Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"{path} is unreadable or corrupt ({type(err).__name__}: {err}). "
+                       f"Restore it, or start a new run in another directory.") from None
 
 
 def build_model(config):
@@ -266,30 +279,72 @@ class RunDirectory:
     def read_config(self):
         if not self.config.exists():
             raise RunError(f"{self.path} is not a bayes-larq run directory (no config.json).")
-        return RunConfig.from_dict(_read_json(self.config)).validate()
+        values = _read_json(self.config)
+        if not isinstance(values, dict):
+            raise RunError(f"{self.config} is corrupt: it does not hold the run's settings. "
+                           f"Restore it or start a new run.")
+        return RunConfig.from_dict(values).validate()
 
     def read_state(self):
-        return _read_json(self.state)
+        state = _read_json(self.state)
+        keys = {"epochs_done", "checkpoint", "history", "epoch_seconds"}
+        if not isinstance(state, dict) or not keys <= set(state):
+            raise RunError(f"{self.state} is corrupt: it lacks {sorted(keys)}. Restore it or "
+                           f"start a new run.")
+        checkpoint = state["checkpoint"]
+        if checkpoint is not None and (not isinstance(checkpoint, str)
+                                       or pathlib.Path(checkpoint).name != checkpoint):
+            raise RunError(f"{self.state} is corrupt: its checkpoint {checkpoint!r} is not a "
+                           f"file name in {self.checkpoints}.")
+        return state
+
+    def is_empty_or_run(self):
+        """True when a new run may be written here: a missing or empty directory."""
+        if self.path.is_file():
+            return False
+        return not self.path.exists() or not any(self.path.iterdir())
 
     def save_checkpoint(self, bonn, state, epoch_logs, seconds):
-        """Checkpoint first, then state.json pointing at it; then drop the old checkpoint."""
+        """Checkpoint first, then state.json pointing at it; then drop the one before the
+        previous checkpoint, so the previous one survives until the new one is safe."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         epoch = state["epochs_done"] + 1
         checkpoint = self.checkpoints / f"epoch-{epoch:03d}.keras"
         temporary = self.checkpoints / f"epoch-{epoch:03d}.tmp.keras"
         bonn.save(temporary)
         os.replace(temporary, checkpoint)
-        previous = state.get("checkpoint")
         state = dict(state, epochs_done=epoch, checkpoint=checkpoint.name,
                      history=state["history"] + [epoch_logs],
                      epoch_seconds=state["epoch_seconds"] + [seconds])
         report.write_json(self.state, state)
-        if previous and previous != checkpoint.name:
-            (self.checkpoints / previous).unlink(missing_ok=True)
+        keep = {checkpoint.name, f"epoch-{epoch - 1:03d}.keras"}
+        for old in self.checkpoints.glob("epoch-*.keras"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
         return state
 
     def load_checkpoint(self, state):
-        return tf.keras.models.load_model(self.checkpoints / state["checkpoint"])
+        path = self.checkpoints / state["checkpoint"]
+        try:
+            return tf.keras.models.load_model(path)
+        except (OSError, ValueError) as err:
+            previous = self.checkpoints / f"epoch-{state['epochs_done'] - 1:03d}.keras"
+            hint = (f" The previous checkpoint {previous.name} is intact: resume from it with "
+                    f"`bayes-larq train --resume {self.path} --previous-checkpoint`."
+                    if previous.exists() and state["epochs_done"] > 1 else
+                    " Start a new run.")
+            raise RunError(f"The checkpoint {path} cannot be loaded "
+                           f"({type(err).__name__}: {str(err).splitlines()[0][:200]}).{hint}"
+                           ) from None
+
+    def roll_back(self, state):
+        """The state of the epoch before the last (to resume from its checkpoint)."""
+        done = state["epochs_done"] - 1
+        previous = f"epoch-{done:03d}.keras"
+        if done < 1 or not (self.checkpoints / previous).exists():
+            raise RunError(f"{self.path} has no previous checkpoint to resume from.")
+        return dict(state, epochs_done=done, checkpoint=previous,
+                    history=state["history"][:done], epoch_seconds=state["epoch_seconds"][:done])
 
 
 @dataclasses.dataclass
@@ -314,30 +369,48 @@ def train(config, run_dir, verbose=1, extra_callbacks=()) -> Trained:
         RunInterrupted: Ctrl-C; finished epochs are saved, `resume(run_dir)` continues.
     """
     config.validate()
+    if not str(run_dir).strip():
+        raise RunError("The output directory is empty; name a directory for the run.")
     run = RunDirectory(run_dir)
     if run.exists():
         done = run.read_state()["epochs_done"]
         raise RunError(
             f"{run.path} already holds a run ({done} epochs done). Resume it with "
             f"`bayes-larq train --resume {run.path}` or choose another output directory.")
-    data.load(config.dataset, "test", 1, training=False, data_dir=config.data_dir, limit=1)
+    if not run.is_empty_or_run():
+        kind = "a file" if run.path.is_file() else "a non-empty directory that is not a run"
+        raise RunError(f"{run.path} is {kind}; refusing to write a run into it. Choose a new "
+                       f"or empty directory.")
+    for split in ("train", "test"):
+        data.load(config.dataset, split, 1, training=False, data_dir=config.data_dir, limit=1,
+                  holdout=config.validation_size if split == "train" else None)
+    bonn = new_bonn(config)  # before any file is written: a bad setting leaves nothing
     run.path.mkdir(parents=True, exist_ok=True)
     report.write_json(run.config, dataclasses.asdict(config))
-    bonn = new_bonn(config)
     report.save_mixture_snapshot(run.init_mixture, bonn.classifier)
     state = {"epochs_done": 0, "checkpoint": None, "history": [], "epoch_seconds": []}
     report.write_json(run.state, state)
     return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
 
 
-def resume(run_dir, verbose=1, extra_callbacks=()) -> Trained:
-    """Continue the run in `run_dir` from its last finished epoch."""
+def resume(run_dir, verbose=1, extra_callbacks=(), previous_checkpoint=False) -> Trained:
+    """Continue the run in `run_dir` from its last finished epoch (or, with
+    `previous_checkpoint`, from the one before, when the last checkpoint is damaged)."""
     run = RunDirectory(run_dir)
+    if not run.path.is_dir():
+        raise RunError(f"{run.path} is not a run directory; --resume takes the directory "
+                       f"a run was written to.")
     if not run.exists():
         raise RunError(f"Nothing to resume in {run.path}: it holds no state.json. Start a "
                        f"run there with `bayes-larq train --output {run.path}`.")
     config = run.read_config()
     state = run.read_state()
+    if state.get("diverged"):
+        raise RunError(f"{run.path} stopped because training diverged ({state['diverged']}); "
+                       f"resuming would diverge again. Start a new run with a lower learning "
+                       f"rate or lam.")
+    if previous_checkpoint:
+        state = run.roll_back(state)
     # Interrupted before the first checkpoint: the seeded build gives the same start.
     bonn = new_bonn(config) if state["checkpoint"] is None else run.load_checkpoint(state)
     return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
@@ -369,10 +442,39 @@ def _validation_data(config):
                      data_dir=config.data_dir, limit=config.test_limit)
 
 
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite; the run keeps its last good checkpoint."""
+
+
+class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
+    """Raise TrainingDiverged at the first batch whose loss is not finite.
+
+    Unlike Keras' `TerminateOnNaN` (which finishes the epoch's bookkeeping), it stops
+    before the epoch's weights can be checkpointed, so the last checkpoint stays good.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(f"loss {float(loss)} at epoch {self.epoch + 1}, "
+                                   f"batch {batch + 1}")
+
+
 def _train_epochs(run, config, bonn, state, verbose, extra_callbacks):
+    # Every random op of training (the data order) draws from (global seed, op seed);
+    # setting the global seed here makes a resumed process repeat the original one.
+    tf.keras.utils.set_random_seed(config.seed)
     try:
         validation = _validation_data(config)
-        fit_callbacks = _callbacks(run, config, bonn, verbose, extra_callbacks)
+        fit_callbacks = [StopOnNonFiniteLoss(),
+                         *_callbacks(run, config, bonn, verbose, extra_callbacks)]
         for epoch in range(state["epochs_done"], config.epochs):
             train_data = data.load(config.dataset, "train", config.batch_size, training=True,
                                    data_dir=config.data_dir, limit=config.train_limit,
@@ -392,8 +494,34 @@ def _train_epochs(run, config, bonn, state, verbose, extra_callbacks):
         bonn.classifier.save(run.classifier)
         summary = report.write_run_report(run, config, bonn, state)
         return Trained(run.path, config, summary, bonn.classifier)
-    except KeyboardInterrupt:
-        raise RunInterrupted(run.path, state["epochs_done"], config.epochs) from None
+    except TrainingDiverged as diverged:
+        state = dict(state, diverged=str(diverged))
+        report.write_json(run.state, state)
+        _write_stopped_report(run, config, state)
+        raise JobFailed(
+            f"Training diverged: {diverged}. The last good checkpoint "
+            f"({state['checkpoint'] or 'none: it diverged in the first epoch'}) is kept in "
+            f"{run.path}. Likely causes: a learning rate too high "
+            f"({learning_rate(config):g}), a kernel-loss weight lam too large "
+            f"({config.lam if config.lam is not None else defaults.LAM:g}), or NaN in the "
+            f"inputs. Start a new run with smaller values.") from None
+    except KeyboardInterrupt as interrupt:
+        raise RunInterrupted(run.path, state["epochs_done"], config.epochs,
+                             signal_name=getattr(interrupt, "signal_name", "SIGINT")) from None
+
+
+def _write_stopped_report(run, config, state):
+    """report.json / report.md of a run that stopped early, from its last good checkpoint."""
+    if state["checkpoint"] is None:
+        summary = {"status": "diverged", "diverged": state["diverged"],
+                   "config": dataclasses.asdict(config), "epochs_done": 0}
+        report.write_json(run.path / "report.json", summary)
+        (run.path / "report.md").write_text(
+            f"# bayes-larq training report\n\nTraining diverged in the first epoch "
+            f"({state['diverged']}); no epoch finished.\n")
+        return
+    report.write_run_report(run, config, run.load_checkpoint(state), state)
+    report.update_run_report(run.path, "status", "diverged")
 
 
 def load_classifier(path):
@@ -406,7 +534,12 @@ def load_classifier(path):
                            f"with `bayes-larq train --resume {path.parent}`.")
     elif not path.exists():
         raise RunError(f"No such run directory or model file: {path}.")
-    model = tf.keras.models.load_model(path, compile=False)
+    try:
+        model = tf.keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RunError(f"{path} is not a Keras model this library can load "
+                       f"({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}). "
+                       f"Pass a run directory or a .keras file written by bayes-larq.") from None
     return model.classifier if isinstance(model, BONN) else model
 
 
@@ -448,10 +581,6 @@ def evaluate(classifier, dataset, batch_size=256, data_dir=None, limit=None) -> 
 
 
 # --------------------------------------------------------------------------- deployment
-
-
-class JobFailed(Exception):
-    """A step that ran but failed (a converted model that disagrees, a missing file)."""
 
 
 @dataclasses.dataclass
