@@ -78,6 +78,9 @@ CASES = [
          ["evaluate", "{tmp}/notes.txt"], 2, "is not a Keras model", prepare="notes"),
     Case("bad arguments", "negative warm-up of benchmark",
          ["benchmark", "{run}", "--warmup", "-5"], 2, "expected an integer >= 0, got '-5'"),
+    Case("bad arguments", "benchmark a file that is not a TFLite model",
+         ["benchmark", "{tmp}/notes.txt", "--no-float"], 2, "is not a TFLite model",
+         prepare="notes"),
     Case("bad arguments", "resume a file", ["train", "--resume", "{tmp}/notes.txt"], 2,
          "is not a run directory", prepare="notes"),
     # 2. divergence: exit 1, the last good checkpoint kept, a report written

@@ -699,8 +699,12 @@ def benchmark(path, *, threads=1, repeats=50, warmup=5, indirect_bgemm=True, xnn
     def latency(flatbuffer):
         return lce.latency_ms(flatbuffer, repeats=repeats, warmup=warmup, **flags)
 
-    result = Benchmark({**flags, "repeats": repeats, "warmup": warmup}, latency(binary),
-                       len(binary))
+    try:
+        binary_ms = latency(binary)
+    except (ValueError, RuntimeError) as err:
+        raise RunError(f"{tflite} is not a TFLite model the LCE interpreter can run "
+                       f"({type(err).__name__}: {str(err).splitlines()[0][:200]}).") from None
+    result = Benchmark({**flags, "repeats": repeats, "warmup": warmup}, binary_ms, len(binary))
     if include_float:
         floating = float_twin(config)
         result.float_ms, result.float_bytes = latency(floating), len(floating)
