@@ -13,6 +13,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev]"
+	# Larq Zoo's architectures test bayesianize on third-party models. Its pins (protobuf
+	# < 3.21, tensorflow-datasets < 4.9) do not fit TensorFlow 2.21, and none of those
+	# pinned packages is needed to build its models, so it is installed without them.
+	$(PY) -m pip install -q --no-deps larq-zoo==2.4.0 zookeeper==1.4.0
 	touch $@
 
 install: $(VENV)/.installed

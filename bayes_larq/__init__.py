@@ -1,7 +1,8 @@
 """bayes_larq: Bayesian Optimized 1-bit CNNs (BONN, ICCV 2019) on top of Larq.
 
 The core, imported here: `losses`, `mixture`, `quantizers` (`BayesianSign`), `training`
-(`BONN`), `callbacks`, `profile`, `convert`, `defaults`, and the model
+(`BONN`), `callbacks`, `bayesianize` / `debayesianize`, `profile`, `convert`,
+`defaults`, and the model
 builders `models`. The application (`bayes_larq.app`: data, runs, report, cli) is
 loaded on first use of `bl.app`; the core never imports it.
 """
@@ -23,13 +24,15 @@ from bayes_larq import (  # noqa: E402
     quantizers,
     training,
 )
+from bayes_larq.bayesianize import bayesianize, debayesianize  # noqa: E402
 from bayes_larq.quantizers import BayesianSign  # noqa: E402
 from bayes_larq.training import BONN, BayesianFeatureLoss  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BONN", "BayesianFeatureLoss", "BayesianSign", "app", "callbacks", "convert", "defaults",
+    "BONN", "BayesianFeatureLoss", "BayesianSign", "app", "bayesianize", "callbacks",
+    "convert", "debayesianize", "defaults",
     "losses", "mixture", "models", "profile", "quantizers", "training", "__version__",
 ]
 

@@ -31,6 +31,7 @@ import larq as lq
 import tensorflow as tf
 
 from bayes_larq._keras import all_layers
+from bayes_larq.bayesianize import debayesianize
 from bayes_larq.quantizers import BayesianSign
 
 __all__ = ["binary_mac_share", "inference_twin", "mac_counts", "memory_bytes",
@@ -48,21 +49,6 @@ def _is_bayesian(quantizer):
     return isinstance(quantizer, BayesianSign)
 
 
-def _bayesian_config_keys(layer, config):
-    """The `*_quantizer` arguments of a layer's config that hold a BayesianSign."""
-    return [key for key in config
-            if key.endswith("_quantizer") and _is_bayesian(getattr(layer, key, None))]
-
-
-def _inference_weights(layer):
-    """The layer's weights without the variables owned by BayesianSign quantizers."""
-    owned = set()
-    for sublayer in all_layers(layer):
-        if _is_bayesian(sublayer):
-            owned.update(id(w) for w in sublayer.weights)
-    return [w for w in layer.weights if id(w) not in owned]
-
-
 def training_only_weight_count(model: tf.keras.Model) -> int:
     """Number of scalar variables owned by BayesianSign quantizers in `model`."""
     total = 0
@@ -72,45 +58,18 @@ def training_only_weight_count(model: tf.keras.Model) -> int:
     return total
 
 
-def _clone_layer(layer):
-    if isinstance(layer, tf.keras.Model):
-        return inference_twin(layer)
-    config = layer.get_config()
-    for key in _bayesian_config_keys(layer, config):
-        config[key] = "ste_sign"
-    return layer.__class__.from_config(config)
-
-
 def inference_twin(model: tf.keras.Model) -> tf.keras.Model:
     """A clone of `model` with every BayesianSign kernel quantizer replaced by "ste_sign".
 
     The clone has the same layers (names, shapes, other quantizers, constraints) and
-    the same weight values, except BayesianSign's training-only variables. Nested
-    functional/sequential models are handled recursively. Its forward pass matches the
-    original only up to BayesianSign's scale 1 / mean(W) per binary layer, which the
-    following BatchNorm absorbs in training but not after copying; use it to profile,
-    not to predict.
+    the same weight values, except BayesianSign's training-only variables
+    (`bayes_larq.bayesianize.debayesianize` without folding the scale): use it to
+    profile; `debayesianize` gives the twin that also predicts the same.
 
     Raises:
         ValueError: for a subclassed model (Keras cannot clone it from its config).
     """
-    if not isinstance(model, tf.keras.Model):
-        raise ValueError(f"`model` must be a tf.keras.Model; got {type(model).__name__}.")
-    try:
-        twin = tf.keras.models.clone_model(model, clone_function=_clone_layer)
-    except ValueError as error:
-        raise ValueError(
-            f"Cannot clone model {model.name!r} ({error}); inference_twin supports "
-            f"functional and Sequential models only."
-        ) from error
-    originals = {layer.name: layer for layer in model.layers}
-    for layer in twin.layers:
-        original = originals.get(layer.name)
-        if original is None or isinstance(layer, tf.keras.Model):
-            continue  # nested models copied their weights in their own twin
-        values = [w.numpy() for w in _inference_weights(original)]
-        if values:
-            layer.set_weights(values)
+    twin = debayesianize(model, fold_scale=False)
     return tf.keras.Model(twin.inputs, twin.outputs, name=f"{model.name}_inference")
 
 

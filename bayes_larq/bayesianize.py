@@ -1,0 +1,209 @@
+r"""Turn a Larq model into a BONN model and back, weights and predictions kept.
+
+```python
+import bayes_larq as bl
+
+bonn_model = bl.bayesianize(larq_model, lam=1e-4, nu=1e-4, reduction="sum")
+bl.BONN(bonn_model).fit(...)                  # fine-tune with the Bayesian losses
+plain = bl.debayesianize(bonn_model)          # plain Larq again, for users without bayes_larq
+```
+
+`bayesianize` replaces every 1-bit *kernel* quantizer (`ste_sign`, `approx_sign`,
+`swish_sign`, `magnitude_aware_sign`, any Larq quantizer with precision 1) by
+`BayesianSign`; input quantizers, multi-bit quantizers and float layers are left alone.
+`BayesianSign` initialises W, mu and sigma from each kernel (`mixture.fit_mixture`).
+
+Its forward pass is $\mathrm{sign}(x)/\bar{w}$ where the plain quantizer gives
+$\mathrm{sign}(x)$, so the layer's output is divided by $\bar w$. To predict exactly as
+before, that scale is folded into the BatchNormalization that follows the layer, in its
+moving statistics, with $\epsilon$ and $\gamma$ unchanged:
+
+$$
+m' = m / \bar w, \qquad v' = (v + \epsilon) / \bar w^2 - \epsilon,
+$$
+
+so that $(z/\bar w - m') / \sqrt{v' + \epsilon} = (z - m)/\sqrt{v + \epsilon}$ exactly; in
+training mode BatchNorm normalises by batch statistics and the scale cancels. A layer not
+followed by a BatchNormalization gets W normalised to mean 1 instead (its scale is then
+1). `debayesianize` is the inverse: "ste_sign" kernels, the scale folded back into the
+BatchNorm ($m' = \bar w m$, $v' = \bar w^2 (v + \epsilon) - \epsilon$), which LCE fuses into its
+binary convolution. Both directions are functional clones: Sequential and functional
+models, nested models included; subclassed models are refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import tensorflow as tf
+
+from bayes_larq.quantizers import BayesianSign, bayesian_kernels, binary_kernels
+
+__all__ = ["bayesianize", "debayesianize", "swap_kernel_quantizers"]
+
+QUANTIZER_ARGUMENTS = ("kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer")
+
+
+def _own_weights(layer: tf.keras.layers.Layer) -> list[tf.Variable]:
+    """A layer's weights without the variables of its `BayesianSign` quantizers."""
+    owned = set()
+    for attribute in QUANTIZER_ARGUMENTS:
+        quantizer = getattr(layer, attribute, None)
+        if isinstance(quantizer, BayesianSign):
+            owned.update(id(w) for w in quantizer.weights)
+    return [w for w in layer.weights if id(w) not in owned]
+
+
+def swap_kernel_quantizers(model: tf.keras.Model, replace: Callable[[Any], Any | None],
+                           attributes: tuple[str, ...] = QUANTIZER_ARGUMENTS) -> tf.keras.Model:
+    """A clone of `model` in which `replace(quantizer)` (when not None) takes the place of
+    each kernel quantizer, with every other weight copied. Nested models are cloned the
+    same way.
+
+    Raises:
+        ValueError: for a subclassed model (Keras cannot clone it from its config).
+    """
+    def clone_layer(layer):
+        if isinstance(layer, tf.keras.Model):
+            return swap_kernel_quantizers(layer, replace, attributes)
+        config = layer.get_config()
+        for attribute in attributes:
+            new = replace(getattr(layer, attribute, None)) if attribute in config else None
+            if new is not None:
+                config[attribute] = new
+        return layer.__class__.from_config(config)
+
+    if not isinstance(model, tf.keras.Model):
+        raise ValueError(f"Expected a tf.keras.Model; got {type(model).__name__}.")
+    try:
+        clone = tf.keras.models.clone_model(model, clone_function=clone_layer)
+    except (ValueError, NotImplementedError) as error:
+        raise ValueError(f"Cannot clone model {model.name!r} ({error}); only functional "
+                         f"and Sequential models are supported.") from error
+    originals = {layer.name: layer for layer in model.layers}
+    for layer in clone.layers:
+        original = originals.get(layer.name)
+        if original is None or isinstance(layer, tf.keras.Model):
+            continue  # a nested model copied its weights when it was cloned
+        for target, source in zip(_own_weights(layer), _own_weights(original)):
+            target.assign(source)
+    return clone
+
+
+def _following_batch_norm(model: tf.keras.Model, layer) -> tf.keras.layers.Layer | None:
+    """The BatchNormalization that takes `layer`'s output as its only input, if any."""
+    for candidate in _all_layers_of(model):
+        if (isinstance(candidate, tf.keras.layers.BatchNormalization)
+                and _single_input(candidate) is _single_output(layer)):
+            return candidate
+    return None
+
+
+def _all_layers_of(model):
+    found = []
+    for layer in model.layers:
+        found += _all_layers_of(layer) if isinstance(layer, tf.keras.Model) else [layer]
+    return found
+
+
+def _single_input(layer):
+    try:
+        return layer.input
+    except (AttributeError, ValueError):
+        return None
+
+
+def _single_output(layer):
+    try:
+        return layer.output
+    except (AttributeError, ValueError):
+        return None
+
+
+def _scale_batch_norm(batch_norm, factor: np.ndarray) -> None:
+    """Make `batch_norm` give the same inference output for inputs multiplied by `factor`."""
+    epsilon = batch_norm.epsilon
+    mean, variance = batch_norm.moving_mean.numpy(), batch_norm.moving_variance.numpy()
+    new_variance = factor**2 * (variance + epsilon) - epsilon
+    if np.any(new_variance < 0):
+        raise ValueError(
+            f"Cannot fold the binary scale into {batch_norm.name!r}: its moving variance "
+            f"is too small for the factor {float(np.min(factor)):.3g} (epsilon "
+            f"{epsilon:g}). Train it briefly first, or pass a BatchNorm with smaller epsilon.")
+    batch_norm.moving_mean.assign(factor * mean)
+    batch_norm.moving_variance.assign(new_variance)
+
+
+def _channel_scale(quantizer, kernel: tf.Variable) -> np.ndarray:
+    """Per output channel, the magnitude of the quantized kernel (1 for "ste_sign",
+    1/mean(W) for BayesianSign, mean |x| for magnitude_aware_sign, ...)."""
+    quantized = np.abs(np.asarray(quantizer(tf.convert_to_tensor(kernel)), np.float64))
+    return quantized.reshape(-1, quantized.shape[-1]).mean(axis=0)
+
+
+def _match_scales(original: tf.keras.Model, clone: tf.keras.Model) -> None:
+    """Fold, per binary layer, the ratio of the clone's kernel scale to the original's
+    into the following BatchNorm (or into W when there is none), so predictions match."""
+    before = {k.layer.name: _channel_scale(k.quantizer, k.latent)
+              for k in binary_kernels(original)}
+    for kernel in binary_kernels(clone):
+        if kernel.layer.name not in before:
+            continue
+        factor = _channel_scale(kernel.quantizer, kernel.latent) / before[kernel.layer.name]
+        if np.allclose(factor, 1.0, rtol=1e-6):
+            continue
+        batch_norm = _following_batch_norm(clone, kernel.layer)
+        if batch_norm is not None:
+            _scale_batch_norm(batch_norm, factor)
+        elif isinstance(kernel.quantizer, BayesianSign) and (
+                kernel.quantizer.scale == "channel" or np.allclose(factor, factor[0])):
+            w = kernel.quantizer.reconstruction
+            w.assign(w * tf.cast(factor if kernel.quantizer.scale == "channel"
+                                 else factor[0], w.dtype))
+        else:
+            raise ValueError(
+                f"Layer {kernel.layer.name!r} changes its binary kernel scale and has no "
+                f"BatchNormalization after it to absorb the change; plain Larq cannot "
+                f"express BayesianSign's scale there. Add a BatchNormalization after it.")
+
+
+def bayesianize(model: tf.keras.Model, **bayesian_sign: Any) -> tf.keras.Model:
+    """A copy of `model` with `BayesianSign(**bayesian_sign)` on every 1-bit kernel.
+
+    Weights are kept; W, mu and sigma start from the kernels; the binary scale is folded
+    into the following BatchNormalization (module docstring), so the copy predicts as
+    `model` does, up to float rounding.
+
+    Raises:
+        ValueError: `model` has no 1-bit kernel quantizer, is subclassed, or a setting
+            of `BayesianSign` is invalid.
+    """
+    BayesianSign.check_settings(bayesian_sign)
+    if not binary_kernels(model):
+        raise ValueError(f"{model.name!r} has no 1-bit kernel quantizer (ste_sign, "
+                         f"approx_sign, ... on a kernel), so there is nothing to bayesianize.")
+    binary = {id(k.quantizer) for k in binary_kernels(model)}
+    clone = swap_kernel_quantizers(
+        model, lambda q: BayesianSign(**bayesian_sign)
+        if id(q) in binary and not isinstance(q, BayesianSign) else None,
+        attributes=("kernel_quantizer", "pointwise_quantizer"))
+    for kernel in bayesian_kernels(clone):
+        kernel.quantizer.reset_from_kernel(kernel.latent.numpy())
+    _match_scales(model, clone)
+    return clone
+
+
+def debayesianize(model: tf.keras.Model, fold_scale: bool = True) -> tf.keras.Model:
+    """A plain Larq copy of `model`: every `BayesianSign` becomes "ste_sign".
+
+    With `fold_scale` (default) the binary scale $1/\\bar w$ goes into the following
+    BatchNormalization, so the copy predicts as `model` does; a BayesianSign layer not
+    followed by one must have $\\bar w = 1$ (ValueError otherwise). `fold_scale=False`
+    gives the inference twin that `bayes_larq.profile` measures (scale dropped).
+    """
+    clone = swap_kernel_quantizers(
+        model, lambda q: "ste_sign" if isinstance(q, BayesianSign) else None)
+    if fold_scale:
+        _match_scales(model, clone)
+    return clone

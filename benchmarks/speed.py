@@ -1,0 +1,126 @@
+"""Training step time of BONN against plain Larq, measured interleaved in one process.
+
+    python benchmarks/speed.py --model small_cnn --batch-size 128 --rounds 7 \\
+        --write benchmarks/results/speed-small_cnn.json
+
+Variants of the same architecture, data and batch:
+
+* `plain Larq`: "ste_sign" kernels, plain `model.fit` (no BONN wrapper);
+* `BONN wrapper only`: "ste_sign" kernels inside `bl.BONN(feature_loss=False)`;
+* `kernel loss only`: `BayesianSign` kernels (W, mu, sigma, L_B), no feature loss;
+* `feature loss only`: "ste_sign" kernels, the feature loss on;
+* `full BONN`: both losses.
+
+Each variant is compiled once and warmed up; then every round times `--steps` training
+steps of each variant in turn (A B C D E, A B C D E, ...), so a slow spell of this shared
+machine hits all variants alike. Printed: per variant the median step time, and the
+median, min and max over rounds of its ratio to plain Larq in the same round. The
+differences between variants say what each piece costs.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import bayes_larq as bl  # noqa: E402  - selects tf_keras first
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bayes_larq import models  # noqa: E402
+
+VARIANTS = {
+    "plain Larq": {"bonn": False, "wrapper": False, "feature_loss": False},
+    "BONN wrapper only": {"bonn": False, "wrapper": True, "feature_loss": False},
+    "kernel loss only": {"bonn": True, "wrapper": True, "feature_loss": False},
+    "feature loss only": {"bonn": False, "wrapper": True, "feature_loss": True},
+    "full BONN": {"bonn": True, "wrapper": True, "feature_loss": True},
+}
+INPUTS = {"small_cnn": ((28, 28, 1), {}), "resnet18_cifar": ((32, 32, 3), {}),
+          "wrn22": ((32, 32, 3), {"width_factor": 1})}
+
+
+def build(model_name, variant, seed=0, **compile_options):
+    input_shape, arch = INPUTS[model_name]
+    tf.keras.utils.set_random_seed(seed)
+    classifier = models.get(model_name, num_classes=10, input_shape=input_shape,
+                            bonn=variant["bonn"], reduction="sum", lam=1e-4, nu=1e-4, **arch)
+    model = (bl.BONN(classifier, feature_loss=variant["feature_loss"])
+             if variant["wrapper"] else classifier)
+    model.compile(tf.keras.optimizers.Adam(1e-3),
+                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], **compile_options)
+    return model
+
+
+def batches(model_name, batch_size, steps, seed=0):
+    input_shape, _ = INPUTS[model_name]
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (batch_size * steps, *input_shape)).astype(np.float32)
+    y = rng.integers(0, 10, batch_size * steps)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
+
+
+def time_steps(model, dataset):
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, verbose=0)
+    return time.perf_counter() - start
+
+
+def measure(model_name, batch_size, steps, rounds, warmup_steps=5, compile_options=None):
+    dataset = batches(model_name, batch_size, steps)
+    built = {name: build(model_name, variant, **(compile_options or {}))
+             for name, variant in VARIANTS.items()}
+    for model in built.values():
+        model.fit(dataset.take(warmup_steps), epochs=1, verbose=0)
+    seconds = {name: [] for name in built}
+    for _ in range(rounds):
+        for name, model in built.items():
+            seconds[name].append(time_steps(model, dataset) / steps)
+    ratios = {name: [s / p for s, p in zip(seconds[name], seconds["plain Larq"])]
+              for name in built}
+    return {name: {"median_ms": 1e3 * statistics.median(seconds[name]),
+                   "ratio_median": statistics.median(ratios[name]),
+                   "ratio_min": min(ratios[name]), "ratio_max": max(ratios[name]),
+                   "step_ms": [1e3 * s for s in seconds[name]]}
+            for name in built}
+
+
+def table(results):
+    lines = ["| variant | median step ms | ratio to plain Larq (median, min-max over rounds) |",
+             "| --- | --- | --- |"]
+    for name, row in results.items():
+        lines.append(f"| {name} | {row['median_ms']:.1f} | {row['ratio_median']:.3f} "
+                     f"({row['ratio_min']:.3f}-{row['ratio_max']:.3f}) |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="small_cnn", choices=sorted(INPUTS))
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per variant and round")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--jit-compile", action="store_true")
+    parser.add_argument("--write", type=pathlib.Path)
+    args = parser.parse_args(argv)
+    options = {"jit_compile": True} if args.jit_compile else {}
+    results = measure(args.model, args.batch_size, args.steps, args.rounds,
+                      compile_options=options)
+    print(table(results))
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(json.dumps({
+            "command": "python benchmarks/speed.py " + " ".join(argv or os.sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
+                       f"TensorFlow {tf.__version__}",
+            "results": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

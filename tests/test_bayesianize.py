@@ -1,0 +1,156 @@
+"""bayesianize / debayesianize: weights and predictions kept, LCE census, third-party models."""
+
+import bayes_larq as bl
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bayes_larq import convert
+from bayes_larq.mixture import fit_mixture
+from bayes_larq.quantizers import BayesianSign, binary_kernels
+
+KERNEL_QUANTIZERS = ["ste_sign", "approx_sign", "swish_sign", "magnitude_aware_sign"]
+
+
+def larq_model(sequential=False, seed=0, binary_classifier=False):
+    """A small Larq network with every kind of 1-bit kernel quantizer, trained a little.
+
+    The classifier is a float Dense, as in Larq Zoo, unless `binary_classifier`.
+    """
+    tf.keras.utils.set_random_seed(seed)
+    layers = [tf.keras.layers.Conv2D(16, 3, padding="same", use_bias=False,
+                                     input_shape=(12, 12, 3)),
+              tf.keras.layers.BatchNormalization()]
+    for quantizer in KERNEL_QUANTIZERS:
+        layers += [lq.layers.QuantConv2D(16, 3, padding="same", pad_values=1.0, use_bias=False,
+                                         input_quantizer="ste_sign", kernel_quantizer=quantizer,
+                                         kernel_constraint="weight_clip"),
+                   tf.keras.layers.BatchNormalization(momentum=0.5)]
+    layers += [tf.keras.layers.GlobalAveragePooling2D(),
+               lq.layers.QuantDense(5, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
+                                    kernel_constraint="weight_clip") if binary_classifier
+               else tf.keras.layers.Dense(5)]
+    if sequential:
+        model = tf.keras.Sequential(layers)
+    else:
+        inputs = tf.keras.Input((12, 12, 3))
+        x = inputs
+        for layer in layers:
+            x = layer(x)
+        model = tf.keras.Model(inputs, x)
+    x, y = images(64), np.arange(64) % 5
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)  # moving statistics away from 0 / 1
+    return model
+
+
+def images(n, shape=(12, 12, 3), seed=1):
+    return np.random.default_rng(seed).normal(size=(n, *shape)).astype(np.float32)
+
+
+def assert_same_predictions(a, b, x, rtol=1e-5):
+    pa, pb = a.predict(x, verbose=0), b.predict(x, verbose=0)
+    np.testing.assert_allclose(pb, pa, rtol=rtol, atol=rtol * np.abs(pa).max())
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_bayesianize_keeps_weights_and_predictions(sequential):
+    model = larq_model(sequential, binary_classifier=True)
+    bonn_model = bl.bayesianize(model, lam=1e-3, reduction="sum")
+    x = images(32)
+    assert_same_predictions(model, bonn_model, x)
+    kernels = binary_kernels(bonn_model)
+    assert len(kernels) == 5 and all(isinstance(k.quantizer, BayesianSign) for k in kernels)
+    assert all(k.quantizer.initial_lam == 1e-3 and k.quantizer.reduction == "sum"
+               for k in kernels)
+    assert all(k.layer.input_quantizer.__class__.__name__ == "SteSign" for k in kernels)
+    for original, copied in zip(binary_kernels(model), kernels):
+        np.testing.assert_array_equal(copied.latent.numpy(), original.latent.numpy())
+        fitted = fit_mixture(original.latent.numpy())
+        np.testing.assert_allclose(copied.quantizer.mu_pos.numpy(), fitted["mu_pos"], rtol=1e-5)
+    # The float layers are untouched.
+    np.testing.assert_array_equal(bonn_model.layers[0 if sequential else 1].get_weights()[0],
+                                  model.layers[0 if sequential else 1].get_weights()[0])
+
+
+def test_round_trip_and_lce_census_after_bonn_training():
+    model = larq_model()
+    bonn_model = bl.bayesianize(model, lam=1e-3)
+    bonn = bl.BONN(bonn_model, theta=1e-3)
+    bonn.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    bonn.fit(images(64), np.arange(64) % 5, epochs=2, batch_size=16, verbose=0)
+    w_bars = [float(np.mean(k.quantizer.w_bar())) for k in binary_kernels(bonn_model)]
+    assert min(abs(w - 1) for w in w_bars) > 0.1  # scales that must be folded
+    plain = bl.debayesianize(bonn_model)
+    assert not any(isinstance(k.quantizer, BayesianSign) for k in binary_kernels(plain))
+    assert_same_predictions(bonn_model, plain, images(32))
+    censuses = [convert.op_census(convert.convert(m)) for m in (model, bonn_model, plain)]
+    assert censuses[0] == censuses[1] == censuses[2] and censuses[0]["LceBconv2d"] == 4
+
+
+def test_debayesianize_names_a_scale_it_cannot_fold():
+    bonn_model = bl.bayesianize(larq_model(binary_classifier=True))
+    bonn_model.layers[-1].kernel_quantizer.reconstruction.assign_add(
+        tf.ones_like(bonn_model.layers[-1].kernel_quantizer.reconstruction))
+    with pytest.raises(ValueError, match="no BatchNormalization after it"):
+        bl.debayesianize(bonn_model)
+    assert bl.debayesianize(bonn_model, fold_scale=False)  # the profile twin needs no fold
+
+
+def test_bayesianize_refuses_what_it_cannot_do():
+    inputs = tf.keras.Input((4,))
+    float_model = tf.keras.Model(inputs, tf.keras.layers.Dense(2)(inputs))
+    with pytest.raises(ValueError, match="no 1-bit kernel quantizer"):
+        bl.bayesianize(float_model)
+    with pytest.raises(ValueError, match="Unknown BayesianSign settings"):
+        bl.bayesianize(larq_model(), gamma=1.0)
+
+    class Subclassed(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = lq.layers.QuantDense(2, kernel_quantizer="ste_sign")
+
+        def call(self, x):
+            return self.dense(x)
+
+    subclassed = Subclassed()
+    subclassed(np.zeros((1, 4), np.float32))
+    with pytest.raises(ValueError, match="only functional and Sequential"):
+        bl.bayesianize(subclassed)
+
+
+def test_nested_model_is_bayesianized_inside():
+    inner = larq_model()
+    inputs = tf.keras.Input((12, 12, 3))
+    outer = tf.keras.Model(inputs, tf.keras.layers.Softmax()(inner(inputs)))
+    bonn_outer = bl.bayesianize(outer)
+    assert len([k for k in binary_kernels(bonn_outer) if isinstance(k.quantizer, BayesianSign)]) == 4
+    assert_same_predictions(outer, bonn_outer, images(16))
+
+
+def logits_model(model):
+    """`model` without its final softmax (softmax saturates and hides differences)."""
+    return tf.keras.Model(model.inputs, model.layers[-1].input)
+
+
+@pytest.mark.parametrize("name", ["QuickNet", "BiRealNet"])
+def test_larq_zoo_architectures(name):
+    """Third-party architectures from Larq Zoo (weights=None: nothing is downloaded)."""
+    import larq_zoo as lqz  # `make test` installs it with --no-deps (see the Makefile)
+
+    build = {"QuickNet": lqz.sota.QuickNet, "BiRealNet": lqz.literature.BiRealNet}[name]
+    tf.keras.utils.set_random_seed(0)
+    model = build(weights=None, input_shape=(64, 64, 3), num_classes=10)
+    bonn_model = bl.bayesianize(model, lam=1e-4, nu=1e-4, reduction="sum")
+    plain = bl.debayesianize(bonn_model)
+    x = images(8, (64, 64, 3))
+    assert_same_predictions(logits_model(model), logits_model(bonn_model), x, rtol=1e-4)
+    assert_same_predictions(logits_model(model), logits_model(plain), x, rtol=1e-4)
+    assert len(binary_kernels(bonn_model)) == 16
+    original, bayesian, deployed = (convert.op_census(convert.convert(m))
+                                    for m in (model, bonn_model, plain))
+    assert deployed == original
+    assert bayesian["LceBconv2d"] == original["LceBconv2d"] == 16
+    if name == "BiRealNet":  # binary conv -> BatchNorm: the scale folds away entirely
+        assert bayesian == original
