@@ -252,6 +252,8 @@ class BONN(tf.keras.Model):
     def _loss_terms(self, y, features, logits, sample_weight):
         """The loss terms of one batch; `total` is scaled for cross-replica summation."""
         labels = integer_labels(y, self.num_classes)
+        with tf.control_dependencies([labels]):  # the label check runs before any loss
+            y = tf.identity(y)
         task = self.compiled_loss(y, logits, sample_weight)  # already divided by replicas
         replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, task.dtype)
         quantizer_losses = [loss for q in bayesian_quantizers(self._network) for loss in q.losses]

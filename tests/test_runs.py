@@ -106,6 +106,9 @@ def test_interrupted_before_the_first_checkpoint_restarts_identically(tmp_path, 
 def test_run_directory_errors(tmp_path, fashion_dir, finished_run):
     with pytest.raises(runs.RunError, match="already holds a run .2 epochs done.*--resume"):
         runs.train(tiny_config(fashion_dir), finished_run[0], verbose=0)
+    with pytest.raises(runs.RunError, match="is not a run directory"):
+        runs.resume(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(runs.RunError, match="Nothing to resume.*no state.json"):
         runs.resume(tmp_path / "empty")
     with pytest.raises(runs.RunError, match="not finished.*--resume"):
