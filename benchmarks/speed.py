@@ -11,11 +11,13 @@ Variants of the same architecture, data and batch:
 * `feature loss only`: "ste_sign" kernels, the feature loss on;
 * `full BONN`: both losses.
 
-Each variant is compiled once and warmed up; then every round times `--steps` training
-steps of each variant in turn (A B C D E, A B C D E, ...), so a slow spell of this shared
-machine hits all variants alike. Printed: per variant the median step time, and the
-median, min and max over rounds of its ratio to plain Larq in the same round. The
-differences between variants say what each piece costs.
+Each variant is compiled once and warmed up; then the variants take turns one training
+step at a time (A B C D E, A B C D E, ... `train_on_batch` on the same batch), for
+`--rounds` x `--steps` steps each, so a slow spell of this shared machine (its CPU
+quota makes single step times jump between a few values) hits all variants alike.
+Printed: per variant the median step time, and the median, min and max over rounds of
+the ratio of its median step time to plain Larq's in the same round. The differences
+between variants say what each piece costs.
 """
 
 import argparse
@@ -66,28 +68,29 @@ def batches(model_name, batch_size, steps, seed=0):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
 
 
-def time_steps(model, dataset):
-    start = time.perf_counter()
-    model.fit(dataset, epochs=1, verbose=0)
-    return time.perf_counter() - start
-
-
 def measure(model_name, batch_size, steps, rounds, warmup_steps=5, compile_options=None):
-    dataset = batches(model_name, batch_size, steps)
+    x, y = next(iter(batches(model_name, batch_size, 1)))
     built = {name: build(model_name, variant, **(compile_options or {}))
              for name, variant in VARIANTS.items()}
     for model in built.values():
-        model.fit(dataset.take(warmup_steps), epochs=1, verbose=0)
-    seconds = {name: [] for name in built}
+        for _ in range(warmup_steps):
+            model.train_on_batch(x, y)
+    per_round = {name: [] for name in built}
     for _ in range(rounds):
-        for name, model in built.items():
-            seconds[name].append(time_steps(model, dataset) / steps)
-    ratios = {name: [s / p for s, p in zip(seconds[name], seconds["plain Larq"])]
+        seconds = {name: [] for name in built}
+        for _ in range(steps):
+            for name, model in built.items():
+                start = time.perf_counter()
+                model.train_on_batch(x, y)
+                seconds[name].append(time.perf_counter() - start)
+        for name in built:
+            per_round[name].append(statistics.median(seconds[name]))
+    ratios = {name: [s / p for s, p in zip(per_round[name], per_round["plain Larq"])]
               for name in built}
-    return {name: {"median_ms": 1e3 * statistics.median(seconds[name]),
+    return {name: {"median_ms": 1e3 * statistics.median(per_round[name]),
                    "ratio_median": statistics.median(ratios[name]),
                    "ratio_min": min(ratios[name]), "ratio_max": max(ratios[name]),
-                   "step_ms": [1e3 * s for s in seconds[name]]}
+                   "round_median_ms": [1e3 * s for s in per_round[name]]}
             for name in built}
 
 
