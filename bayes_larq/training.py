@@ -295,9 +295,22 @@ class BONN(tf.keras.Model):
         """Re-compile after `load_model` (`compile` is extended, so Keras leaves it to us)."""
         self.compile(**tf.keras.saving.deserialize_keras_object(config))
         if self.built:
-            split = self._split_variables((None, v) for v in self.trainable_variables)
-            for optimizer, pairs in split.items():
-                optimizer.build([v for _, v in pairs])
+            self.build_optimizers()
+
+    def build_optimizers(self) -> list:
+        """Create the slots of every optimizer now (as the first step would); returns them
+        in a fixed order, the main optimizer first."""
+        split = self._split_variables((None, v) for v in self.trainable_variables)
+        for optimizer, pairs in split.items():
+            optimizer.build([v for _, v in pairs])
+        return list(split)
+
+    def copy_state_from(self, other: "BONN") -> None:
+        """Take the weights and optimizer state of `other`, a BONN of the same model."""
+        self.set_weights(other.get_weights())
+        for mine, theirs in zip(self.build_optimizers(), other.build_optimizers()):
+            for target, source in zip(mine.variables, theirs.variables):
+                target.assign(source)
 
     @property
     def metrics(self):

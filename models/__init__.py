@@ -11,7 +11,7 @@ Every builder has the signature
 
     builder(num_classes=..., input_shape=..., bonn=True, scope="paper",
             precision="binary", float_activation=None, <architecture arguments>,
-            **bayesian_sign)
+            sync_batch_norm=False, **bayesian_sign)
 
 and returns a functional `tf.keras.Model` whose output is logits (no softmax) and whose
 last layer is a Dense/QuantDense named "logits" (its input is the penultimate feature

@@ -75,18 +75,23 @@ class LayerFactory:
         float_activation: activation of the float variant, "relu" (default), "htanh"
             (the function whose gradient the straight-through sign uses) or "linear".
             Only valid with `precision="float"`.
+        sync_batch_norm: BatchNormalization with statistics over all replicas (for
+            `tf.distribute` training; the same as plain BatchNorm on one device).
         **bayesian_sign: keyword arguments of `BayesianSign` (lam, nu, reduction,
             scale, ...), checked even when `bonn=False` so a typo fails early, but only
             used with `bonn=True`.
     """
 
     def __init__(self, bonn=True, scope="paper", precision="binary", float_activation=None,
-                 **bayesian_sign):
+                 sync_batch_norm=False, **bayesian_sign):
         if not isinstance(bonn, bool):
             raise ValueError(f"`bonn` must be True or False; got {bonn!r}.")
         self.scope = check_choice("scope", scope, SCOPES)
         self.precision = check_choice("precision", precision, PRECISIONS)
         self.bonn = bonn
+        if not isinstance(sync_batch_norm, bool):
+            raise ValueError(f"`sync_batch_norm` must be True or False; got {sync_batch_norm!r}.")
+        self.sync_batch_norm = sync_batch_norm
         self.bayesian_sign = dict(bayesian_sign)
         try:
             BayesianSign.check_settings(self.bayesian_sign)
@@ -161,10 +166,10 @@ class LayerFactory:
                 kernel_initializer=KERNEL_INITIALIZER, name="logits")
         return layer(x)
 
-    @staticmethod
-    def batch_norm(x, name):
+    def batch_norm(self, x, name):
         return tf.keras.layers.BatchNormalization(
-            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)(x)
+            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=self.sync_batch_norm,
+            name=name)(x)
 
     def model_name(self, name):
         suffix = "float" if self.precision == "float" else ("bonn" if self.bonn else "larq")
@@ -172,7 +177,7 @@ class LayerFactory:
 
 
 def start_builder(num_classes, input_shape, bonn, scope, precision, float_activation,
-                  bayesian_sign):
+                  bayesian_sign, sync_batch_norm=False):
     """Validate the common builder arguments; return (num_classes, factory, image input).
 
     The other arguments are `LayerFactory`'s; `bayesian_sign` is the dict of
@@ -180,7 +185,8 @@ def start_builder(num_classes, input_shape, bonn, scope, precision, float_activa
     """
     num_classes = check_integer("num_classes", num_classes)
     inputs = tf.keras.Input(check_input_shape(input_shape), name="image")
-    factory = LayerFactory(bonn, scope, precision, float_activation, **bayesian_sign)
+    factory = LayerFactory(bonn, scope, precision, float_activation, sync_batch_norm,
+                           **bayesian_sign)
     return num_classes, factory, inputs
 
 

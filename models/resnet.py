@@ -34,7 +34,8 @@ def resnet_stages(factory, x, filters=STAGE_FILTERS, blocks=BLOCKS_PER_STAGE):
 
 
 def resnet18(num_classes=1000, input_shape=(224, 224, 3), bonn=True, scope="paper",
-             precision="binary", float_activation=None, **bayesian_sign):
+             precision="binary", float_activation=None, sync_batch_norm=False,
+             **bayesian_sign):
     """Bi-Real-style ResNet-18 for ImageNet (224x224x3 by default), outputs logits.
 
     Paper scope binarizes the 16 3x3 convolutions; full scope also the 3 1x1
@@ -45,7 +46,8 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), bonn=True, scope="pape
         >>> model = resnet18(num_classes=10, input_shape=(64, 64, 3), bonn=False)
     """
     num_classes, factory, inputs = start_builder(
-        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign)
+        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign,
+        sync_batch_norm)
     x = factory.conv(inputs, STAGE_FILTERS[0], 7, "stem", "stem_conv", strides=2)
     x = factory.batch_norm(x, "stem_bn")
     x = tf.keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
@@ -55,7 +57,8 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), bonn=True, scope="pape
 
 
 def resnet18_cifar(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
-                   precision="binary", float_activation=None, **bayesian_sign):
+                   precision="binary", float_activation=None, sync_batch_norm=False,
+                   **bayesian_sign):
     """Bi-Real-style ResNet-18 for CIFAR (3x3 stem, no max-pool), outputs logits.
 
     Same binarization scopes as `resnet18`.
@@ -64,7 +67,8 @@ def resnet18_cifar(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="pa
         >>> model = resnet18_cifar(num_classes=100)
     """
     num_classes, factory, inputs = start_builder(
-        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign)
+        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign,
+        sync_batch_norm)
     x = factory.conv(inputs, STAGE_FILTERS[0], 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
     x = resnet_stages(factory, x)

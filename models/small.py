@@ -31,7 +31,8 @@ UNITS = ((2, 2), (2, 1), (4, 2), (4, 1))
 
 
 def small_cnn(num_classes=10, input_shape=(28, 28, 1), bonn=True, scope="paper",
-              precision="binary", float_activation=None, width=32, **bayesian_sign):
+              precision="binary", float_activation=None, width=32, sync_batch_norm=False,
+              **bayesian_sign):
     """The fast Fashion-MNIST network (4 binary 3x3 convs), outputs logits.
 
     Args:
@@ -45,7 +46,8 @@ def small_cnn(num_classes=10, input_shape=(28, 28, 1), bonn=True, scope="paper",
     """
     width = check_integer("width", width, minimum=1)
     num_classes, factory, inputs = start_builder(
-        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign)
+        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign,
+        sync_batch_norm)
     x = factory.conv(inputs, width, 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
     x = tf.keras.layers.MaxPool2D(2, padding="same", name="stem_pool")(x)

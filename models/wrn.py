@@ -23,7 +23,8 @@ GROUP_WIDTHS = (16, 32, 64)
 
 
 def wrn22(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
-          precision="binary", float_activation=None, width_factor=4, **bayesian_sign):
+          precision="binary", float_activation=None, width_factor=4,
+          sync_batch_norm=False, **bayesian_sign):
     """Binary WRN-22-`width_factor` for CIFAR, outputs logits.
 
     Args:
@@ -34,7 +35,8 @@ def wrn22(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
     """
     k = check_integer("width_factor", width_factor, minimum=1)
     num_classes, factory, inputs = start_builder(
-        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign)
+        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign,
+        sync_batch_norm)
     x = factory.conv(inputs, 16 * k, 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
     for group, width in enumerate(GROUP_WIDTHS, start=1):

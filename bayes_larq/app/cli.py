@@ -139,6 +139,11 @@ def _train_options(parser):
     add("--refresh-batches", type=positive_int, help=f"[{defaults.refresh_batches}]")
     add("--lam-warmup-epochs", type=non_negative_int,
         help=f"ramp lam linearly from 0 over N epochs [{defaults.lam_warmup_epochs}]")
+    add("--strategy", choices=runs.STRATEGIES,
+        help="tf.distribute strategy: 'multi-worker' reads TF_CONFIG; 'auto' picks "
+        "multi-worker, mirrored (several GPUs) or the default [auto]")
+    add("--sync-batch-norm", action="store_true",
+        help="BatchNorm statistics synchronised across replicas")
     add("--validation-size", type=positive_int,
         help="hold out the last N training examples for per-epoch validation; the test "
         "set is then evaluated once, at the end")

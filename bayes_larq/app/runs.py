@@ -41,6 +41,8 @@ import json
 import math
 import os
 import pathlib
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -59,6 +61,7 @@ OPTIMIZERS = ("adam", "sgd")
 # The learning rate an optimizer gets when the run does not set one.
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "sgd": 0.1}
 MIXTURE_UPDATES = ("gradient", "closed_form")
+STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 MAX_SEED = 2**32 - 1  # what tf.keras.utils.set_random_seed accepts
 MAX_EPOCHS = 100_000
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported for models with more than 10 classes
@@ -106,6 +109,12 @@ class RunConfig:
     `validation_size`: hold out the last N training examples; per-epoch validation
     metrics then come from them and the test set is evaluated once, at the end, so
     settings can be chosen without looking at it.
+
+    Distribution (`strategy`, see docs/distributed.md): "one-device", "mirrored" (the
+    local GPUs), "multi-worker" (`MultiWorkerMirroredStrategy`, configured by
+    `TF_CONFIG`), or "auto" (multi-worker when `TF_CONFIG` names several workers,
+    mirrored with several GPUs, else the default strategy). `batch_size` is the global
+    batch. `sync_batch_norm` synchronises BatchNorm statistics across replicas.
     """
 
     model: str = model_registry.DEFAULT
@@ -132,6 +141,8 @@ class RunConfig:
     refresh_batches: int = 50
     lam_warmup_epochs: int = 0
     validation_size: int = None
+    strategy: str = "auto"
+    sync_batch_norm: bool = False
     seed: int = 0
     train_limit: int = None
     test_limit: int = None
@@ -159,7 +170,8 @@ class RunConfig:
                                   ("scope", model_registry.SCOPES),
                                   ("precision", model_registry.PRECISIONS),
                                   ("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
-                                  ("mixture_update", MIXTURE_UPDATES)):
+                                  ("mixture_update", MIXTURE_UPDATES),
+                                  ("strategy", STRATEGIES), ("sync_batch_norm", (False, True))):
                 check_choice(name, getattr(self, name), allowed)
             if self.precision == "float" and self.kernel_loss:
                 raise ValueError("precision='float' has no binary kernels for the kernel "
@@ -196,7 +208,8 @@ def build_model(config):
     info = data.dataset_info(config.dataset)
     settings = {k: getattr(config, k) for k in ("lam", "nu") if getattr(config, k) is not None}
     settings.update(reduction=config.reduction, scale=config.kernel_scale,
-                    prior_gradient=config.prior_gradient)
+                    prior_gradient=config.prior_gradient,
+                    sync_batch_norm=config.sync_batch_norm)
     tf.keras.utils.set_random_seed(config.seed)
     try:
         return model_registry.get(
@@ -213,13 +226,67 @@ def train_examples(config):
     return min(config.train_limit or available, available)
 
 
+_STRATEGIES = {}  # one per process: a multi-worker strategy can be created only once
+
+
+def _cluster():
+    """The `TF_CONFIG` of this process: ({job: [addresses]}, task), or ({}, {})."""
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError as err:
+        raise RunError(f"TF_CONFIG is not valid JSON ({err}).") from None
+    return tf_config.get("cluster", {}), tf_config.get("task", {})
+
+
+def strategy_name(config) -> str:
+    """The strategy a run uses: its own, or for "auto" the one that fits this machine."""
+    if config.strategy != "auto":
+        return config.strategy
+    cluster, _ = _cluster()
+    if len(cluster.get("chief", [])) + len(cluster.get("worker", [])) > 1:
+        return "multi-worker"
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return "mirrored"
+    return "default"
+
+
+def distribution(config) -> tf.distribute.Strategy:
+    """The `tf.distribute` strategy of a run (created once per process, before any op)."""
+    name = strategy_name(config)
+    if name not in _STRATEGIES:
+        if name == "multi-worker":
+            if not _cluster()[0]:
+                raise RunError("--strategy multi-worker needs TF_CONFIG with the cluster and "
+                               "this task (see docs/distributed.md).")
+            _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
+        elif name == "mirrored":
+            _STRATEGIES[name] = tf.distribute.MirroredStrategy()
+        elif name == "one-device":
+            device = "/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0"
+            _STRATEGIES[name] = tf.distribute.OneDeviceStrategy(device)
+        else:
+            _STRATEGIES[name] = tf.distribute.get_strategy()
+    return _STRATEGIES[name]
+
+
+def is_chief() -> bool:
+    """True unless `TF_CONFIG` makes this process a non-chief worker of a cluster."""
+    cluster, task = _cluster()
+    if not task:
+        return True
+    if task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster
+
+
 def new_bonn(config):
     """The run's model, wrapped in `BONN` and compiled, before any training."""
     theta = {"theta": config.theta} if config.theta is not None else {}
-    bonn = BONN(build_model(config), feature_loss=config.feature_loss,
-                w_lr_multiplier=config.w_lr_multiplier,
-                sigma_lr_multiplier=config.sigma_lr_multiplier, **theta)
-    compile_bonn(bonn, config)
+    with distribution(config).scope():
+        bonn = BONN(build_model(config), feature_loss=config.feature_loss,
+                    w_lr_multiplier=config.w_lr_multiplier,
+                    sigma_lr_multiplier=config.sigma_lr_multiplier, **theta)
+        compile_bonn(bonn, config)
     return bonn
 
 
@@ -323,10 +390,12 @@ class RunDirectory:
                 old.unlink(missing_ok=True)
         return state
 
-    def load_checkpoint(self, state):
+    def load_checkpoint(self, state, config=None):
+        """The BONN model of the state's checkpoint; with `config`, rebuilt under the
+        run's strategy with the checkpoint's weights and optimizer state."""
         path = self.checkpoints / state["checkpoint"]
         try:
-            return tf.keras.models.load_model(path)
+            loaded = tf.keras.models.load_model(path)
         except (OSError, ValueError) as err:
             previous = self.checkpoints / f"epoch-{state['epochs_done'] - 1:03d}.keras"
             hint = (f" The previous checkpoint {previous.name} is intact: resume from it with "
@@ -336,6 +405,14 @@ class RunDirectory:
             raise RunError(f"The checkpoint {path} cannot be loaded "
                            f"({type(err).__name__}: {str(err).splitlines()[0][:200]}).{hint}"
                            ) from None
+        if config is None or strategy_name(config) == "default":
+            return loaded
+        # Keras cannot load a .keras file inside a distribution scope (its metric variables
+        # are on-read variables that reject the stored arrays), so the model is built in
+        # the scope and takes the loaded state.
+        bonn = new_bonn(config)
+        bonn.copy_state_from(loaded)
+        return bonn
 
     def roll_back(self, state):
         """The state of the epoch before the last (to resume from its checkpoint)."""
@@ -369,9 +446,12 @@ def train(config, run_dir, verbose=1, extra_callbacks=()) -> Trained:
         RunInterrupted: Ctrl-C; finished epochs are saved, `resume(run_dir)` continues.
     """
     config.validate()
+    distribution(config)  # first: a multi-worker strategy must exist before any op
     if not str(run_dir).strip():
         raise RunError("The output directory is empty; name a directory for the run.")
     run = RunDirectory(run_dir)
+    if not is_chief():
+        return _train_as_worker(config, run, verbose, extra_callbacks)
     if run.exists():
         done = run.read_state()["epochs_done"]
         raise RunError(
@@ -404,6 +484,7 @@ def resume(run_dir, verbose=1, extra_callbacks=(), previous_checkpoint=False) ->
         raise RunError(f"Nothing to resume in {run.path}: it holds no state.json. Start a "
                        f"run there with `bayes-larq train --output {run.path}`.")
     config = run.read_config()
+    distribution(config)
     state = run.read_state()
     if state.get("diverged"):
         raise RunError(f"{run.path} stopped because training diverged ({state['diverged']}); "
@@ -411,9 +492,31 @@ def resume(run_dir, verbose=1, extra_callbacks=(), previous_checkpoint=False) ->
                        f"rate or lam.")
     if previous_checkpoint:
         state = run.roll_back(state)
+    if not is_chief():
+        return _train_as_worker(config, run, verbose, extra_callbacks, state)
     # Interrupted before the first checkpoint: the seeded build gives the same start.
-    bonn = new_bonn(config) if state["checkpoint"] is None else run.load_checkpoint(state)
+    bonn = (new_bonn(config) if state["checkpoint"] is None
+            else run.load_checkpoint(state, config))
     return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
+
+
+def _train_as_worker(config, run, verbose, extra_callbacks, state=None):
+    """A non-chief worker: trains in step with the chief (reading the chief's run when it
+    resumes) but writes only to a scratch directory, deleted at the end."""
+    scratch = RunDirectory(tempfile.mkdtemp(prefix="bayes-larq-worker-"))
+    try:
+        report.write_json(scratch.config, dataclasses.asdict(config))
+        if state is None or state["checkpoint"] is None:
+            bonn = new_bonn(config)
+            state = {"epochs_done": 0, "checkpoint": None, "history": [], "epoch_seconds": []}
+            report.save_mixture_snapshot(scratch.init_mixture, bonn.classifier)
+        else:
+            bonn = run.load_checkpoint(state, config)
+            shutil.copyfile(run.init_mixture, scratch.init_mixture)
+        report.write_json(scratch.state, state)
+        return _train_epochs(scratch, config, bonn, state, verbose, extra_callbacks)
+    finally:
+        shutil.rmtree(scratch.path, ignore_errors=True)
 
 
 def _callbacks(run, config, bonn, verbose, extra_callbacks):

@@ -1,0 +1,117 @@
+"""`bayes-larq train --strategy multi-worker`: two worker processes on localhost against one.
+
+The workers are configured the standard way, with `TF_CONFIG`; the global batch is the
+same as the single process's, BatchNorm is synchronised, so the two-worker run must give
+the single-process losses and weights up to float summation order. Only the chief writes
+the run directory; the other worker's scratch directory is gone at the end.
+"""
+
+import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from bayes_larq.app import runs
+
+TINY = ["--batch-size", "32", "--train-limit", "96", "--test-limit", "40", "--arch", "width=4",
+        "--quiet", "--sync-batch-norm", "--lr-schedule", "constant"]
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def start_workers(args, scratch):
+    """Two `bayes-larq` worker processes of one cluster; returns the Popen objects."""
+    addresses = [f"localhost:{port}" for port in free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(scratch)}
+        processes.append(subprocess.Popen([sys.executable, "-m", "bayes_larq", *args], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True))
+    return processes
+
+
+def finish(processes, timeout=600):
+    results = [p.communicate(timeout=timeout) for p in processes]
+    for process, (_, err) in zip(processes, results):
+        assert process.returncode == 0, err[-3000:]
+    return results
+
+
+def single_process(run_dir, data_dir, epochs):
+    args = ["train", "--epochs", str(epochs), *TINY, "--data-dir", str(data_dir),
+            "--output", str(run_dir)]
+    done = subprocess.run([sys.executable, "-m", "bayes_larq", *args], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def assert_same_run(a, b):
+    for left, right in zip(runs.load_classifier(a).get_weights(),
+                           runs.load_classifier(b).get_weights()):
+        np.testing.assert_allclose(left, right, atol=1e-4, rtol=1e-4)
+    history = [json.loads((d / "state.json").read_text())["history"] for d in (a, b)]
+    assert len(history[0]) == len(history[1])
+    for x, y in zip(*history):
+        for key in ("loss", "ce_loss", "kernel_loss", "feature_loss"):
+            assert x[key] == pytest.approx(y[key], rel=1e-4, abs=1e-6), key
+
+
+def test_two_workers_equal_one_process(tmp_path, fashion_dir):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    multi = tmp_path / "multi"
+    args = ["train", "--epochs", "2", *TINY, "--data-dir", str(fashion_dir), "--strategy",
+            "multi-worker", "--output", str(multi)]
+    outputs = finish(start_workers(args, scratch))
+    assert f"Report: {multi}/report.md" in outputs[0][0]  # the chief writes the run
+    assert list(scratch.iterdir()) == []  # the other worker cleaned up its scratch directory
+    config = json.loads((multi / "config.json").read_text())
+    assert config["strategy"] == "multi-worker" and config["sync_batch_norm"] is True
+    single_process(tmp_path / "single", fashion_dir, epochs=2)
+    assert_same_run(multi, tmp_path / "single")
+
+
+def test_killed_worker_then_resume_finishes_and_matches(tmp_path, fashion_dir):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    multi = tmp_path / "multi"
+    args = ["train", "--epochs", "60", *TINY, "--data-dir", str(fashion_dir), "--strategy",
+            "multi-worker", "--output", str(multi)]
+    chief, worker = start_workers(args, scratch)
+    state = multi / "state.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and chief.poll() is None:
+        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 1:
+            break
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)  # a preempted worker: no chance to clean up
+    time.sleep(2)
+    chief.send_signal(signal.SIGKILL)  # the job is lost; the chief blocks on the dead peer
+    for process in (chief, worker):
+        process.communicate(timeout=60)
+    done = json.loads(state.read_text())["epochs_done"]
+    assert 1 <= done < 60
+    config = json.loads((multi / "config.json").read_text())
+    (multi / "config.json").write_text(json.dumps({**config, "epochs": done + 1}))
+
+    finish(start_workers(["train", "--resume", str(multi), "--quiet"], scratch))
+    single_process(tmp_path / "single", fashion_dir, epochs=done + 1)
+    assert_same_run(multi, tmp_path / "single")
