@@ -33,6 +33,7 @@ def stored_line(seconds, when):
 def run(path):
     notebook = nbformat.read(path, as_version=4)
     os.environ.pop("BAYES_LARQ_FAST", None)
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"  # TensorFlow's C++ start-up lines, not output
     start = time.perf_counter()
     NotebookClient(notebook, timeout=3600, kernel_name="python3",
                    resources={"metadata": {"path": str(EXAMPLES)}}).execute()
