@@ -2,7 +2,7 @@
 
 import glob
 
-import bayes_larq as bl
+import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -2,13 +2,10 @@ import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import sysconfig
-import time
 
-import numpy as np
 import pytest
 
 from bayes_larq import convert, models
@@ -130,38 +127,6 @@ def test_missing_data_names_every_place_and_the_fix(no_fashion_anywhere, tmp_pat
     assert data.FASHION_MNIST_APT_COMMAND in err and data.FASHION_MNIST_ENV in err
     assert "--data-dir" in err and str(tmp_path / "no-default") in err
     assert not run_dir.exists()
-
-
-def test_ctrl_c_leaves_a_resumable_run(tmp_path, fashion_dir):
-    """A real SIGINT to `python -m bayes_larq train`; then --resume finishes the run."""
-    run_dir = tmp_path / "run"
-    args = ["train", "--epochs", "40", "--batch-size", "32", "--train-limit", "96",
-            "--test-limit", "40", "--arch", "width=4", "--data-dir", str(fashion_dir),
-            "--output", str(run_dir), "--lr-schedule", "constant"]
-    process = subprocess.Popen([sys.executable, "-m", "bayes_larq", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    state = run_dir / "state.json"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 1:
-            break
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == cli.EXIT_INTERRUPTED, err
-    done = json.loads(state.read_text())["epochs_done"]
-    assert 1 <= done < 40
-    assert f"Interrupted (SIGINT): {done} of 40 epochs are saved in {run_dir}." in err
-    assert f"Resume with: bayes-larq train --resume {run_dir}" in err
-
-    config = json.loads((run_dir / "config.json").read_text())
-    config["epochs"] = done + 1  # finish quickly: one more epoch
-    (run_dir / "config.json").write_text(json.dumps(config))
-    finished = run_cli("train", "--resume", str(run_dir), "--quiet")
-    assert finished.returncode == 0, finished.stderr
-    assert f"Finished {done + 1} epochs" in finished.stdout
-    history = json.loads((run_dir / "report.json").read_text())["history"]
-    assert len(history) == done + 1 and np.isfinite(history[-1]["loss"])
 
 
 def test_entry_points():

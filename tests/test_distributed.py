@@ -12,11 +12,10 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
+import processes
 import pytest
 
 from bayes_larq.app import runs
@@ -38,29 +37,24 @@ def free_ports(n):
 def start_workers(args, scratch):
     """Two `bayes-larq` worker processes of one cluster; returns the Popen objects."""
     addresses = [f"localhost:{port}" for port in free_ports(2)]
-    processes = []
+    workers = []
     for index in range(2):
         tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(scratch)}
-        processes.append(subprocess.Popen([sys.executable, "-m", "bayes_larq", *args], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True))
-    return processes
+        workers.append(processes.start(args, env=env))
+    return workers
 
 
-def finish(processes, timeout=600):
-    results = [p.communicate(timeout=timeout) for p in processes]
-    for process, (_, err) in zip(processes, results):
+def finish(workers, timeout=600):
+    results = [p.communicate(timeout=timeout) for p in workers]
+    for process, (_, err) in zip(workers, results):
         assert process.returncode == 0, err[-3000:]
     return results
 
 
 def single_process(run_dir, data_dir, epochs):
-    args = ["train", "--epochs", str(epochs), *TINY, "--data-dir", str(data_dir),
-            "--output", str(run_dir)]
-    done = subprocess.run([sys.executable, "-m", "bayes_larq", *args], capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    finish([processes.start(["train", "--epochs", str(epochs), *TINY, "--data-dir",
+                             str(data_dir), "--output", str(run_dir)])])
 
 
 def assert_same_run(a, b):
@@ -74,12 +68,17 @@ def assert_same_run(a, b):
             assert x[key] == pytest.approx(y[key], rel=1e-4, abs=1e-6), key
 
 
-def test_two_workers_equal_one_process(tmp_path, fashion_dir):
+def multi_worker_run(tmp_path, fashion_dir, epochs):
+    """(scratch directory, run directory, arguments) of a two-worker run."""
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     multi = tmp_path / "multi"
-    args = ["train", "--epochs", "2", *TINY, "--data-dir", str(fashion_dir), "--strategy",
-            "multi-worker", "--output", str(multi)]
+    return scratch, multi, ["train", "--epochs", str(epochs), *TINY, "--data-dir",
+                            str(fashion_dir), "--strategy", "multi-worker", "--output", str(multi)]
+
+
+def test_two_workers_equal_one_process(tmp_path, fashion_dir):
+    scratch, multi, args = multi_worker_run(tmp_path, fashion_dir, epochs=2)
     outputs = finish(start_workers(args, scratch))
     assert f"Report: {multi}/report.md" in outputs[0][0]  # the chief writes the run
     assert list(scratch.iterdir()) == []  # the other worker cleaned up its scratch directory
@@ -90,27 +89,17 @@ def test_two_workers_equal_one_process(tmp_path, fashion_dir):
 
 
 def test_killed_worker_then_resume_finishes_and_matches(tmp_path, fashion_dir):
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    multi = tmp_path / "multi"
-    args = ["train", "--epochs", "60", *TINY, "--data-dir", str(fashion_dir), "--strategy",
-            "multi-worker", "--output", str(multi)]
+    scratch, multi, args = multi_worker_run(tmp_path, fashion_dir, epochs=60)
     chief, worker = start_workers(args, scratch)
-    state = multi / "state.json"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and chief.poll() is None:
-        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 1:
-            break
-        time.sleep(0.2)
+    processes.wait_for_epochs(chief, multi)
     worker.send_signal(signal.SIGKILL)  # a preempted worker: no chance to clean up
     time.sleep(2)
     chief.send_signal(signal.SIGKILL)  # the job is lost; the chief blocks on the dead peer
     for process in (chief, worker):
         process.communicate(timeout=60)
-    done = json.loads(state.read_text())["epochs_done"]
+    done = processes.epochs_done(multi)
     assert 1 <= done < 60
-    config = json.loads((multi / "config.json").read_text())
-    (multi / "config.json").write_text(json.dumps({**config, "epochs": done + 1}))
+    processes.shorten_to(multi, done + 1)
 
     finish(start_workers(["train", "--resume", str(multi), "--quiet"], scratch))
     single_process(tmp_path / "single", fashion_dir, epochs=done + 1)

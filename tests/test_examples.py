@@ -55,8 +55,12 @@ def test_notebook_is_stored_with_the_outputs_of_a_full_run(path):
     assert "FAST" not in outputs or "FAST = False" in outputs or "fast" not in outputs
 
 
-def check_quickstart(namespace, real_data):
-    """What the quickstart promises, recomputed here from what it left in its namespace."""
+def check_quickstart(namespace, real_data):  # noqa: F821 - runs in the notebook's kernel
+    """What the quickstart promises, recomputed from what it left in its namespace.
+
+    Runs inside the notebook's kernel (`check_cell`), where CHECK_IMPORTS defines np,
+    convert and report.
+    """
     assert namespace["FAST"] is True
     classifier = namespace["bonn"].classifier
     assert classifier.get_layer("stem_conv").filters == namespace["WIDTH"] < 32

@@ -13,20 +13,19 @@ import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
 
 import dataclasses
 import json
-import os
 import pathlib
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import processes
 from bayes_larq import BONN, BayesianSign
 from bayes_larq.app import cli, runs
 
@@ -129,10 +128,10 @@ CASES = [
 OTHER_ROWS = [
     ("resume", "a run interrupted in epoch 2 in one process and resumed with `bayes-larq "
      "train --resume RUN` in another equals the uninterrupted run bit for bit", "0", ""),
-    ("signals", "SIGTERM during training (`kill PID`)", "143",
+    ("signals", "SIGTERM during training (`kill PID`), then `--resume`", "143",
      "Interrupted (SIGTERM): N of M epochs are saved in RUN. Resume with: bayes-larq train "
      "--resume RUN"),
-    ("signals", "SIGINT (Ctrl-C) during training", "130",
+    ("signals", "SIGINT (Ctrl-C) during training, then `--resume`", "130",
      "Interrupted (SIGINT): ... Resume with: bayes-larq train --resume RUN"),
     ("Python API", "`BayesianSign` as an input quantizer, in `bl.BONN(model)`", "ValueError",
      "uses BayesianSign as its input_quantizer"),
@@ -306,26 +305,34 @@ def test_resume_in_a_new_process_repeats_the_uninterrupted_run(fashion_dir, tmp_
     assert history[0] == history[1]
 
 
-def test_sigterm_saves_and_says_how_to_resume(tmp_path, fashion_dir):
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, cli.EXIT_INTERRUPTED),
+                                           (signal.SIGTERM, cli.EXIT_TERMINATED)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_signal_saves_says_how_to_resume_and_resume_finishes(signum, code, tmp_path, fashion_dir):
+    """A real signal to `python -m bayes_larq train`; then --resume finishes the run."""
     run_dir = tmp_path / "run"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bayes_larq", "train", "--epochs", "40", "--batch-size", "32",
-         "--train-limit", "96", "--test-limit", "40", "--arch", "width=4", "--data-dir",
-         str(fashion_dir), "--output", str(run_dir), "--lr-schedule", "constant"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    state = run_dir / "state.json"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None:
-        if state.exists() and json.loads(state.read_text())["epochs_done"] >= 1:
-            break
-        time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    process = processes.start(
+        ["train", "--epochs", "40", "--batch-size", "32", "--train-limit", "96",
+         "--test-limit", "40", "--arch", "width=4", "--data-dir", str(fashion_dir),
+         "--output", str(run_dir), "--lr-schedule", "constant"])
+    processes.wait_for_epochs(process, run_dir)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == cli.EXIT_TERMINATED, err
-    done = json.loads(state.read_text())["epochs_done"]
-    assert f"Interrupted (SIGTERM): {done} of 40 epochs are saved in {run_dir}" in err
+    assert process.returncode == code, err
+    done = processes.epochs_done(run_dir)
+    assert 1 <= done < 40
+    name = signal.Signals(signum).name
+    assert f"Interrupted ({name}): {done} of 40 epochs are saved in {run_dir}" in err
     assert f"Resume with: bayes-larq train --resume {run_dir}" in err
     assert "Traceback" not in err
+
+    processes.shorten_to(run_dir, done + 1)
+    finished = processes.start(["train", "--resume", str(run_dir), "--quiet"])
+    out, err = finished.communicate(timeout=600)
+    assert finished.returncode == 0, err
+    assert f"Finished {done + 1} epochs" in out
+    history = json.loads((run_dir / "report.json").read_text())["history"]
+    assert len(history) == done + 1 and np.isfinite(history[-1]["loss"])
 
 
 def _one_layer(**quantizers):

@@ -1,7 +1,6 @@
 import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
 
 import numpy as np
-import pytest
 
 from bayes_larq import models
 from bayes_larq.app import report

@@ -45,7 +45,6 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
 import tensorflow as tf
 
 from bayes_larq import callbacks, defaults
