@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["all_layers", "eager_value", "is_functional"]
+__all__ = ["all_layers", "eager_value", "is_functional", "reads_a_variable"]
 
 
 def all_layers(model: tf.keras.layers.Layer) -> list[tf.keras.layers.Layer]:
@@ -40,6 +40,22 @@ def is_functional(model: tf.keras.Model) -> bool:
     return bool(getattr(model, "_is_graph_network", False))
 
 
+def _source_op(tensor):
+    op = getattr(tensor, "op", None)
+    while op is not None and op.type == "Identity":
+        op = op.inputs[0].op
+    return op
+
+
+def reads_a_variable(tensor) -> bool:
+    """True when `tensor` is a variable or a (symbolic) read of one: a kernel, not an
+    activation. Why graph ops: Keras hands a quantizer a plain tensor either way."""
+    if isinstance(tensor, tf.Variable):
+        return True
+    op = _source_op(tensor)
+    return op is not None and op.type == "ReadVariableOp"
+
+
 def eager_value(tensor) -> np.ndarray | None:
     """The NumPy value of `tensor`, or None when it cannot be read without running a graph.
 
@@ -59,9 +75,7 @@ def eager_value(tensor) -> np.ndarray | None:
         return tensor.numpy()
     if isinstance(tensor, tf.Variable):
         return tensor.numpy()
-    op = getattr(tensor, "op", None)
-    while op is not None and op.type == "Identity":
-        op = op.inputs[0].op
+    op = _source_op(tensor)
     if op is None or op.type != "ReadVariableOp":
         return None
     handle = op.inputs[0]

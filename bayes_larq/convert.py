@@ -28,9 +28,23 @@ __all__ = ["Agreement", "compare", "convert", "interpreter", "latency_ms", "op_c
 
 
 def convert(model: tf.keras.Model) -> bytes:
-    """Convert a tf_keras (Larq) model to an LCE TFLite flatbuffer (bytes)."""
+    """Convert a tf_keras (Larq) model to an LCE TFLite flatbuffer (bytes).
+
+    A model with `BayesianSign` kernels is converted through its plain-Larq equivalent
+    (`bayes_larq.debayesianize`: "ste_sign" kernels, the scale folded into BatchNorm),
+    which predicts the same and gives LCE the pattern it fuses best; where a scale cannot
+    be folded (no BatchNorm after the layer) the model is converted as it is.
+    """
     import larq_compute_engine as lce
 
+    from bayes_larq.bayesianize import debayesianize
+    from bayes_larq.quantizers import bayesian_kernels
+
+    if bayesian_kernels(model):
+        try:
+            model = debayesianize(model)
+        except ValueError:
+            pass  # a scale with no BatchNorm to fold into: LCE folds it as a multiplier
     return lce.convert_keras_model(model)
 
 

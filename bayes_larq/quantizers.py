@@ -26,7 +26,7 @@ from larq import utils as lq_utils
 from larq.quantizers import Quantizer, ste_sign
 
 from bayes_larq import defaults
-from bayes_larq._keras import all_layers, eager_value
+from bayes_larq._keras import all_layers, eager_value, reads_a_variable
 from bayes_larq.losses import kernel_loss
 from bayes_larq.mixture import fallback_mixture, fit_mixture
 
@@ -139,6 +139,11 @@ class BayesianSign(Quantizer):
         kernel = self._first_kernel
         self._first_kernel = None
         value = None if kernel is None else eager_value(kernel)
+        if value is None and kernel is not None and not reads_a_variable(kernel):
+            raise ValueError(
+                "BayesianSign quantizes kernels, but it was called on a tensor that is not a "
+                "weight variable (an activation? BayesianSign as an input_quantizer). Use "
+                "'ste_sign' as the input_quantizer and BayesianSign as the kernel_quantizer.")
         stats = (fit_mixture(value, self.min_sigma) if value is not None
                  else fallback_mixture(shape.as_list(), self.min_sigma))
         self.reconstruction = self._add_initialised("reconstruction", stats["reconstruction"])

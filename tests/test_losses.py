@@ -1,4 +1,4 @@
-"""The BONN loss math against NumPy references and the closed-form gradients of BONN.md."""
+"""The BONN loss math against NumPy references and the closed-form gradients of docs/method.md."""
 
 import bayes_larq  # noqa: F401  (selects tf_keras before TensorFlow's Keras is touched)
 import numpy as np
@@ -11,7 +11,7 @@ RNG = np.random.default_rng(7)
 
 
 def numpy_kernel_loss(x, w, mu_pos, mu_neg, s_pos, s_neg, lam, nu, reduction):
-    """Element-by-element loop over BONN.md section 2, written independently."""
+    """Element-by-element loop over the kernel loss of docs/method.md, written independently."""
     x2 = x.reshape(-1, x.shape[-1])
     w2 = w.reshape(-1, x.shape[-1])
     total = 0.0
@@ -76,7 +76,7 @@ def test_kernel_loss_gradients_equal_closed_forms():
     x, w = p["x"], p["w"]
     x_hat = np.where(x >= 0, 1.0, -1.0)
     pos = x >= 0
-    # BONN.md section 2, with sigma^2 = s^2.
+    # docs/method.md, "Gradients", with sigma^2 = s^2.
     dx = lam * (-w * (x_hat - w * x)
                 + nu * np.where(pos, (x - p["mu_pos"]) / p["s_pos"] ** 2,
                                 (x + p["mu_neg"]) / p["s_neg"] ** 2))

@@ -133,6 +133,8 @@ OTHER_ROWS = [
      "--resume RUN"),
     ("signals", "SIGINT (Ctrl-C) during training, then `--resume`", "130",
      "Interrupted (SIGINT): ... Resume with: bayes-larq train --resume RUN"),
+    ("Python API", "`BayesianSign` as an input quantizer (fixed batch size)", "ValueError",
+     "called on a tensor that is not a weight variable (an activation?)"),
     ("Python API", "`BayesianSign` as an input quantizer, in `bl.BONN(model)`", "ValueError",
      "uses BayesianSign as its input_quantizer"),
     ("Python API", "`BayesianSign` as a depthwise quantizer, in `bl.BONN(model)`",
@@ -348,8 +350,12 @@ def _one_layer(**quantizers):
 
 
 def test_bayesian_sign_misuse_is_refused():
+    with pytest.raises(ValueError, match="not a weight variable .an activation"):
+        _one_layer(input_quantizer=BayesianSign())  # a plain functional model, no BONN
+    plain = _one_layer(input_quantizer="ste_sign")
+    plain.layers[1].input_quantizer = BayesianSign()  # swapped in after the build
     with pytest.raises(ValueError, match="uses BayesianSign as its input_quantizer"):
-        BONN(_one_layer(input_quantizer=BayesianSign()))
+        BONN(plain)
     with pytest.raises(ValueError, match="depthwise kernel's last axis is the depth multiplier"):
         BONN(_one_layer(depthwise_quantizer=BayesianSign()))
     with pytest.raises(ValueError, match="`clip_value` must be a finite number > 0"):
