@@ -38,6 +38,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
+from bayes_larq._keras import all_layers
 from bayes_larq.quantizers import BayesianSign, bayesian_kernels, binary_kernels
 
 __all__ = ["bayesianize", "debayesianize", "swap_kernel_quantizers"]
@@ -93,18 +94,11 @@ def swap_kernel_quantizers(model: tf.keras.Model, replace: Callable[[Any], Any |
 
 def _following_batch_norm(model: tf.keras.Model, layer) -> tf.keras.layers.Layer | None:
     """The BatchNormalization that takes `layer`'s output as its only input, if any."""
-    for candidate in _all_layers_of(model):
+    for candidate in all_layers(model):
         if (isinstance(candidate, tf.keras.layers.BatchNormalization)
                 and _single_input(candidate) is _single_output(layer)):
             return candidate
     return None
-
-
-def _all_layers_of(model):
-    found = []
-    for layer in model.layers:
-        found += _all_layers_of(layer) if isinstance(layer, tf.keras.Model) else [layer]
-    return found
 
 
 def _single_input(layer):

@@ -467,7 +467,7 @@ def train(config, run_dir, verbose=1, extra_callbacks=()) -> Trained:
     run.path.mkdir(parents=True, exist_ok=True)
     report.write_json(run.config, dataclasses.asdict(config))
     report.save_mixture_snapshot(run.init_mixture, bonn.classifier)
-    state = {"epochs_done": 0, "checkpoint": None, "history": [], "epoch_seconds": []}
+    state = _new_state()
     report.write_json(run.state, state)
     return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
 
@@ -507,7 +507,7 @@ def _train_as_worker(config, run, verbose, extra_callbacks, state=None):
         report.write_json(scratch.config, dataclasses.asdict(config))
         if state is None or state["checkpoint"] is None:
             bonn = new_bonn(config)
-            state = {"epochs_done": 0, "checkpoint": None, "history": [], "epoch_seconds": []}
+            state = _new_state()
             report.save_mixture_snapshot(scratch.init_mixture, bonn.classifier)
         else:
             bonn = run.load_checkpoint(state, config)
@@ -533,6 +533,11 @@ def _callbacks(run, config, bonn, verbose, extra_callbacks):
             found.append(callbacks.LossWeightScheduler(
                 "lam", callbacks.linear_warmup(lam, config.lam_warmup_epochs)))
     return found
+
+
+def _new_state():
+    """state.json of a run with no finished epoch."""
+    return {"epochs_done": 0, "checkpoint": None, "history": [], "epoch_seconds": []}
 
 
 def _validation_data(config):
