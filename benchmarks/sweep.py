@@ -11,7 +11,7 @@ the validation split; settings are chosen on validation accuracy, never on test)
 
 1. screen (seed 0): per optimizer (Adam, SGD with momentum), plain Larq, and the kernel
    loss alone with `reduction="sum"` over lam in {0, 1e-5, 1e-4, 1e-3} x nu in
-   {1e-4, 1e-2} (lam = 0 once: nu does nothing then).
+   {1e-4, 1e-2} (lam = 0 once: the prior is multiplied by lam, so nu does nothing then).
 2. remedies (seed 0): the paper's setting (lam = 1e-4, nu = 1e-4) and the strongest
    screened one (lam = 1e-3, nu = 1e-2) with each collapse remedy: the paper's averaged
    mu/sigma gradient, closed-form mu/sigma, a lam warm-up.
@@ -20,6 +20,13 @@ the validation split; settings are chosen on validation accuracy, never on test)
 4. seeds: the best BONN setting per optimizer and its plain-Larq baseline, seeds 1, 2.
 5. final: the best optimizer's best BONN setting and plain Larq to 5 seeds, and the
    float twin of the architecture, 5 seeds.
+
+Order: the cells that answer the most come first, so a sweep cut short still says
+something: the baselines, the paper's setting and its remedies, the weaker settings
+(lam = 1e-5, lam = 0, nu = 1e-2); then the theta stage at the best of those; then the
+strong settings (lam = 1e-3 and its remedies), after which the theta stage runs again
+if one of them became the best kernel setting. "Best" is always among the cells run so
+far, so every choice can be read back from the committed results.
 
 After every run the run's report.json is copied to --results/<cell>/seed-<n>.json, so
 the committed results grow as the sweep does; `benchmarks/evidence.py` turns them into
@@ -75,24 +82,34 @@ def cell_name(optimizer, overrides):
 
 
 def screen_cells():
-    cells = [PLAIN, {**KERNEL_ONLY, "lam": 0.0, "nu": NUS[0]}]
-    # The paper's setting first: the most informative cell if the sweep is cut short.
-    ordered = [(1e-4, 1e-4)] + [(lam, nu) for lam in LAMS for nu in NUS if (lam, nu) != (1e-4, 1e-4)]
-    cells += [{**KERNEL_ONLY, "lam": lam, "nu": nu} for lam, nu in ordered]
-    return cells
-
-
-def priority_cells(last_stage):
-    """Screen (and, from stage 1, remedy) cells in the order they run."""
-    screen, remedies = screen_cells(), remedy_cells() if last_stage >= 1 else []
-    first = [screen[0], screen[2]] + [c for c in remedies if c["lam"] == PAPER_SETTING["lam"]
-                                      and c["nu"] == PAPER_SETTING["nu"]]
-    return first + [c for c in screen + remedies if c not in first]
+    """Every screen cell: plain Larq, lam = 0, and each (lam, nu) of the grid."""
+    return [PLAIN, {**KERNEL_ONLY, "lam": 0.0, "nu": NUS[0]}] + [
+        {**KERNEL_ONLY, "lam": lam, "nu": nu} for lam in LAMS for nu in NUS]
 
 
 def remedy_cells():
     return [{**KERNEL_ONLY, **setting, **remedy}
             for setting in (PAPER_SETTING, STRONG_SETTING) for remedy in REMEDIES.values()]
+
+
+def is_strong(overrides):
+    return overrides.get("lam", 0.0) >= STRONG_SETTING["lam"]
+
+
+def priority_cells(last_stage):
+    """Screen (and, from stage 1, remedy) cells in the order they run: weak settings first.
+
+    The paper's setting and its remedies lead (the question the sweep answers first),
+    then lam = 1e-5 (the weakest non-zero setting), lam = 0 and the rest of the weak grid;
+    the strong settings (lam >= 1e-3) come last.
+    """
+    cells = screen_cells() + (remedy_cells() if last_stage >= 1 else [])
+    paper = {**KERNEL_ONLY, **PAPER_SETTING}
+    first = [PLAIN, paper] + [c for c in cells if c != paper and all(
+        c.get(k) == v for k, v in PAPER_SETTING.items())]
+    first += [{**KERNEL_ONLY, "lam": LAMS[0], "nu": NUS[0]}, cells[1]]
+    rest = [c for c in cells if c not in first]
+    return first + [c for c in rest if not is_strong(c)] + [c for c in rest if is_strong(c)]
 
 
 class Sweep:
@@ -131,7 +148,9 @@ class Sweep:
         return sum(r["validation"]["accuracy"] for r in reports) / len(reports)
 
     def best(self, optimizer, candidates):
-        return max(candidates, key=lambda overrides: self.validation(optimizer, overrides))
+        """The candidate with the best seed-0 validation accuracy among those already run."""
+        ran = [c for c in candidates if cell_name(optimizer, c) in self.reports]
+        return max(ran, key=lambda overrides: self.validation(optimizer, overrides))
 
 
 def best_kernel_setting(sweep, optimizer):
@@ -146,6 +165,12 @@ def best_bonn_setting(sweep, optimizer):
 
 def theta_cells(kernel):
     return [{**kernel, "feature_loss": True, "theta": theta} for theta in THETAS]
+
+
+def run_theta_stage(sweep):
+    for optimizer in OPTIMIZERS:
+        for overrides in theta_cells(best_kernel_setting(sweep, optimizer)):
+            sweep.run(optimizer, overrides, 0)
 
 
 def main(argv=None):
@@ -168,15 +193,19 @@ def main(argv=None):
     # Every stage needs the ones before it to choose its cells, so earlier stages are
     # always (re)read; --stages only says how far to go.
     last = max(STAGES.index(stage) for stage in args.stages)
-    # Optimizers alternate, and the most informative cells come first (the baselines, the
-    # paper's setting and its remedies), so a sweep cut short still answers the question.
-    for overrides in priority_cells(last):
+    # Optimizers alternate; the cells run in priority order (see the module docstring).
+    cells = priority_cells(last)
+    weak = [c for c in cells if not is_strong(c)]
+    for overrides in weak:
         for optimizer in OPTIMIZERS:
             sweep.run(optimizer, overrides, 0)
     if last >= 2:
+        run_theta_stage(sweep)
+    for overrides in cells[len(weak):]:
         for optimizer in OPTIMIZERS:
-            for overrides in theta_cells(best_kernel_setting(sweep, optimizer)):
-                sweep.run(optimizer, overrides, 0)
+            sweep.run(optimizer, overrides, 0)
+    if last >= 2:
+        run_theta_stage(sweep)  # again, in case a strong setting became the best
     if last >= 3:
         for optimizer in OPTIMIZERS:
             for overrides in (best_bonn_setting(sweep, optimizer), PLAIN):
