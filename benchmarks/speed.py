@@ -9,7 +9,9 @@ Variants of the same architecture, data and batch:
 * `BONN wrapper only`: "ste_sign" kernels inside `bl.BONN(feature_loss=False)`;
 * `kernel loss only`: `BayesianSign` kernels (W, mu, sigma, L_B), no feature loss;
 * `feature loss only`: "ste_sign" kernels, the feature loss on;
-* `full BONN`: both losses.
+* `full BONN`: both losses;
+* `... L_B unfused`: the same with `BayesianSign(jit_compile=False)`, L_B as plain
+  TensorFlow ops (what every BayesianSign did before its XLA-fused default).
 
 Each variant is compiled once and warmed up; then the variants take turns one training
 step at a time (A B C D E, A B C D E, ... `train_on_batch` on the same batch), for
@@ -18,6 +20,12 @@ quota makes single step times jump between a few values) hits all variants alike
 Printed: per variant the median step time, and the median, min and max over rounds of
 the ratio of its median step time to plain Larq's in the same round. The differences
 between variants say what each piece costs.
+
+`--main-job N` times the main job instead: the demo's training configuration
+(`bayes-larq demo`: `small_cnn`, Fashion-MNIST, batch 128, full BONN at the library
+defaults) for one epoch per run, as the run records it (`epoch_seconds` in state.json,
+i.e. `fit` of one epoch with validation on the test set and the run's callbacks). Plain
+Larq (`--no-bonn`), BONN and BONN with L_B unfused take turns, N runs each.
 """
 
 import argparse
@@ -42,6 +50,10 @@ VARIANTS = {
     "kernel loss only": {"bonn": True, "wrapper": True, "feature_loss": False},
     "feature loss only": {"bonn": False, "wrapper": True, "feature_loss": True},
     "full BONN": {"bonn": True, "wrapper": True, "feature_loss": True},
+    "kernel loss only, L_B unfused": {"bonn": True, "wrapper": True, "feature_loss": False,
+                                      "jit_compile": False},
+    "full BONN, L_B unfused": {"bonn": True, "wrapper": True, "feature_loss": True,
+                               "jit_compile": False},
 }
 INPUTS = {"small_cnn": ((28, 28, 1), {}), "resnet18_cifar": ((32, 32, 3), {}),
           "wrn22": ((32, 32, 3), {"width_factor": 1})}
@@ -50,8 +62,10 @@ INPUTS = {"small_cnn": ((28, 28, 1), {}), "resnet18_cifar": ((32, 32, 3), {}),
 def build(model_name, variant, seed=0, **compile_options):
     input_shape, arch = INPUTS[model_name]
     tf.keras.utils.set_random_seed(seed)
+    bayesian_sign = ({"reduction": "sum", "lam": 1e-4, "nu": 1e-4,
+                      "jit_compile": variant.get("jit_compile", True)} if variant["bonn"] else {})
     classifier = models.get(model_name, num_classes=10, input_shape=input_shape,
-                            bonn=variant["bonn"], reduction="sum", lam=1e-4, nu=1e-4, **arch)
+                            bonn=variant["bonn"], **bayesian_sign, **arch)
     model = (bl.BONN(classifier, feature_loss=variant["feature_loss"])
              if variant["wrapper"] else classifier)
     model.compile(tf.keras.optimizers.Adam(1e-3),
@@ -94,6 +108,44 @@ def measure(model_name, batch_size, steps, rounds, warmup_steps=5, compile_optio
             for name in built}
 
 
+MAIN_JOB_VARIANTS = {
+    "plain Larq (--no-bonn)": {"kernel_loss": False, "feature_loss": False},
+    "BONN (demo)": {},
+    "BONN, L_B unfused": {"arch": {"jit_compile": False}},
+}
+
+
+def main_job_epochs(repetitions, data_dir=None):
+    """Seconds of one epoch of the demo's training, per variant, variants interleaved."""
+    import tempfile
+
+    from bayes_larq.app import runs
+
+    seconds = {name: [] for name in MAIN_JOB_VARIANTS}
+    with tempfile.TemporaryDirectory() as scratch:
+        for repetition in range(repetitions):
+            for index, (name, overrides) in enumerate(MAIN_JOB_VARIANTS.items()):
+                config = runs.RunConfig(epochs=1, data_dir=data_dir, **overrides)
+                run_dir = pathlib.Path(scratch) / f"{index}-{repetition}"
+                runs.train(config, run_dir, verbose=0)
+                state = json.loads((run_dir / "state.json").read_text())
+                seconds[name].append(state["epoch_seconds"][0])
+    reference = seconds["plain Larq (--no-bonn)"]
+    return {name: {"median_s": statistics.median(values), "epoch_s": values,
+                   "ratio_to_plain": statistics.median(
+                       [v / r for v, r in zip(values, reference)])}
+            for name, values in seconds.items()}
+
+
+def main_job_table(results):
+    lines = ["| variant | median epoch s | each run s | ratio to plain Larq (median) |",
+             "| --- | --- | --- | --- |"]
+    lines += [f"| {name} | {row['median_s']:.1f} | "
+              f"{', '.join(f'{v:.1f}' for v in row['epoch_s'])} | {row['ratio_to_plain']:.3f} |"
+              for name, row in results.items()]
+    return "\n".join(lines)
+
+
 def table(results):
     lines = ["| variant | median step ms | ratio to plain Larq (median, min-max over rounds) |",
              "| --- | --- | --- |"]
@@ -109,13 +161,21 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant and round")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--jit-compile", action="store_true")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="compile the whole train step with XLA")
+    parser.add_argument("--main-job", type=int, metavar="N",
+                        help="time N one-epoch runs of the demo per variant instead")
+    parser.add_argument("--data-dir", default=None)
     parser.add_argument("--write", type=pathlib.Path)
     args = parser.parse_args(argv)
-    options = {"jit_compile": True} if args.jit_compile else {}
-    results = measure(args.model, args.batch_size, args.steps, args.rounds,
-                      compile_options=options)
-    print(table(results))
+    if args.main_job:
+        results = main_job_epochs(args.main_job, args.data_dir)
+        print(main_job_table(results))
+    else:
+        options = {"jit_compile": True} if args.jit_compile else {}
+        results = measure(args.model, args.batch_size, args.steps, args.rounds,
+                          compile_options=options)
+        print(table(results))
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)
         args.write.write_text(json.dumps({

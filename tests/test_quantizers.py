@@ -128,9 +128,40 @@ def test_training_lowers_kernel_loss_and_moves_weights_to_modes():
     assert distance_to_nearest_mode(model) < 0.8 * distance_before
 
 
+@pytest.mark.parametrize("prior_gradient", ["sum", "mean"])
+def test_fused_kernel_loss_trains_like_the_plain_ops(prior_gradient):
+    """jit_compile=True (XLA-fused L_B) is an optimisation only: same losses, same weights."""
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(64, 28, 28, 1)).astype(np.float32), rng.integers(0, 10, 64)
+    trained = {}
+    for jit_compile in (False, True):
+        tf.keras.utils.set_random_seed(0)
+        classifier = bl.models.get("small_cnn", width=8, reduction="sum", lam=1e-3, nu=1e-2,
+                                   prior_gradient=prior_gradient, jit_compile=jit_compile)
+        assert all(q.jit_compile is jit_compile for q in bayesian_quantizers(classifier))
+        bonn = bl.BONN(classifier, theta=1e-3)
+        bonn.compile(tf.keras.optimizers.Adam(1e-3),
+                     tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = [bonn.train_on_batch(x[i:i + 16], y[i:i + 16], return_dict=True)
+                   for i in range(0, 64, 16)]
+        trained[jit_compile] = history, [v.numpy() for v in bonn.weights]
+    (plain_history, plain_weights), (fused_history, fused_weights) = trained[False], trained[True]
+    assert plain_history[-1]["kernel_loss"] != plain_history[0]["kernel_loss"]
+    for plain_logs, fused_logs in zip(plain_history, fused_history):
+        for key in ("ce_loss", "kernel_loss", "feature_loss", "loss"):
+            assert fused_logs[key] == pytest.approx(plain_logs[key], rel=1e-5, abs=1e-7), key
+    for plain, fused in zip(plain_weights, fused_weights, strict=True):
+        np.testing.assert_allclose(fused, plain, rtol=1e-4, atol=1e-6)
+
+
+def test_jit_compile_must_be_a_bool():
+    with pytest.raises(ValueError, match="`jit_compile` must be True or False"):
+        BayesianSign(jit_compile="yes")
+
+
 def test_config_round_trip():
     q = BayesianSign(lam=0.3, nu=0.2, reduction="sum", scale="channel", clip_value=2.0,
-                     min_sigma=1e-2)
+                     min_sigma=1e-2, jit_compile=False)
     clone = BayesianSign.from_config(q.get_config())
     assert clone.get_config() == q.get_config()
     rebuilt = lq.quantizers.get(lq.quantizers.serialize(q))

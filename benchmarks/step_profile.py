@@ -1,0 +1,227 @@
+"""Where the time of one BONN training step goes: its pieces timed interleaved in one process.
+
+    python benchmarks/step_profile.py --model small_cnn --batch-size 128 \\
+        --write benchmarks/results/step-profile-small_cnn.json
+
+Each piece is a compiled TensorFlow function run on the same batch; after warm-up the
+pieces take turns one call at a time (A B C ..., A B C ...) for `--rounds` x `--calls`
+calls, so the CPU quota of this shared machine hits them alike. Printed: per piece the
+median time of a call and its share of the full BONN step (median over rounds of the
+per-round ratio). The model is built with the paper's units (`reduction="sum"`,
+lam = nu = 1e-4, theta = 1e-3) and Adam, as in `benchmarks/speed.py`.
+
+Pieces:
+
+* `plain Larq step`: the Keras train function of the same architecture with "ste_sign"
+  kernels (forward, backward, Adam, loss and accuracy metrics);
+* `plain forward` / `plain forward + backward` / `plain forward + backward + Adam`:
+  the same model step by step; the step minus the last is Keras' bookkeeping (metrics,
+  loss tracking, the step counter);
+* `L_B, <layer>`: the Bayesian kernel loss of one layer and its gradient with respect to
+  the kernel, W, mu and sigma (XLA-fused, the default); `L_B, all layers` and
+  `L_B, all layers, unfused` (`jit_compile=False`) for the four layers together;
+* `Adam on W, mu, sigma`: the optimizer update of BONN's extra variables alone (the same
+  shapes, their own Adam slots);
+* `feature loss`: `BayesianFeatureLoss` and its gradient on a batch of features;
+* `full BONN step` and `full BONN step, L_B unfused`: the `BONN` train function.
+
+The input pipeline is timed apart, with `--data`: one pass over the real training data of
+an epoch (Fashion-MNIST, as `bayes-larq train` reads it) without a model, per batch.
+Because `fit` prefetches, that time overlaps the step; the number says how much of the
+step it could cost at most.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import bayes_larq as bl  # noqa: E402  - selects tf_keras first
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from bayes_larq import losses, models  # noqa: E402
+from bayes_larq.quantizers import bayesian_quantizers, binary_kernels  # noqa: E402
+
+PAPER_UNITS = {"reduction": "sum", "lam": 1e-4, "nu": 1e-4}
+CE = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+INPUT_SHAPES = {"small_cnn": (28, 28, 1), "resnet18_cifar": (32, 32, 3)}
+
+
+def batch(input_shape, batch_size, seed=0):
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.uniform(-1, 1, (batch_size, *input_shape)).astype(np.float32))
+    return x, tf.constant(rng.integers(0, 10, batch_size))
+
+
+def keras_step(model, x, y):
+    """The model's Keras train function, fed from a one-batch dataset repeated forever."""
+    iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    function = model.make_train_function()
+    return lambda: function(iterator)
+
+
+def bonn_model(model_name, jit_compile, theta=1e-3):
+    tf.keras.utils.set_random_seed(0)
+    classifier = models.get(model_name, input_shape=INPUT_SHAPES[model_name],
+                            jit_compile=jit_compile, **PAPER_UNITS)
+    bonn = bl.BONN(classifier, theta=theta)
+    bonn.compile(tf.keras.optimizers.Adam(1e-3), CE, metrics=["accuracy"])
+    return bonn
+
+
+def plain_pieces(model_name, x, y):
+    tf.keras.utils.set_random_seed(0)
+    plain = models.get(model_name, input_shape=INPUT_SHAPES[model_name], bonn=False)
+    plain.compile(tf.keras.optimizers.Adam(1e-3), CE, metrics=["accuracy"])
+    optimizer = tf.keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def forward():
+        return plain(x, training=True)
+
+    def loss_and_gradients():
+        with tf.GradientTape() as tape:
+            loss = CE(y, plain(x, training=True))
+        return loss, tape.gradient(loss, plain.trainable_variables)
+
+    @tf.function
+    def forward_backward():
+        return loss_and_gradients()
+
+    @tf.function
+    def forward_backward_adam():
+        loss, gradients = loss_and_gradients()
+        optimizer.apply_gradients(zip(gradients, plain.trainable_variables))
+        return loss
+
+    return {"plain Larq step": keras_step(plain, x, y), "plain forward": forward,
+            "plain forward + backward": forward_backward,
+            "plain forward + backward + Adam": forward_backward_adam}
+
+
+def kernel_loss_function(quantizer, latent, jit_compile):
+    loss = tf.function(losses.kernel_loss, jit_compile=True) if jit_compile else losses.kernel_loss
+    variables = [latent, quantizer.reconstruction, quantizer.mu_pos, quantizer.mu_neg,
+                 quantizer.log_sigma_pos, quantizer.log_sigma_neg]
+
+    def value_and_gradients():
+        with tf.GradientTape() as tape:
+            value = loss(latent, quantizer.reconstruction, quantizer.mu_pos, quantizer.mu_neg,
+                         quantizer.sigma_pos, quantizer.sigma_neg, quantizer.lam, quantizer.nu,
+                         quantizer.reduction)
+        return value, tape.gradient(value, variables)
+    return value_and_gradients
+
+
+def bonn_pieces(bonn, unfused, x, y):
+    kernels = [k for k in binary_kernels(bonn.classifier)]
+    pieces = {}
+    for kernel in kernels:
+        pieces[f"L_B, {kernel.layer.name}"] = tf.function(
+            kernel_loss_function(kernel.quantizer, kernel.latent, True))
+    for fused, label in ((True, "L_B, all layers"), (False, "L_B, all layers, unfused")):
+        functions = [kernel_loss_function(k.quantizer, k.latent, fused) for k in kernels]
+        pieces[label] = tf.function(lambda functions=functions: [f() for f in functions])
+
+    extra = [v for q in bayesian_quantizers(bonn.classifier) for v in q.trainable_weights]
+    copies = [tf.Variable(v) for v in extra]
+    gradients = [tf.constant(np.random.default_rng(1).normal(0, 1e-3, v.shape), v.dtype)
+                 for v in extra]
+    optimizer = tf.keras.optimizers.Adam(1e-3)
+    pieces["Adam on W, mu, sigma"] = tf.function(
+        lambda: optimizer.apply_gradients(zip(gradients, copies)))
+
+    features = tf.constant(np.random.default_rng(2).normal(
+        size=(x.shape[0], bonn.feature_loss.centers.shape[-1])).astype(np.float32))
+
+    @tf.function
+    def feature_loss():
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            value = bonn.feature_loss(features, y)
+        return value, tape.gradient(value, [features, *bonn.feature_loss.trainable_weights])
+    pieces["feature loss"] = feature_loss
+    pieces["full BONN step"] = keras_step(bonn, x, y)
+    pieces["full BONN step, L_B unfused"] = keras_step(unfused, x, y)
+    return pieces
+
+
+def interleave(pieces, calls, rounds, warmup_calls=5):
+    for function in pieces.values():
+        for _ in range(warmup_calls):
+            function()
+    per_round = {name: [] for name in pieces}
+    for _ in range(rounds):
+        seconds = {name: [] for name in pieces}
+        for _ in range(calls):
+            for name, function in pieces.items():
+                start = time.perf_counter()
+                function()
+                seconds[name].append(time.perf_counter() - start)
+        for name in pieces:
+            per_round[name].append(statistics.median(seconds[name]))
+    full = per_round["full BONN step"]
+    return {name: {"median_ms": 1e3 * statistics.median(times),
+                   "share_of_full_step": statistics.median(
+                       [t / f for t, f in zip(times, full)]),
+                   "round_median_ms": [1e3 * t for t in times]}
+            for name, times in per_round.items()}
+
+
+def input_pipeline_ms(batch_size, data_dir=None):
+    """Milliseconds per batch of one epoch of the training data read alone."""
+    from bayes_larq.app import data
+
+    dataset = data.load("fashion_mnist", "train", batch_size, training=True, epoch=0,
+                        data_dir=data_dir)
+    start, batches = time.perf_counter(), 0
+    for _ in dataset:
+        batches += 1
+    return 1e3 * (time.perf_counter() - start) / batches
+
+
+def table(results):
+    lines = ["| piece | median ms per call | share of the full BONN step |",
+             "| --- | --- | --- |"]
+    lines += [f"| {name} | {row['median_ms']:.2f} | {row['share_of_full_step']:.3f} |"
+              for name, row in results.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="small_cnn", choices=sorted(INPUT_SHAPES))
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--calls", type=int, default=20, help="timed calls per piece and round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--data", action="store_true",
+                        help="also time the input pipeline (needs Fashion-MNIST)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--write", type=pathlib.Path)
+    args = parser.parse_args(argv)
+    x, y = batch(INPUT_SHAPES[args.model], args.batch_size)
+    bonn, unfused = bonn_model(args.model, True), bonn_model(args.model, False)
+    pieces = {**plain_pieces(args.model, x, y), **bonn_pieces(bonn, unfused, x, y)}
+    results = interleave(pieces, args.calls, args.rounds)
+    print(table(results))
+    pipeline = None
+    if args.data:
+        pipeline = input_pipeline_ms(args.batch_size, args.data_dir)
+        print(f"input pipeline alone: {pipeline:.2f} ms per batch of {args.batch_size}")
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(json.dumps({
+            "command": "python benchmarks/step_profile.py " + " ".join(argv or os.sys.argv[1:]),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                       f"{platform.python_version()}, TensorFlow {tf.__version__}",
+            "results": results, "input_pipeline_ms_per_batch": pipeline}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
