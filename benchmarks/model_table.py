@@ -3,16 +3,13 @@ estimate, binarized MAC share and TFLite (LCE) size, binary vs float.
 
     python benchmarks/model_table.py                  # print the table
     python benchmarks/model_table.py --write docs/models.md
-    python benchmarks/model_table.py --epoch-time --no-table --write docs/models.md
 
 `--write` replaces the text between the `<!-- model-table:start -->` and
-`<!-- model-table:end -->` markers of the file (and, with `--epoch-time`, between the
-`<!-- epoch-time:start -->` / `<!-- epoch-time:end -->` markers), leaving the prose alone.
+`<!-- model-table:end -->` markers of the file, leaving the prose alone. Training speed
+is measured by `benchmarks/speed.py` (docs/speed.md).
 
 Every model is built at its native input size (ResNet-18 at 224x224) and converted with
 Larq Compute Engine; this takes a few minutes and about 2 GB of memory, no training.
-`--epoch-time` times `small_cnn` training (100 steps at batch 128 on random 28x28x1
-data after a 10-step warm-up, extrapolated to the 469 steps of a Fashion-MNIST epoch).
 """
 
 import argparse
@@ -98,37 +95,6 @@ def table(rows):
     return "\n".join(lines)
 
 
-def epoch_time(steps=100, batch=128, warmup=10):
-    """Seconds per Fashion-MNIST epoch (469 steps) of small_cnn, BONN and plain Larq."""
-    results = {}
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (batch * (steps + warmup), 28, 28, 1)).astype("float32")
-    y = rng.integers(0, 10, len(x))
-    for bonn in (True, False):
-        tf.keras.backend.clear_session()
-        tf.keras.utils.set_random_seed(0)
-        model = models.get("small_cnn", bonn=bonn)
-        model.compile(tf.keras.optimizers.Adam(1e-3),
-                      tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=["accuracy"])
-        model.fit(x[:batch * warmup], y[:batch * warmup], batch_size=batch, verbose=0)
-        start = time.perf_counter()
-        model.fit(x[batch * warmup:], y[batch * warmup:], batch_size=batch, verbose=0)
-        per_step = (time.perf_counter() - start) / steps
-        results["BONN (bonn=True)" if bonn else "plain Larq (bonn=False)"] = per_step
-    lines = [
-        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPU cores "
-        f"({platform.processor() or platform.machine()}), TensorFlow {tf.__version__}, "
-        f"`model.fit` of {steps} steps at batch {batch} after a {warmup}-step warm-up:",
-        "",
-        "| small_cnn | ms / step | s / epoch (469 steps) |",
-        "| --- | ---: | ---: |",
-    ]
-    for label, per_step in results.items():
-        lines.append(f"| {label} | {1e3 * per_step:.0f} | {469 * per_step:.0f} |")
-    return "\n".join(lines)
-
-
 def replace_between(text, marker, body):
     pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)", re.S)
     if not pattern.search(text):
@@ -139,32 +105,25 @@ def replace_between(text, marker, body):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", help="markdown file whose marked sections to replace")
-    parser.add_argument("--epoch-time", action="store_true",
-                        help="also time small_cnn training (about 1 minute)")
-    parser.add_argument("--no-table", action="store_true", help="skip the model table")
     parser.add_argument("--only", nargs="*", help="registry names to include")
     args = parser.parse_args(argv)
 
-    markers = ([] if args.no_table else ["model-table"]) + (["epoch-time"] if args.epoch_time else [])
+    markers = ["model-table"]
     if args.write:  # fail before minutes of work, not after
         with open(args.write) as f:
             text = f.read()
         for marker in markers:
             replace_between(text, marker, "")
 
-    sections = {}
-    if not args.no_table:
-        rows = []
-        for name, kwargs, label in MODELS:
-            if args.only and name not in args.only:
-                continue
-            for scope in SCOPES:
-                start = time.perf_counter()
-                rows.append((label, scope, measure(name, kwargs, scope)))
-                print(f"{label} {scope}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
-        sections["model-table"] = table(rows)
-    if args.epoch_time:
-        sections["epoch-time"] = epoch_time()
+    rows = []
+    for name, kwargs, label in MODELS:
+        if args.only and name not in args.only:
+            continue
+        for scope in SCOPES:
+            start = time.perf_counter()
+            rows.append((label, scope, measure(name, kwargs, scope)))
+            print(f"{label} {scope}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    sections = {"model-table": table(rows)}
     for body in sections.values():
         print(body + "\n")
     if args.write:

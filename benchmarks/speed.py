@@ -14,7 +14,8 @@ Variants of the same architecture, data and batch:
   TensorFlow ops (what every BayesianSign did before its XLA-fused default).
 
 Each variant is compiled once and warmed up; then the variants take turns one training
-step at a time (A B C D E, A B C D E, ... `train_on_batch` on the same batch), for
+step at a time (A B C D E, A B C D E, ...: each a call of the Keras train function that
+`fit` runs, fed the same batch from a repeated one-batch dataset), for
 `--rounds` x `--steps` steps each, so a slow spell of this shared machine (its CPU
 quota makes single step times jump between a few values) hits all variants alike.
 Printed: per variant the median step time, and the median, min and max over rounds of
@@ -23,9 +24,11 @@ between variants say what each piece costs.
 
 `--main-job N` times the main job instead: the demo's training configuration
 (`bayes-larq demo`: `small_cnn`, Fashion-MNIST, batch 128, full BONN at the library
-defaults) for one epoch per run, as the run records it (`epoch_seconds` in state.json,
-i.e. `fit` of one epoch with validation on the test set and the run's callbacks). Plain
-Larq (`--no-bonn`), BONN and BONN with L_B unfused take turns, N runs each.
+defaults) for two epochs per run, as the run records them (`epoch_seconds` in
+state.json: `fit` of one epoch, with validation on the test set and the run's
+callbacks), split into training steps, validation and the rest. Plain Larq
+(`--no-bonn`), BONN and BONN with L_B unfused take turns, N runs each. The first epoch
+carries the one-time costs (tracing; XLA compilation of the fused L_B).
 """
 
 import argparse
@@ -82,20 +85,29 @@ def batches(model_name, batch_size, steps, seed=0):
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).cache()
 
 
+def keras_step(model, x, y):
+    """One call = one training step of `fit`: the model's Keras train function, fed from a
+    one-batch dataset repeated forever (`train_on_batch` adds per-call set-up that `fit`
+    does not pay per step)."""
+    iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+    function = model.make_train_function()
+    return lambda: function(iterator)
+
+
 def measure(model_name, batch_size, steps, rounds, warmup_steps=5, compile_options=None):
     x, y = next(iter(batches(model_name, batch_size, 1)))
-    built = {name: build(model_name, variant, **(compile_options or {}))
+    built = {name: keras_step(build(model_name, variant, **(compile_options or {})), x, y)
              for name, variant in VARIANTS.items()}
-    for model in built.values():
+    for step in built.values():
         for _ in range(warmup_steps):
-            model.train_on_batch(x, y)
+            step()
     per_round = {name: [] for name in built}
     for _ in range(rounds):
         seconds = {name: [] for name in built}
         for _ in range(steps):
-            for name, model in built.items():
+            for name, step in built.items():
                 start = time.perf_counter()
-                model.train_on_batch(x, y)
+                step()
                 seconds[name].append(time.perf_counter() - start)
         for name in built:
             per_round[name].append(statistics.median(seconds[name]))
@@ -115,34 +127,67 @@ MAIN_JOB_VARIANTS = {
 }
 
 
-def main_job_epochs(repetitions, data_dir=None):
-    """Seconds of one epoch of the demo's training, per variant, variants interleaved."""
+class EpochParts(tf.keras.callbacks.Callback):
+    """Per epoch, seconds of its training steps (first batch begin to last batch end) and
+    of its validation pass; the rest of the epoch is `fit` set-up and epoch-end callbacks."""
+
+    def __init__(self):
+        super().__init__()
+        self.train_seconds, self.test_seconds = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.train_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.last_batch_end = time.perf_counter()
+
+    def on_test_begin(self, logs=None):
+        self.train_seconds.append(self.last_batch_end - self.train_start)
+        self.test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.test_seconds.append(time.perf_counter() - self.test_start)
+
+
+def main_job_epochs(repetitions, epochs=2, data_dir=None):
+    """`epochs` epochs of the demo's training per variant and repetition, variants
+    interleaved: {variant: [[{"epoch", "train_steps", "validation", "rest"} seconds per
+    epoch] per run]}."""
     import tempfile
 
     from bayes_larq.app import runs
 
-    seconds = {name: [] for name in MAIN_JOB_VARIANTS}
+    measured = {name: [] for name in MAIN_JOB_VARIANTS}
     with tempfile.TemporaryDirectory() as scratch:
         for repetition in range(repetitions):
             for index, (name, overrides) in enumerate(MAIN_JOB_VARIANTS.items()):
-                config = runs.RunConfig(epochs=1, data_dir=data_dir, **overrides)
+                config = runs.RunConfig(epochs=epochs, data_dir=data_dir, **overrides)
                 run_dir = pathlib.Path(scratch) / f"{index}-{repetition}"
-                runs.train(config, run_dir, verbose=0)
+                parts = EpochParts()
+                runs.train(config, run_dir, verbose=0, extra_callbacks=[parts])
                 state = json.loads((run_dir / "state.json").read_text())
-                seconds[name].append(state["epoch_seconds"][0])
-    reference = seconds["plain Larq (--no-bonn)"]
-    return {name: {"median_s": statistics.median(values), "epoch_s": values,
-                   "ratio_to_plain": statistics.median(
-                       [v / r for v, r in zip(values, reference)])}
-            for name, values in seconds.items()}
+                measured[name].append([
+                    {"epoch": total, "train_steps": train, "validation": test,
+                     "rest": total - train - test}
+                    for total, train, test in zip(state["epoch_seconds"], parts.train_seconds,
+                                                  parts.test_seconds)])
+    return measured
 
 
-def main_job_table(results):
-    lines = ["| variant | median epoch s | each run s | ratio to plain Larq (median) |",
-             "| --- | --- | --- | --- |"]
-    lines += [f"| {name} | {row['median_s']:.1f} | "
-              f"{', '.join(f'{v:.1f}' for v in row['epoch_s'])} | {row['ratio_to_plain']:.3f} |"
-              for name, row in results.items()]
+def main_job_table(measured):
+    lines = ["| variant | epoch | epoch s | training steps s | validation s | rest of `fit` s "
+             "| epoch / plain Larq's |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    plain = measured["plain Larq (--no-bonn)"]
+    for name, runs_ in measured.items():
+        for epoch in range(len(runs_[0])):
+            rows = [run[epoch] for run in runs_]
+            median = {part: statistics.median(row[part] for row in rows) for part in rows[0]}
+            ratio = statistics.median(row["epoch"] / base[epoch]["epoch"]
+                                      for row, base in zip(rows, plain))
+            lines.append(f"| {name} | {epoch + 1} | {median['epoch']:.1f} | "
+                         f"{median['train_steps']:.1f} | {median['validation']:.1f} | "
+                         f"{median['rest']:.1f} | {ratio:.3f} |")
     return "\n".join(lines)
 
 
@@ -169,7 +214,7 @@ def main(argv=None):
     parser.add_argument("--write", type=pathlib.Path)
     args = parser.parse_args(argv)
     if args.main_job:
-        results = main_job_epochs(args.main_job, args.data_dir)
+        results = main_job_epochs(args.main_job, data_dir=args.data_dir)
         print(main_job_table(results))
     else:
         options = {"jit_compile": True} if args.jit_compile else {}

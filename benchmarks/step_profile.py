@@ -47,6 +47,7 @@ import tensorflow as tf  # noqa: E402
 
 from bayes_larq import losses, models  # noqa: E402
 from bayes_larq.quantizers import bayesian_quantizers, binary_kernels  # noqa: E402
+from speed import keras_step  # noqa: E402  - the same step as benchmarks/speed.py
 
 PAPER_UNITS = {"reduction": "sum", "lam": 1e-4, "nu": 1e-4}
 CE = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -57,13 +58,6 @@ def batch(input_shape, batch_size, seed=0):
     rng = np.random.default_rng(seed)
     x = tf.constant(rng.uniform(-1, 1, (batch_size, *input_shape)).astype(np.float32))
     return x, tf.constant(rng.integers(0, 10, batch_size))
-
-
-def keras_step(model, x, y):
-    """The model's Keras train function, fed from a one-batch dataset repeated forever."""
-    iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
-    function = model.make_train_function()
-    return lambda: function(iterator)
 
 
 def bonn_model(model_name, jit_compile, theta=1e-3):
