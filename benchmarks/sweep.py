@@ -22,11 +22,14 @@ the validation split; settings are chosen on validation accuracy, never on test)
    float twin of the architecture, 5 seeds.
 
 Order: the cells that answer the most come first, so a sweep cut short still says
-something: the baselines, the paper's setting and its remedies, the weaker settings
-(lam = 1e-5, lam = 0, nu = 1e-2); then the theta stage at the best of those; then the
-strong settings (lam = 1e-3 and its remedies), after which the theta stage runs again
-if one of them became the best kernel setting. "Best" is always among the cells run so
-far, so every choice can be read back from the committed results.
+something. Three groups of seed-0 cells run in turn, and after each group the theta stage
+runs at the best kernel setting so far (only its new cells: nothing reruns when the best
+stays the same):
+1. the baselines, the paper's setting and its remedies, lam = 0, lam = 1e-5 with nu = 1e-4;
+2. the rest of the weak grid (nu = 1e-2 at lam = 1e-5 and 1e-4);
+3. the strong settings (lam = 1e-3 and its remedies).
+"Best" is always among the cells run so far, so every choice can be read back from the
+committed results; once the sweep is complete it is the best of every cell.
 
 After every run the run's report.json is copied to --results/<cell>/seed-<n>.json, so
 the committed results grow as the sweep does; `benchmarks/evidence.py` turns them into
@@ -96,20 +99,15 @@ def is_strong(overrides):
     return overrides.get("lam", 0.0) >= STRONG_SETTING["lam"]
 
 
-def priority_cells(last_stage):
-    """Screen (and, from stage 1, remedy) cells in the order they run: weak settings first.
-
-    The paper's setting and its remedies lead (the question the sweep answers first),
-    then lam = 1e-5 (the weakest non-zero setting), lam = 0 and the rest of the weak grid;
-    the strong settings (lam >= 1e-3) come last.
-    """
+def cell_groups(last_stage):
+    """The seed-0 screen (and, from stage 1, remedy) cells in three groups, run in order."""
     cells = screen_cells() + (remedy_cells() if last_stage >= 1 else [])
     paper = {**KERNEL_ONLY, **PAPER_SETTING}
     first = [PLAIN, paper] + [c for c in cells if c != paper and all(
         c.get(k) == v for k, v in PAPER_SETTING.items())]
-    first += [{**KERNEL_ONLY, "lam": LAMS[0], "nu": NUS[0]}, cells[1]]
+    first += [cells[1], {**KERNEL_ONLY, "lam": LAMS[0], "nu": NUS[0]}]  # lam = 0, lam = 1e-5
     rest = [c for c in cells if c not in first]
-    return first + [c for c in rest if not is_strong(c)] + [c for c in rest if is_strong(c)]
+    return [first, [c for c in rest if not is_strong(c)], [c for c in rest if is_strong(c)]]
 
 
 class Sweep:
@@ -193,19 +191,13 @@ def main(argv=None):
     # Every stage needs the ones before it to choose its cells, so earlier stages are
     # always (re)read; --stages only says how far to go.
     last = max(STAGES.index(stage) for stage in args.stages)
-    # Optimizers alternate; the cells run in priority order (see the module docstring).
-    cells = priority_cells(last)
-    weak = [c for c in cells if not is_strong(c)]
-    for overrides in weak:
-        for optimizer in OPTIMIZERS:
-            sweep.run(optimizer, overrides, 0)
-    if last >= 2:
-        run_theta_stage(sweep)
-    for overrides in cells[len(weak):]:
-        for optimizer in OPTIMIZERS:
-            sweep.run(optimizer, overrides, 0)
-    if last >= 2:
-        run_theta_stage(sweep)  # again, in case a strong setting became the best
+    # Optimizers alternate; the groups run in order (see the module docstring).
+    for group in cell_groups(last):
+        for overrides in group:
+            for optimizer in OPTIMIZERS:
+                sweep.run(optimizer, overrides, 0)
+        if last >= 2:
+            run_theta_stage(sweep)
     if last >= 3:
         for optimizer in OPTIMIZERS:
             for overrides in (best_bonn_setting(sweep, optimizer), PLAIN):
