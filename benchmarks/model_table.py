@@ -13,8 +13,6 @@ Larq Compute Engine; this takes a few minutes and about 2 GB of memory, no train
 """
 
 import argparse
-import os
-import platform
 import re
 import sys
 import time

@@ -94,23 +94,30 @@ def keras_step(model, x, y):
     return lambda: function(iterator)
 
 
-def measure(model_name, batch_size, steps, rounds, warmup_steps=5, compile_options=None):
+def interleaved_medians(functions, calls, rounds, warmup_calls=5):
+    """{name: [median seconds of a call in each round]}: after warm-up, the functions take
+    turns one call at a time (A B C, A B C, ...), `calls` calls each per round."""
+    for function in functions.values():
+        for _ in range(warmup_calls):
+            function()
+    per_round = {name: [] for name in functions}
+    for _ in range(rounds):
+        seconds = {name: [] for name in functions}
+        for _ in range(calls):
+            for name, function in functions.items():
+                start = time.perf_counter()
+                function()
+                seconds[name].append(time.perf_counter() - start)
+        for name in functions:
+            per_round[name].append(statistics.median(seconds[name]))
+    return per_round
+
+
+def measure(model_name, batch_size, steps, rounds, compile_options=None):
     x, y = next(iter(batches(model_name, batch_size, 1)))
     built = {name: keras_step(build(model_name, variant, **(compile_options or {})), x, y)
              for name, variant in VARIANTS.items()}
-    for step in built.values():
-        for _ in range(warmup_steps):
-            step()
-    per_round = {name: [] for name in built}
-    for _ in range(rounds):
-        seconds = {name: [] for name in built}
-        for _ in range(steps):
-            for name, step in built.items():
-                start = time.perf_counter()
-                step()
-                seconds[name].append(time.perf_counter() - start)
-        for name in built:
-            per_round[name].append(statistics.median(seconds[name]))
+    per_round = interleaved_medians(built, steps, rounds)
     ratios = {name: [s / p for s, p in zip(per_round[name], per_round["plain Larq"])]
               for name in built}
     return {name: {"median_ms": 1e3 * statistics.median(per_round[name]),
@@ -222,12 +229,17 @@ def main(argv=None):
                           compile_options=options)
         print(table(results))
     if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(json.dumps({
-            "command": "python benchmarks/speed.py " + " ".join(argv or os.sys.argv[1:]),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}, "
-                       f"TensorFlow {tf.__version__}",
-            "results": results}, indent=2) + "\n")
+        write_results(args.write, "speed.py", argv, results=results)
+
+
+def write_results(path, script, argv, **payload):
+    """A results JSON with the command that reproduces it and the machine it ran on."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "command": f"python benchmarks/{script} " + " ".join(argv or os.sys.argv[1:]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+                   f"{platform.python_version()}, TensorFlow {tf.__version__}",
+        **payload}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

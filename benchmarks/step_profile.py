@@ -32,10 +32,8 @@ step it could cost at most.
 """
 
 import argparse
-import json
 import os
 import pathlib
-import platform
 import statistics
 import time
 
@@ -47,7 +45,7 @@ import tensorflow as tf  # noqa: E402
 
 from bayes_larq import losses, models  # noqa: E402
 from bayes_larq.quantizers import bayesian_quantizers, binary_kernels  # noqa: E402
-from speed import keras_step  # noqa: E402  - the same step as benchmarks/speed.py
+from speed import interleaved_medians, keras_step, write_results  # noqa: E402
 
 PAPER_UNITS = {"reduction": "sum", "lam": 1e-4, "nu": 1e-4}
 CE = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -146,20 +144,8 @@ def bonn_pieces(bonn, unfused, x, y):
     return pieces
 
 
-def interleave(pieces, calls, rounds, warmup_calls=5):
-    for function in pieces.values():
-        for _ in range(warmup_calls):
-            function()
-    per_round = {name: [] for name in pieces}
-    for _ in range(rounds):
-        seconds = {name: [] for name in pieces}
-        for _ in range(calls):
-            for name, function in pieces.items():
-                start = time.perf_counter()
-                function()
-                seconds[name].append(time.perf_counter() - start)
-        for name in pieces:
-            per_round[name].append(statistics.median(seconds[name]))
+def interleave(pieces, calls, rounds):
+    per_round = interleaved_medians(pieces, calls, rounds)
     full = per_round["full BONN step"]
     return {name: {"median_ms": 1e3 * statistics.median(times),
                    "share_of_full_step": statistics.median(
@@ -209,12 +195,8 @@ def main(argv=None):
         pipeline = input_pipeline_ms(args.batch_size, args.data_dir)
         print(f"input pipeline alone: {pipeline:.2f} ms per batch of {args.batch_size}")
     if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(json.dumps({
-            "command": "python benchmarks/step_profile.py " + " ".join(argv or os.sys.argv[1:]),
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                       f"{platform.python_version()}, TensorFlow {tf.__version__}",
-            "results": results, "input_pipeline_ms_per_batch": pipeline}, indent=2) + "\n")
+        write_results(args.write, "step_profile.py", argv, results=results,
+                      input_pipeline_ms_per_batch=pipeline)
 
 
 if __name__ == "__main__":
