@@ -1,0 +1,51 @@
+"""The evidence sweep's plan: every cell once, weak before strong, choices among run cells."""
+
+import pathlib
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+import sweep  # noqa: E402
+
+
+def names(cells, optimizer="adam"):
+    return [sweep.cell_name(optimizer, c) for c in cells]
+
+
+def test_groups_hold_every_screen_and_remedy_cell_once_with_strong_settings_last():
+    groups = sweep.cell_groups(last_stage=1)
+    planned = names(sweep.screen_cells() + sweep.remedy_cells())
+    ran = [name for group in groups for name in names(group)]
+    assert sorted(ran) == sorted(planned) and len(set(ran)) == len(ran)
+    first, weak, strong = groups
+    assert names(first)[:2] == ["adam-plain", "adam-lam0.0001-nu0.0001"]
+    assert {"adam-lam0", "adam-lam1e-05-nu0.0001"} <= set(names(first))
+    assert all(c["lam"] >= 1e-3 for c in strong) and all(c.get("lam", 0) < 1e-3 for c in first + weak)
+    assert names(sweep.cell_groups(last_stage=0)[2]) == ["adam-lam0.001-nu0.0001",
+                                                          "adam-lam0.001-nu0.01"]
+
+
+def fake_report(accuracy):
+    return {"validation": {"accuracy": accuracy}}
+
+
+def test_best_kernel_setting_is_chosen_among_cells_that_ran(tmp_path):
+    runs = sweep.Sweep(tmp_path / "runs", tmp_path / "results", base={})
+    lam0, paper = sweep.screen_cells()[1], {**sweep.KERNEL_ONLY, **sweep.PAPER_SETTING}
+    runs.reports = {"adam-plain": {0: fake_report(0.95)}, "adam-lam0": {0: fake_report(0.90)},
+                    "adam-lam0.0001-nu0.0001": {0: fake_report(0.85)}}
+    assert sweep.best_kernel_setting(runs, "adam") == lam0  # plain Larq is not a kernel setting
+    runs.reports["adam-lam0.0001-nu0.0001"][0] = fake_report(0.92)
+    assert sweep.best_kernel_setting(runs, "adam") == paper
+    assert names(sweep.theta_cells(paper)) == [
+        f"adam-lam0.0001-nu0.0001-theta{t:g}" for t in sweep.THETAS]
+
+
+def test_cell_names_are_distinct_for_every_planned_cell():
+    cells = sweep.screen_cells() + sweep.remedy_cells() + [sweep.FLOAT_TWIN]
+    cells += [c for k in sweep.screen_cells()[1:] for c in sweep.theta_cells(k)]
+    for optimizer in sweep.OPTIMIZERS:
+        assert len(set(names(cells, optimizer))) == len(cells)
+    with pytest.raises(KeyError):
+        sweep.Sweep(pathlib.Path("."), pathlib.Path("."), {}).validation("adam", sweep.PLAIN)
