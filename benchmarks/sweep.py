@@ -10,8 +10,10 @@ Stages (all on `small_cnn`, Fashion-MNIST, the last 10,000 training images held 
 the validation split; settings are chosen on validation accuracy, never on test):
 
 1. screen (seed 0): per optimizer (Adam, SGD with momentum), plain Larq, and the kernel
-   loss alone with `reduction="sum"` over lam in {0, 1e-5, 1e-4, 1e-3} x nu in
+   loss alone with `reduction="sum"` over lam in {0, 1e-6, 1e-5, 1e-4, 1e-3} x nu in
    {1e-4, 1e-2} (lam = 0 once: the prior is multiplied by lam, so nu does nothing then).
+   lam = 1e-6 extends the paper's grid downwards: lam = 2e-5 already freezes the signs
+   within one epoch (the warm-up cells show it).
 2. remedies (seed 0): the paper's setting (lam = 1e-4, nu = 1e-4) and the strongest
    screened one (lam = 1e-3, nu = 1e-2) with each collapse remedy: the paper's averaged
    mu/sigma gradient, closed-form mu/sigma, a lam warm-up.
@@ -25,7 +27,8 @@ Order: the cells that answer the most come first, so a sweep cut short still say
 something. Three groups of seed-0 cells run in turn, and after each group the theta stage
 runs at the best kernel setting so far (only its new cells: nothing reruns when the best
 stays the same):
-1. the baselines, the paper's setting and its remedies, lam = 0, lam = 1e-5 with nu = 1e-4;
+1. the baselines, the paper's setting and its remedies, lam = 0, then lam = 1e-5 and 1e-6
+   with nu = 1e-4;
 2. the rest of the weak grid (nu = 1e-2 at lam = 1e-5 and 1e-4);
 3. the strong settings (lam = 1e-3 and its remedies).
 "Best" is always among the cells run so far, so every choice can be read back from the
@@ -46,7 +49,7 @@ from bayes_larq.app import runs
 
 STAGES = ("screen", "remedies", "theta", "seeds", "final")
 OPTIMIZERS = ("adam", "sgd")
-LAMS = (1e-5, 1e-4, 1e-3)
+LAMS = (1e-6, 1e-5, 1e-4, 1e-3)
 NUS = (1e-4, 1e-2)
 THETAS = (1e-4, 1e-3, 1e-2)
 PAPER_SETTING = {"lam": 1e-4, "nu": 1e-4}
@@ -105,7 +108,7 @@ def cell_groups(last_stage):
     paper = {**KERNEL_ONLY, **PAPER_SETTING}
     first = [PLAIN, paper] + [c for c in cells if c != paper and all(
         c.get(k) == v for k, v in PAPER_SETTING.items())]
-    first += [cells[1], {**KERNEL_ONLY, "lam": LAMS[0], "nu": NUS[0]}]  # lam = 0, lam = 1e-5
+    first += [cells[1]] + [{**KERNEL_ONLY, "lam": lam, "nu": NUS[0]} for lam in (1e-5, 1e-6)]
     rest = [c for c in cells if c not in first]
     return [first, [c for c in rest if not is_strong(c)], [c for c in rest if is_strong(c)]]
 
