@@ -18,8 +18,9 @@ Pieces:
   the same model step by step; the step minus the last is Keras' bookkeeping (metrics,
   loss tracking, the step counter);
 * `L_B, <layer>`: the Bayesian kernel loss of one layer and its gradient with respect to
-  the kernel, W, mu and sigma (XLA-fused, the default); `L_B, all layers` and
-  `L_B, all layers, unfused` (`jit_compile=False`) for the four layers together;
+  the kernel, W, mu and sigma (XLA-fused, the default); `L_B, all layers` for the four
+  layers together, also as `one XLA cluster` (one fused expression for every layer) and
+  `unfused` (`jit_compile=False`);
 * `Adam on W, mu, sigma`: the optimizer update of BONN's extra variables alone (the same
   shapes, their own Adam slots);
 * `feature loss`: `BayesianFeatureLoss` and its gradient on a batch of features;
@@ -97,29 +98,45 @@ def plain_pieces(model_name, x, y):
             "plain forward + backward + Adam": forward_backward_adam}
 
 
-def kernel_loss_function(quantizer, latent, jit_compile):
-    loss = tf.function(losses.kernel_loss, jit_compile=True) if jit_compile else losses.kernel_loss
-    variables = [latent, quantizer.reconstruction, quantizer.mu_pos, quantizer.mu_neg,
-                 quantizer.log_sigma_pos, quantizer.log_sigma_neg]
+def loss_arguments(kernel):
+    q = kernel.quantizer
+    return (kernel.latent, q.reconstruction, q.mu_pos, q.mu_neg, q.sigma_pos, q.sigma_neg,
+            q.lam, q.nu, q.reduction)
 
+
+def trainable(kernel):
+    q = kernel.quantizer
+    return [kernel.latent, q.reconstruction, q.mu_pos, q.mu_neg, q.log_sigma_pos,
+            q.log_sigma_neg]
+
+
+def kernel_loss_function(kernels, mode):
+    """L_B of `kernels` and its gradient; mode "fused" (one XLA cluster per layer, the
+    library's default), "one cluster" (all layers in one XLA cluster) or "unfused"."""
+    width = len(loss_arguments(kernels[0]))
+    loss = (tf.function(losses.kernel_loss, jit_compile=True) if mode == "fused"
+            else losses.kernel_loss)
+
+    def total(*flat):
+        return tf.add_n([loss(*flat[i:i + width]) for i in range(0, len(flat), width)])
+    if mode == "one cluster":
+        total = tf.function(total, jit_compile=True)
+    variables = [v for kernel in kernels for v in trainable(kernel)]
+
+    @tf.function
     def value_and_gradients():
         with tf.GradientTape() as tape:
-            value = loss(latent, quantizer.reconstruction, quantizer.mu_pos, quantizer.mu_neg,
-                         quantizer.sigma_pos, quantizer.sigma_neg, quantizer.lam, quantizer.nu,
-                         quantizer.reduction)
+            value = total(*[a for kernel in kernels for a in loss_arguments(kernel)])
         return value, tape.gradient(value, variables)
     return value_and_gradients
 
 
 def bonn_pieces(bonn, unfused, x, y):
-    kernels = [k for k in binary_kernels(bonn.classifier)]
-    pieces = {}
-    for kernel in kernels:
-        pieces[f"L_B, {kernel.layer.name}"] = tf.function(
-            kernel_loss_function(kernel.quantizer, kernel.latent, True))
-    for fused, label in ((True, "L_B, all layers"), (False, "L_B, all layers, unfused")):
-        functions = [kernel_loss_function(k.quantizer, k.latent, fused) for k in kernels]
-        pieces[label] = tf.function(lambda functions=functions: [f() for f in functions])
+    kernels = binary_kernels(bonn.classifier)
+    pieces = {f"L_B, {k.layer.name}": kernel_loss_function([k], "fused") for k in kernels}
+    pieces["L_B, all layers"] = kernel_loss_function(kernels, "fused")
+    pieces["L_B, all layers, one XLA cluster"] = kernel_loss_function(kernels, "one cluster")
+    pieces["L_B, all layers, unfused"] = kernel_loss_function(kernels, "unfused")
 
     extra = [v for q in bayesian_quantizers(bonn.classifier) for v in q.trainable_weights]
     copies = [tf.Variable(v) for v in extra]
