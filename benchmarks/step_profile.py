@@ -22,7 +22,8 @@ Pieces:
   layers together, also as `one XLA cluster` (one fused expression for every layer) and
   `unfused` (`jit_compile=False`);
 * `Adam on W, mu, sigma`: the optimizer update of BONN's extra variables alone (the same
-  shapes, their own Adam slots);
+  shapes, their own Adam slots), and `Adam on W alone` (the 16 small mu and sigma
+  variables of four layers are the difference);
 * `feature loss`: `BayesianFeatureLoss` and its gradient on a batch of features;
 * `full BONN step` and `full BONN step, L_B unfused`: the `BONN` train function.
 
@@ -131,6 +132,15 @@ def kernel_loss_function(kernels, mode):
     return value_and_gradients
 
 
+def adam_update(variables):
+    """One Adam update of copies of `variables` (same shapes, own slots), fixed gradients."""
+    copies = [tf.Variable(v) for v in variables]
+    rng = np.random.default_rng(1)
+    gradients = [tf.constant(rng.normal(0, 1e-3, v.shape), v.dtype) for v in variables]
+    optimizer = tf.keras.optimizers.Adam(1e-3)
+    return tf.function(lambda: optimizer.apply_gradients(zip(gradients, copies)))
+
+
 def bonn_pieces(bonn, unfused, x, y):
     kernels = binary_kernels(bonn.classifier)
     pieces = {f"L_B, {k.layer.name}": kernel_loss_function([k], "fused") for k in kernels}
@@ -138,13 +148,9 @@ def bonn_pieces(bonn, unfused, x, y):
     pieces["L_B, all layers, one XLA cluster"] = kernel_loss_function(kernels, "one cluster")
     pieces["L_B, all layers, unfused"] = kernel_loss_function(kernels, "unfused")
 
-    extra = [v for q in bayesian_quantizers(bonn.classifier) for v in q.trainable_weights]
-    copies = [tf.Variable(v) for v in extra]
-    gradients = [tf.constant(np.random.default_rng(1).normal(0, 1e-3, v.shape), v.dtype)
-                 for v in extra]
-    optimizer = tf.keras.optimizers.Adam(1e-3)
-    pieces["Adam on W, mu, sigma"] = tf.function(
-        lambda: optimizer.apply_gradients(zip(gradients, copies)))
+    quantizers = bayesian_quantizers(bonn.classifier)
+    pieces["Adam on W, mu, sigma"] = adam_update([v for q in quantizers for v in q.trainable_weights])
+    pieces["Adam on W alone"] = adam_update([q.reconstruction for q in quantizers])
 
     features = tf.constant(np.random.default_rng(2).normal(
         size=(x.shape[0], bonn.feature_loss.centers.shape[-1])).astype(np.float32))
