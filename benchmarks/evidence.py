@@ -121,24 +121,49 @@ def comparison_lines(results, bonn_name, plain_name):
             f"{100 * high:+.2f}], Welch's t-test p = {p_value:.3g}."]
 
 
+def epoch_flip_rate(entry):
+    """Mean over binarized layers of the share of signs that changed during one epoch."""
+    values = [v for k, v in entry.items() if k.endswith("/flip_ratio")]
+    return statistics.fmean(values) if values else math.nan
+
+
 def plot_curves(results, names, path):
+    """Validation accuracy and the per-epoch sign-flip rate of each named cell (seed 0)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4))
+    figure, (accuracy, flips) = plt.subplots(1, 2, figsize=(11, 4))
     for name in names:
         if name in results and 0 in results[name]:
             history = results[name][0]["history"]
-            axis.plot(range(1, len(history) + 1), [100 * h["val_accuracy"] for h in history],
-                      "o-", ms=3, label=name)
-    axis.set(xlabel="epoch", ylabel="validation top-1 %", title="Validation accuracy per epoch")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+            epochs = range(1, len(history) + 1)
+            accuracy.plot(epochs, [100 * h["val_accuracy"] for h in history], "o-", ms=3,
+                          label=name)
+            flips.plot(epochs, [100 * epoch_flip_rate(h) for h in history], "o-", ms=3,
+                       label=name)
+    accuracy.set(xlabel="epoch", ylabel="validation top-1 %", title="Validation accuracy")
+    flips.set(xlabel="epoch", ylabel="% of binary weights (log scale)", yscale="symlog",
+              title="Signs flipped during the epoch (mean over layers)")
+    for axis in (accuracy, flips):
+        axis.grid(alpha=0.3)
+    accuracy.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
+
+
+def best_bonn_cells(results):
+    """Per optimizer, the seed-0 cell with the best validation accuracy other than plain
+    Larq and the float twin (the cell the figures set beside plain Larq)."""
+    best = []
+    for optimizer in sweep.OPTIMIZERS:
+        cells = [n for n, r in results.items() if n.startswith(optimizer + "-") and 0 in r
+                 and not n.endswith(("-plain", "-float"))]
+        if cells:
+            best.append(max(cells, key=lambda n: results[n][0]["validation"]["accuracy"]))
+    return best
 
 
 def plot_modes_against_scale(results, names, path):
@@ -229,12 +254,20 @@ def main(argv=None):
     seeds = seed_table(results)
     if len(seeds) > 2:
         lines += ["## Cells with several seeds", ""] + seeds + [""]
-    curve_names = [n for n in results if n.endswith("plain") or "lam0.0001-nu0.0001" in n]
-    plot_curves(results, sorted(curve_names), args.figures / "curves.png")
-    lines += ["## Learning curves", "", f"![validation accuracy per epoch]({rel / 'curves.png'})",
-              ""]
-    mode_names = [n for n in ("adam-plain", "adam-lam0.0001-nu0.0001", "sgd-plain",
-                              "sgd-lam0.0001-nu0.0001") if n in results]
+    best = best_bonn_cells(results)
+    paper = [f"{o}-lam0.0001-nu0.0001" for o in sweep.OPTIMIZERS]
+    curve_names = sorted({n for n in results if n.endswith("plain") or n in paper} | set(best)
+                         | {n for n in results if "warmup" in n})
+    plot_curves(results, curve_names, args.figures / "curves.png")
+    lines += ["## Learning curves and sign flips", "",
+              "Plain Larq, the paper's setting, its lam warm-up, and the best other cell per "
+              f"optimizer so far ({', '.join(f'`{b}`' for b in best)}); seed 0. Per-epoch "
+              "flips are recorded for BayesianSign layers only, so the plain-Larq runs have no "
+              "line on the right; `lam0` is the same network with the kernel loss off.", "",
+              f"![validation accuracy and flips per epoch]({rel / 'curves.png'})", ""]
+    mode_names = [n for o in sweep.OPTIMIZERS for n in
+                  dict.fromkeys([f"{o}-plain", f"{o}-lam0.0001-nu0.0001",
+                                 *[b for b in best if b.startswith(o + "-")]]) if n in results]
     if mode_names:
         plot_modes_against_scale(results, mode_names, args.figures / "modes.png")
         lines += ["## Learned modes against the weight scale", "",
