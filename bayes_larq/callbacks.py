@@ -17,7 +17,12 @@ import tensorflow as tf
 
 from bayes_larq.defaults import check_choice, check_integer, check_non_negative
 from bayes_larq.mixture import layer_statistics
-from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers
+from bayes_larq.quantizers import (
+    BayesianSign,
+    bayesian_kernels,
+    bayesian_quantizers,
+    binary_kernels,
+)
 
 __all__ = ["LossWeightScheduler", "MixtureMonitor", "MixtureRefresh", "constant",
            "linear_warmup"]
@@ -98,12 +103,16 @@ class LossWeightScheduler(tf.keras.callbacks.Callback):
 class MixtureMonitor(tf.keras.callbacks.Callback):
     """Record, per binarized layer and epoch, the mixture and the latent weights.
 
+    Watches every 1-bit kernel (`quantizers.binary_kernels`): BayesianSign layers report
+    their learned mixture, other 1-bit kernels (Larq's "ste_sign", ...) the closed-form
+    fit of their latent weights, so a plain Larq baseline is recorded the same way.
     Logged as `"<layer>/<stat>"` into the epoch logs (so into `history`), and with
     `log_dir` as TensorBoard scalars plus a histogram of the latent weights per layer.
     Stats: mu_pos, mu_neg, sigma_pos, sigma_neg (means over output channels), w_bar
-    (mean of W), latent_scale (mean |x|), bimodality (`bimodality_coefficient` of the
-    latent weights) and flip_ratio (share of latent weights whose sign changed since
-    the previous epoch; since the start of training for the first epoch).
+    (mean of W; BayesianSign only), latent_scale (mean |x|), bimodality
+    (`bimodality_coefficient` of the latent weights) and flip_ratio (share of latent
+    weights whose sign changed since the previous epoch; since the start of training for
+    the first epoch).
     """
 
     def __init__(self, log_dir: str | None = None):
@@ -113,19 +122,20 @@ class MixtureMonitor(tf.keras.callbacks.Callback):
         self._previous_latent = {}
 
     def on_train_begin(self, logs=None):
-        kernels = bayesian_kernels(self.model)
+        kernels = binary_kernels(self.model)
         if not kernels:
-            raise ValueError(f"MixtureMonitor found no BayesianSign kernels in {self.model.name}.")
+            raise ValueError(f"MixtureMonitor found no 1-bit kernels in {self.model.name}.")
         self._previous_latent = {k.layer.name: k.latent.numpy() for k in kernels}
         if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir))
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        for kernel in bayesian_kernels(self.model):
+        for kernel in binary_kernels(self.model):
             name, latent = kernel.layer.name, kernel.latent.numpy()
-            w_bar = float(tf.reduce_mean(kernel.quantizer.reconstruction))
-            stats = layer_statistics(latent, kernel.quantizer.mixture(),
+            w_bar = (float(tf.reduce_mean(kernel.quantizer.reconstruction))
+                     if isinstance(kernel.quantizer, BayesianSign) else None)
+            stats = layer_statistics(latent, kernel.mixture(),
                                      self._previous_latent.get(name), w_bar)
             self._previous_latent[name] = latent
             logs.update({f"{name}/{key}": value for key, value in stats.items()})

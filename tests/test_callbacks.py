@@ -13,7 +13,7 @@ from bayes_larq.callbacks import (
     MixtureRefresh,
     linear_warmup,
 )
-from bayes_larq.quantizers import bayesian_kernels
+from bayes_larq.quantizers import bayesian_kernels, binary_kernels
 from test_training import CE, binary_classifier, compiled, toy_data
 
 
@@ -77,6 +77,29 @@ def test_mixture_monitor_logs_match_numpy_and_write_tensorboard(tmp_path):
     assert events
     tags = {v.tag for e in tf.compat.v1.train.summary_iterator(events[0]) for v in e.summary.value}
     assert f"{name}/latent_weights" in tags and f"{name}/bimodality" in tags
+
+
+def test_mixture_monitor_records_plain_larq_kernels_with_the_fitted_mixture():
+    x, y = toy_data()
+    plain = binary_classifier("ste_sign")
+    plain.compile(tf.keras.optimizers.Adam(0.05), CE)
+    kernel = binary_kernels(plain)[0]
+    before = kernel.latent.numpy()
+    history = plain.fit(x, y, batch_size=16, epochs=1, verbose=0,
+                        callbacks=[MixtureMonitor()]).history
+    name, after = kernel.layer.name, kernel.latent.numpy()
+    np.testing.assert_allclose(history[f"{name}/flip_ratio"][-1],
+                               np.mean((after >= 0) != (before >= 0)))
+    assert history[f"{name}/flip_ratio"][-1] > 0
+    positive = after.reshape(-1, after.shape[-1])
+    magnitudes = [np.mean(c[c >= 0]) for c in positive.T]
+    np.testing.assert_allclose(history[f"{name}/mu_pos"][-1], np.mean(magnitudes), rtol=1e-5)
+    assert f"{name}/w_bar" not in history
+    float_model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2)])
+    float_model.compile("adam", "mse")
+    with pytest.raises(ValueError, match="no 1-bit kernels"):
+        float_model.fit(np.zeros((4, 3)), np.zeros((4, 2)), verbose=0,
+                        callbacks=[MixtureMonitor()])
 
 
 def test_mixture_refresh_reaches_the_stationary_point():

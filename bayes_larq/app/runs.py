@@ -52,7 +52,7 @@ from bayes_larq import convert as lce
 from bayes_larq import models as model_registry
 from bayes_larq.app import data, report
 from bayes_larq.defaults import check_choice, check_integer, check_non_negative, check_positive
-from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers
+from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers, binary_kernels
 from bayes_larq.training import BONN
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -524,8 +524,9 @@ def _callbacks(run, config, bonn, verbose, extra_callbacks):
         found.insert(0, _RunProgbar(config.epochs))  # first: prints before stats are added
     found.append(tf.keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False,
                                                 profile_batch=0))
-    if bayesian_kernels(bonn.classifier):
+    if binary_kernels(bonn.classifier):
         found.append(callbacks.MixtureMonitor(log_dir=run.tensorboard / "mixture"))
+    if bayesian_kernels(bonn.classifier):
         if config.mixture_update == "closed_form":
             found.append(callbacks.MixtureRefresh(config.refresh_batches))
         if config.lam_warmup_epochs:
