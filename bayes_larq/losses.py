@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from bayes_larq.defaults import REDUCTION, REDUCTIONS, check_choice
 
-__all__ = ["channels_last_2d", "feature_loss", "kernel_loss"]
+__all__ = ["channels_last_2d", "feature_loss", "fused_kernel_loss", "kernel_loss",
+           "kernel_loss_and_gradients"]
 
 
 def channels_last_2d(tensor: tf.Tensor) -> tf.Tensor:
@@ -62,6 +63,84 @@ def kernel_loss(x: tf.Tensor, w: tf.Tensor, mu_pos: tf.Tensor, mu_neg: tf.Tensor
     if reduction == "mean":
         total = total / tf.cast(tf.size(x2), total.dtype)
     return total
+
+
+def kernel_loss_and_gradients(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu,
+                              reduction: str = REDUCTION):
+    r"""$L_B$ (exactly as :func:`kernel_loss`) and its closed-form gradients, in one pass.
+
+    With $\hat{x} = \mathrm{sign}(x)$, $r = \hat{x} - w x$, and for each element the mode
+    $m$ and variance $v$ of its side ($m = \mu^+_i, v = (\sigma^+_i)^2$ for $x \ge 0$,
+    $m = -\mu^-_i, v = (\sigma^-_i)^2$ for $x < 0$), $d = x - m$:
+
+    $$
+    \frac{\partial L_B}{\partial x} = \lambda\Big(\nu \frac{d}{v} - w r\Big), \quad
+    \frac{\partial L_B}{\partial w} = -\lambda r x, \quad
+    \frac{\partial L_B}{\partial \mu^\pm_i} = \mp\lambda\nu \sum_{x \in P_i / N_i} \frac{d}{v}, \quad
+    \frac{\partial L_B}{\partial \sigma^\pm_i} = \frac{\lambda\nu}{\sigma^\pm_i}
+        \sum_{x \in P_i / N_i} \Big(1 - \frac{d^2}{v}\Big)
+    $$
+
+    (all divided by the number of kernel elements with `reduction="mean"`).
+
+    Returns:
+        `(value, (d_x, d_w, d_mu_pos, d_mu_neg, d_sigma_pos, d_sigma_neg))`, each
+        gradient with the shape of its argument.
+    """
+    check_choice("reduction", reduction, REDUCTIONS)
+    x2, w2 = channels_last_2d(x), channels_last_2d(w)
+    positive = x2 >= 0
+    ones = tf.ones_like(x2)
+    residual = tf.where(positive, ones, -ones) - w2 * x2
+    offset = tf.where(positive, x2 - mu_pos, x2 + mu_neg)
+    variance = tf.where(positive, tf.square(sigma_pos) * ones, tf.square(sigma_neg) * ones)
+    scaled = offset / variance
+    prior = tf.reduce_sum(offset * scaled + tf.math.log(variance))
+    value = 0.5 * lam * (tf.reduce_sum(tf.square(residual)) + nu * prior)
+    on_positive = tf.cast(positive, x2.dtype)
+    on_negative = 1.0 - on_positive
+    spread = 1.0 - offset * scaled
+    gradients = [
+        tf.reshape(lam * (nu * scaled - w2 * residual), tf.shape(x)),
+        tf.reshape(-lam * residual * x2, tf.shape(x)),
+        -lam * nu * tf.reduce_sum(on_positive * scaled, axis=0),
+        lam * nu * tf.reduce_sum(on_negative * scaled, axis=0),
+        lam * nu * tf.reduce_sum(on_positive * spread, axis=0) / sigma_pos,
+        lam * nu * tf.reduce_sum(on_negative * spread, axis=0) / sigma_neg,
+    ]
+    if reduction == "mean":
+        elements = tf.cast(tf.size(x2), value.dtype)
+        value, gradients = value / elements, [g / elements for g in gradients]
+    return value, tuple(gradients)
+
+
+_compiled_kernel_loss_and_gradients = tf.function(kernel_loss_and_gradients, jit_compile=True)
+
+
+def fused_kernel_loss(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu,
+                      reduction: str = REDUCTION) -> tf.Tensor:
+    """:func:`kernel_loss`, computed together with its gradients in one XLA-compiled pass.
+
+    The value is $L_B$; backpropagation uses the closed forms of
+    :func:`kernel_loss_and_gradients` instead of differentiating the element-wise graph,
+    so the kernel is read once per step (same values to float rounding; about 1.5x
+    faster on CPU than :func:`kernel_loss`, docs/speed.md). `lam` and `nu` get no
+    gradient.
+    """
+    @tf.custom_gradient
+    def loss(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu):
+        value, gradients = _compiled_kernel_loss_and_gradients(
+            x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu, reduction)
+
+        def backward(upstream):
+            return [upstream * g for g in gradients] + [None, None]
+        return value, backward
+    # Variables are read here, outside the custom-gradient function, so it sees tensors
+    # and the tape carries their gradients back to the variables through the reads.
+    tensors = [tf.convert_to_tensor(a) for a in (x, w, mu_pos, mu_neg, sigma_pos, sigma_neg)]
+    dtype = tensors[0].dtype
+    weights = [tf.cast(tf.convert_to_tensor(a, dtype_hint=dtype), dtype) for a in (lam, nu)]
+    return loss(*tensors, *weights)
 
 
 def feature_loss(features: tf.Tensor, labels: tf.Tensor, centers: tf.Tensor,

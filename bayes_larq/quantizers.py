@@ -27,7 +27,7 @@ from larq.quantizers import Quantizer, ste_sign
 
 from bayes_larq import defaults
 from bayes_larq._keras import all_layers, eager_value, reads_a_variable
-from bayes_larq.losses import kernel_loss
+from bayes_larq.losses import fused_kernel_loss, kernel_loss
 from bayes_larq.mixture import fallback_mixture, fit_mixture
 
 __all__ = [
@@ -43,10 +43,6 @@ KERNEL_ATTRIBUTES = {"kernel_quantizer": "kernel", "depthwise_quantizer": "depth
 def scale_gradient(tensor: tf.Tensor, factor: float) -> tf.Tensor:
     """`tensor` in the forward pass; its gradient multiplied by `factor` in the backward."""
     return tensor * factor + tf.stop_gradient(tensor * (1.0 - factor))
-
-
-# One XLA cluster per kernel shape: L_B's element-wise ops (and their gradients) fused.
-_fused_kernel_loss = tf.function(kernel_loss, jit_compile=True)
 
 
 @lq_utils.register_alias("bayesian_sign")
@@ -91,11 +87,12 @@ class BayesianSign(Quantizer):
             $\partial L_B / \partial \mu$ and $\partial L_B / \partial \sigma$ are
             scaled by $1/n$), so the modes move slowly while the kernel keeps its
             summed gradient.
-        jit_compile: True (default): $L_B$ and its gradient run as one XLA-compiled
-            function, which fuses its dozen element-wise passes over the kernel into one
-            loop (the rest of the model is not compiled: XLA's CPU convolutions are
-            slower than TensorFlow's). Same values to float rounding; about 1.5x faster
-            $L_B$ on CPU (docs/speed.md). False: plain TensorFlow ops.
+        jit_compile: True (default): $L_B$ and its closed-form gradients are computed in
+            one XLA-compiled pass over the kernel (`losses.fused_kernel_loss`; the rest
+            of the model is not compiled: XLA's CPU convolutions are slower than
+            TensorFlow's). Same values to float rounding, faster on CPU (docs/speed.md).
+            False: `losses.kernel_loss` as plain TensorFlow ops, differentiated by
+            autodiff.
 
     Example:
         >>> q = BayesianSign(lam=1e-3)
@@ -195,7 +192,7 @@ class BayesianSign(Quantizer):
         if self.prior_gradient == "mean":
             elements_per_channel = kernel.shape.num_elements() // kernel.shape[-1]
             mixture = [scale_gradient(v, 1.0 / elements_per_channel) for v in mixture]
-        loss = _fused_kernel_loss if self.jit_compile else kernel_loss
+        loss = fused_kernel_loss if self.jit_compile else kernel_loss
         return loss(kernel, self.reconstruction, *mixture, self.lam, self.nu, self.reduction)
 
     def call(self, inputs):

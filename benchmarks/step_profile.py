@@ -18,9 +18,11 @@ Pieces:
   the same model step by step; the step minus the last is Keras' bookkeeping (metrics,
   loss tracking, the step counter);
 * `L_B, <layer>`: the Bayesian kernel loss of one layer and its gradient with respect to
-  the kernel, W, mu and sigma (XLA-fused, the default); `L_B, all layers` for the four
-  layers together, also as `one XLA cluster` (one fused expression for every layer) and
-  `unfused` (`jit_compile=False`);
+  the kernel, W, mu and sigma (`losses.fused_kernel_loss`, the default: one XLA pass
+  with the closed-form gradients); `L_B, all layers` for the four layers together, also
+  as `XLA autodiff` (`kernel_loss` compiled per layer and differentiated by autodiff),
+  `one XLA cluster` (that, for every layer in one cluster) and `unfused`
+  (`jit_compile=False`: plain ops and autodiff);
 * `Adam on W, mu, sigma`: the optimizer update of BONN's extra variables alone (the same
   shapes, their own Adam slots), and `Adam on W alone` (the 16 small mu and sigma
   variables of four layers are the difference);
@@ -145,6 +147,7 @@ def bonn_pieces(bonn, unfused, x, y):
     kernels = binary_kernels(bonn.classifier)
     pieces = {f"L_B, {k.layer.name}": kernel_loss_function([k], "fused") for k in kernels}
     pieces["L_B, all layers"] = kernel_loss_function(kernels, "fused")
+    pieces["L_B, all layers, XLA autodiff"] = kernel_loss_function(kernels, "XLA autodiff")
     pieces["L_B, all layers, one XLA cluster"] = kernel_loss_function(kernels, "one cluster")
     pieces["L_B, all layers, unfused"] = kernel_loss_function(kernels, "unfused")
 

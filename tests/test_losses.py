@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bayes_larq.losses import feature_loss, kernel_loss
+from bayes_larq.losses import (
+    feature_loss,
+    fused_kernel_loss,
+    kernel_loss,
+    kernel_loss_and_gradients,
+)
+
+# L_B by TensorFlow ops (autodiff gradients) and fused with its closed-form gradients.
+IMPLEMENTATIONS = {"ops": kernel_loss, "fused": fused_kernel_loss}
 
 RNG = np.random.default_rng(7)
 
@@ -41,38 +49,40 @@ def random_parameters(shape, only=None):
     )
 
 
-def tf_kernel_loss(p, lam, nu, reduction):
-    return kernel_loss(*(tf.constant(p[k], tf.float64) for k in
-                         ("x", "w", "mu_pos", "mu_neg", "s_pos", "s_neg")),
-                       lam=lam, nu=nu, reduction=reduction)
+def tf_kernel_loss(p, lam, nu, reduction, implementation=kernel_loss):
+    return implementation(*(tf.constant(p[k], tf.float64) for k in
+                            ("x", "w", "mu_pos", "mu_neg", "s_pos", "s_neg")),
+                          lam=lam, nu=nu, reduction=reduction)
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("shape", [(3, 3, 4, 5), (6, 3), (2, 2, 1, 1)])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("only", [None, "positive", "negative"])
-def test_kernel_loss_matches_numpy(shape, reduction, only):
+def test_kernel_loss_matches_numpy(shape, reduction, only, implementation):
     p = random_parameters(shape, only)
     expected = numpy_kernel_loss(p["x"], p["w"], p["mu_pos"], p["mu_neg"], p["s_pos"],
                                  p["s_neg"], 0.3, 0.7, reduction)
-    actual = tf_kernel_loss(p, 0.3, 0.7, reduction).numpy()
+    actual = tf_kernel_loss(p, 0.3, 0.7, reduction, IMPLEMENTATIONS[implementation]).numpy()
     assert np.isfinite(actual)
     np.testing.assert_allclose(actual, expected, rtol=1e-10)
 
 
-def gradients(p, lam, nu, reduction="sum"):
+def gradients(p, lam, nu, reduction="sum", implementation="ops"):
     variables = {k: tf.Variable(v, dtype=tf.float64) for k, v in p.items()}
     with tf.GradientTape() as tape:
-        loss = kernel_loss(variables["x"], variables["w"], variables["mu_pos"],
-                           variables["mu_neg"], variables["s_pos"], variables["s_neg"],
-                           lam=lam, nu=nu, reduction=reduction)
+        loss = IMPLEMENTATIONS[implementation](
+            variables["x"], variables["w"], variables["mu_pos"], variables["mu_neg"],
+            variables["s_pos"], variables["s_neg"], lam=lam, nu=nu, reduction=reduction)
     grads = tape.gradient(loss, variables)
     return {k: g.numpy() for k, g in grads.items()}
 
 
-def test_kernel_loss_gradients_equal_closed_forms():
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_kernel_loss_gradients_equal_closed_forms(implementation):
     lam, nu = 0.5, 0.25
     p = random_parameters((3, 3, 2, 4))
-    g = gradients(p, lam, nu)
+    g = gradients(p, lam, nu, implementation=implementation)
     x, w = p["x"], p["w"]
     x_hat = np.where(x >= 0, 1.0, -1.0)
     pos = x >= 0
@@ -97,23 +107,39 @@ def test_kernel_loss_gradients_equal_closed_forms():
     np.testing.assert_allclose(g["s_neg"], dvar_neg * 2 * p["s_neg"], rtol=1e-9)
 
 
-def test_mean_reduction_scales_gradients_by_element_count():
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_mean_reduction_scales_gradients_by_element_count(implementation):
     p = random_parameters((4, 3))
-    g_sum, g_mean = gradients(p, 1.0, 1.0, "sum"), gradients(p, 1.0, 1.0, "mean")
+    g_sum = gradients(p, 1.0, 1.0, "sum", implementation)
+    g_mean = gradients(p, 1.0, 1.0, "mean", implementation)
     for key in g_sum:
         np.testing.assert_allclose(g_mean[key], g_sum[key] / 12, rtol=1e-9)
 
 
-def test_mixture_gradients_vanish_at_closed_form_optimum():
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_mixture_gradients_vanish_at_closed_form_optimum(implementation):
     p = random_parameters((5, 5, 3, 2))
     x = p["x"].reshape(-1, 2)
     for side, mask, sign in (("pos", x >= 0, 1.0), ("neg", x < 0, -1.0)):
         magnitudes = [sign * x[mask[:, i], i] for i in range(2)]
         p[f"mu_{side}"] = np.array([m.mean() for m in magnitudes])
         p[f"s_{side}"] = np.array([np.sqrt(np.mean((m - m.mean()) ** 2)) for m in magnitudes])
-    g = gradients(p, 0.7, 0.3)
+    g = gradients(p, 0.7, 0.3, implementation=implementation)
     for key in ("mu_pos", "mu_neg", "s_pos", "s_neg"):
         np.testing.assert_allclose(g[key], 0.0, atol=1e-9)
+
+
+def test_closed_form_gradients_are_returned_with_the_value_and_upstream_scales_them():
+    p = {k: tf.constant(v, tf.float64) for k, v in random_parameters((3, 2, 4)).items()}
+    args = [p[k] for k in ("x", "w", "mu_pos", "mu_neg", "s_pos", "s_neg")]
+    value, closed = kernel_loss_and_gradients(*args, 0.5, 0.25, "sum")
+    np.testing.assert_allclose(value, kernel_loss(*args, 0.5, 0.25, "sum"), rtol=1e-12)
+    with tf.GradientTape() as tape:
+        tape.watch(args)
+        scaled = 3.0 * fused_kernel_loss(*args, 0.5, 0.25, "sum")
+    for ours, reference in zip(tape.gradient(scaled, args), closed, strict=True):
+        assert ours.shape == reference.shape
+        np.testing.assert_allclose(ours, 3.0 * reference.numpy(), rtol=1e-12)
 
 
 def test_kernel_loss_rejects_unknown_reduction():
