@@ -61,6 +61,7 @@ REMEDIES = {
 }
 PLAIN = {"kernel_loss": False, "feature_loss": False}
 KERNEL_ONLY = {"kernel_loss": True, "feature_loss": False, "reduction": "sum"}
+LAM_ZERO = {**KERNEL_ONLY, "lam": 0.0, "nu": NUS[0]}  # BayesianSign with its loss off
 FLOAT_TWIN = {"kernel_loss": False, "feature_loss": False, "precision": "float"}
 SEARCH_SEEDS = (0, 1, 2)
 FINAL_SEEDS = (0, 1, 2, 3, 4)
@@ -89,7 +90,7 @@ def cell_name(optimizer, overrides):
 
 def screen_cells():
     """Every screen cell: plain Larq, lam = 0, and each (lam, nu) of the grid."""
-    return [PLAIN, {**KERNEL_ONLY, "lam": 0.0, "nu": NUS[0]}] + [
+    return [PLAIN, LAM_ZERO] + [
         {**KERNEL_ONLY, "lam": lam, "nu": nu} for lam in LAMS for nu in NUS]
 
 
@@ -108,7 +109,7 @@ def cell_groups(last_stage):
     paper = {**KERNEL_ONLY, **PAPER_SETTING}
     first = [PLAIN, paper] + [c for c in cells if c != paper and all(
         c.get(k) == v for k, v in PAPER_SETTING.items())]
-    first += [cells[1]] + [{**KERNEL_ONLY, "lam": lam, "nu": NUS[0]} for lam in (1e-5, 1e-6)]
+    first += [LAM_ZERO] + [{**KERNEL_ONLY, "lam": lam, "nu": NUS[0]} for lam in (1e-5, 1e-6)]
     rest = [c for c in cells if c not in first]
     return [first, [c for c in rest if not is_strong(c)], [c for c in rest if is_strong(c)]]
 
