@@ -17,20 +17,25 @@ the validation split; settings are chosen on validation accuracy, never on test)
 2. remedies (seed 0): the paper's setting (lam = 1e-4, nu = 1e-4) and the strongest
    screened one (lam = 1e-3, nu = 1e-2) with each collapse remedy: the paper's averaged
    mu/sigma gradient, closed-form mu/sigma, a lam warm-up.
-3. theta (seed 0): the best kernel setting per optimizer plus the feature loss,
-   theta in {1e-4, 1e-3, 1e-2}.
+3. theta (seed 0): the best kernel setting per optimizer (lam = 0 included) plus the
+   feature loss, theta in {1e-4, 1e-3, 1e-2}.
 4. seeds: the best BONN setting per optimizer and its plain-Larq baseline, seeds 1, 2.
-5. final: the best optimizer's best BONN setting and plain Larq to 5 seeds, and the
-   float twin of the architecture, 5 seeds.
+   A BONN setting is a cell in which one of the losses acts: lam > 0, or theta > 0. The
+   lam = 0 cell alone is BayesianSign with its loss off, a control, never "best BONN".
+5. final: the leading optimizer's best BONN setting and plain Larq to 5 seeds, and the
+   float twin of the architecture, 5 seeds. The leading optimizer is the one whose best
+   BONN setting has the best seed-0 validation accuracy.
 
 Order: the cells that answer the most come first, so a sweep cut short still says
-something. Three groups of seed-0 cells run in turn, and after each group the theta stage
-runs at the best kernel setting so far (only its new cells: nothing reruns when the best
-stays the same):
-1. the baselines, the paper's setting and its remedies, lam = 0, then lam = 1e-5 and 1e-6
-   with nu = 1e-4;
-2. the rest of the weak grid (nu = 1e-2 at lam = 1e-5 and 1e-4);
-3. the strong settings (lam = 1e-3 and its remedies).
+something.
+1. The first group of seed-0 cells: the baselines, the paper's setting and its remedies,
+   lam = 0, then lam = 1e-5 and 1e-6 with nu = 1e-4.
+2. For the leading optimizer: its theta stage, then its seeds and final comparison, seed
+   by seed (BONN, plain Larq, float twin for each seed), so that a cut-short sweep still
+   holds paired runs. Then the same (theta, seeds) for the other optimizer.
+3. The rest of the weak grid (nu = 1e-2 at lam = 1e-5 and 1e-4), then the strong settings
+   (lam = 1e-3 and its remedies), each group followed by the theta stage; finally the
+   seed stages again, which run only what a changed "best" needs.
 "Best" is always among the cells run so far, so every choice can be read back from the
 committed results; once the sweep is complete it is the best of every cell.
 
@@ -161,18 +166,60 @@ def best_kernel_setting(sweep, optimizer):
 
 
 def best_bonn_setting(sweep, optimizer):
+    """The best seed-0 cell in which a BONN loss acts: a kernel setting with lam > 0, or
+    the best kernel setting (lam = 0 included) with the feature loss."""
     kernel = best_kernel_setting(sweep, optimizer)
-    return sweep.best(optimizer, [kernel] + theta_cells(kernel))
+    candidates = [c for c in screen_cells() + remedy_cells() if c.get("lam")]
+    return sweep.best(optimizer, candidates + theta_cells(kernel))
+
+
+def leading_optimizer(sweep):
+    return max(OPTIMIZERS, key=lambda o: sweep.validation(o, best_bonn_setting(sweep, o)))
 
 
 def theta_cells(kernel):
     return [{**kernel, "feature_loss": True, "theta": theta} for theta in THETAS]
 
 
-def run_theta_stage(sweep):
-    for optimizer in OPTIMIZERS:
+def run_cells(sweep, cells):
+    for overrides in cells:
+        for optimizer in OPTIMIZERS:
+            sweep.run(optimizer, overrides, 0)
+
+
+def run_theta_stage(sweep, optimizers):
+    for optimizer in optimizers:
         for overrides in theta_cells(best_kernel_setting(sweep, optimizer)):
             sweep.run(optimizer, overrides, 0)
+
+
+def run_seed_stages(sweep, optimizers, last_stage):
+    """Stage 4 for each optimizer and, for the leading one, stage 5, seed by seed."""
+    leader = leading_optimizer(sweep)
+    for optimizer in optimizers:
+        final = last_stage >= 4 and optimizer == leader
+        cells = [best_bonn_setting(sweep, optimizer), PLAIN] + ([FLOAT_TWIN] if final else [])
+        for seed in FINAL_SEEDS if final else SEARCH_SEEDS:
+            for overrides in cells:
+                sweep.run(optimizer, overrides, seed)
+
+
+def run_sweep(sweep, last_stage):
+    """Every stage up to last_stage, in the order of the module docstring."""
+    first, *later = cell_groups(last_stage)
+    run_cells(sweep, first)
+    if last_stage >= 2:
+        leader = leading_optimizer(sweep)
+        for optimizers in ([leader], [o for o in OPTIMIZERS if o != leader]):
+            run_theta_stage(sweep, optimizers)
+            if last_stage >= 3:
+                run_seed_stages(sweep, optimizers, last_stage)
+    for group in later:
+        run_cells(sweep, group)
+        if last_stage >= 2:
+            run_theta_stage(sweep, OPTIMIZERS)
+    if last_stage >= 3:
+        run_seed_stages(sweep, OPTIMIZERS, last_stage)
 
 
 def main(argv=None):
@@ -194,25 +241,7 @@ def main(argv=None):
     start = time.perf_counter()
     # Every stage needs the ones before it to choose its cells, so earlier stages are
     # always (re)read; --stages only says how far to go.
-    last = max(STAGES.index(stage) for stage in args.stages)
-    # Optimizers alternate; the groups run in order (see the module docstring).
-    for group in cell_groups(last):
-        for overrides in group:
-            for optimizer in OPTIMIZERS:
-                sweep.run(optimizer, overrides, 0)
-        if last >= 2:
-            run_theta_stage(sweep)
-    if last >= 3:
-        for optimizer in OPTIMIZERS:
-            for overrides in (best_bonn_setting(sweep, optimizer), PLAIN):
-                for seed in SEARCH_SEEDS:
-                    sweep.run(optimizer, overrides, seed)
-    if last >= 4:
-        optimizer = max(OPTIMIZERS, key=lambda o: sweep.validation(
-            o, best_bonn_setting(sweep, o), SEARCH_SEEDS))
-        for overrides in (best_bonn_setting(sweep, optimizer), PLAIN, FLOAT_TWIN):
-            for seed in FINAL_SEEDS:
-                sweep.run(optimizer, overrides, seed)
+    run_sweep(sweep, max(STAGES.index(stage) for stage in args.stages))
     print(f"sweep done in {(time.perf_counter() - start) / 60:.0f} min", flush=True)
 
 

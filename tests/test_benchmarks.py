@@ -49,3 +49,47 @@ def test_cell_names_are_distinct_for_every_planned_cell():
         assert len(set(names(cells, optimizer))) == len(cells)
     with pytest.raises(KeyError):
         sweep.Sweep(pathlib.Path("."), pathlib.Path("."), {}).validation("adam", sweep.PLAIN)
+
+
+class RecordingSweep(sweep.Sweep):
+    """Trains nothing: a new run gets the validation accuracy its cell has in `accuracies`
+    and is recorded in `calls`; a run already made is read back, as the real sweep does."""
+
+    def __init__(self, accuracies):
+        super().__init__(pathlib.Path("."), pathlib.Path("."), base={})
+        self.accuracies, self.calls = accuracies, []
+
+    def run(self, optimizer, overrides, seed):
+        name = sweep.cell_name(optimizer, overrides)
+        if seed not in self.reports.get(name, {}):
+            self.calls.append((name, seed))
+            self.reports.setdefault(name, {})[seed] = fake_report(self.accuracies.get(name, 0.5))
+        return self.reports[name][seed]
+
+
+def test_best_bonn_setting_needs_an_active_loss(tmp_path):
+    runs = RecordingSweep({})
+    runs.reports = {"adam-plain": {0: fake_report(0.95)}, "adam-lam0": {0: fake_report(0.94)},
+                    "adam-lam1e-05-nu0.0001": {0: fake_report(0.80)}}
+    assert names([sweep.best_bonn_setting(runs, "adam")]) == ["adam-lam1e-05-nu0.0001"]
+    runs.reports["adam-lam0-theta0.001"] = {0: fake_report(0.85)}
+    assert names([sweep.best_bonn_setting(runs, "adam")]) == ["adam-lam0-theta0.001"]
+
+
+def test_leading_optimizer_gets_its_final_comparison_before_the_rest_of_the_grid():
+    runs = RecordingSweep({"sgd-lam0": 0.9, "sgd-lam1e-05-nu0.0001": 0.6,
+                           "sgd-lam0-theta0.01": 0.95,
+                           "adam-lam0-theta0.01": 0.93})
+    sweep.run_sweep(runs, last_stage=4)
+    calls = runs.calls
+    final = [(cell, seed) for cell in ("sgd-lam0-theta0.01", "sgd-plain", "sgd-float")
+             for seed in sweep.FINAL_SEEDS]
+    assert set(final) <= set(calls)
+    # Seed by seed: BONN, plain Larq and the float twin of seed 1 precede seed 2's.
+    assert calls.index(("sgd-float", 1)) < calls.index(("sgd-lam0-theta0.01", 2))
+    last_final = max(calls.index(c) for c in final)
+    assert calls.index(("adam-lam0-theta0.0001", 0)) > last_final
+    assert calls.index(("sgd-lam0.001-nu0.01", 0)) > last_final
+    assert ("adam-float", 0) not in calls and ("adam-plain", 2) in calls
+    planned = sweep.screen_cells() + sweep.remedy_cells()
+    assert {(name, 0) for o in sweep.OPTIMIZERS for name in names(planned, o)} <= set(calls)
