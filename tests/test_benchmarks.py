@@ -1,11 +1,15 @@
-"""The evidence sweep's plan: every cell once, weak before strong, choices among run cells."""
+"""The evidence sweep's plan (every cell once, weak before strong, choices among run cells)
+and the statistics of docs/evidence.md."""
 
 import pathlib
 import sys
 
+import numpy as np
 import pytest
+from scipy import stats
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+import evidence  # noqa: E402
 import sweep  # noqa: E402
 
 
@@ -93,3 +97,35 @@ def test_leading_optimizer_gets_its_final_comparison_before_the_rest_of_the_grid
     assert ("adam-float", 0) not in calls and ("adam-plain", 2) in calls
     planned = sweep.screen_cells() + sweep.remedy_cells()
     assert {(name, 0) for o in sweep.OPTIMIZERS for name in names(planned, o)} <= set(calls)
+
+
+def test_welch_matches_scipy_unequal_variance_t_test():
+    bonn, plain = [0.9101, 0.9122, 0.9087, 0.9140, 0.9095], [0.9074, 0.9080, 0.9061, 0.9089]
+    difference, low, high, p_value = evidence.welch(bonn, plain)
+    reference = stats.ttest_ind(bonn, plain, equal_var=False)
+    interval = reference.confidence_interval(0.95)
+    assert difference == pytest.approx(np.mean(bonn) - np.mean(plain), rel=1e-12)
+    assert (low, high) == pytest.approx((interval.low, interval.high), rel=1e-9)
+    assert p_value == pytest.approx(reference.pvalue, rel=1e-9)
+
+
+def seeded_results(accuracies):
+    """{cell: {seed: report}} with validation = test = the given accuracy per seed."""
+    return {name: {seed: {"validation": {"accuracy": a}, "test": {"accuracy": a}}
+                   for seed, a in enumerate(values)} for name, values in accuracies.items()}
+
+
+def test_final_comparison_uses_the_sweeps_choice_and_only_shared_seeds():
+    results = seeded_results({
+        "adam-plain": [0.910, 0.905, 0.908], "adam-lam0": [0.99],  # a control, never chosen
+        "adam-lam0-theta0.001": [0.915, 0.912, 0.914, 0.999],  # seed 3 has no partners
+        "adam-float": [0.930, 0.928, 0.931], "sgd-lam1e-05-nu0.0001": [0.90]})
+    text = "\n".join(evidence.final_comparison(results))
+    assert "Optimizer: adam" in text and "Interim: 3 of 5 seeds" in text
+    difference = 100 * (np.mean([0.915, 0.912, 0.914]) - np.mean([0.910, 0.905, 0.908]))
+    assert f"`adam-lam0-theta0.001` (3 seeds) minus `adam-plain` (3 seeds), test top-1: " \
+           f"{difference:+.2f} points" in text
+    gap = np.mean([0.930, 0.928, 0.931]) - np.mean([0.910, 0.905, 0.908])
+    assert f"closes {100 * difference / 100 / gap:.0f}% of that gap" in text
+    del results["adam-float"]
+    assert evidence.final_comparison(results) == []
