@@ -299,10 +299,10 @@ def main(argv=None):
                          | {n for n in results if "warmup" in n})
     plot_curves(results, curve_names, args.figures / "curves.png")
     lines += ["## Learning curves and sign flips", "",
-              "Plain Larq, the paper's setting, its lam warm-up, and the best other cell per "
-              f"optimizer so far ({', '.join(f'`{b}`' for b in best)}); seed 0. Per-epoch "
-              "flips are recorded for BayesianSign layers only, so the plain-Larq runs have no "
-              "line on the right; `lam0` is the same network with the kernel loss off.", "",
+              "Plain Larq, the paper's setting, its lam warm-up, and the best BONN setting "
+              f"per optimizer so far ({', '.join(f'`{b}`' for b in best)}); seed 0. The "
+              "seed-0 plain-Larq runs predate per-epoch flips for plain sign layers, so they "
+              "have no line on the right.", "",
               f"![validation accuracy and flips per epoch]({rel / 'curves.png'})", ""]
     mode_names = [n for o in sweep.OPTIMIZERS for n in
                   dict.fromkeys([f"{o}-plain", f"{o}-lam0.0001-nu0.0001",
