@@ -205,6 +205,34 @@ def final_comparison(results):
            f"closes {100 * closed:.0f}% of that gap (negative: it widens it)."])
 
 
+def accuracy_lines(results, capacity):
+    """The best test accuracy any BONN cell reached, and the larger budgets' runs."""
+    runs_ = [(r["test"]["accuracy"], name, seed) for name, reports in results.items()
+             for seed, r in reports.items() if sweep.is_bonn(r["config"])]
+    lines = []
+    if runs_:
+        accuracy, name, seed = max(runs_)
+        lines += [f"Best test top-1 of any BONN run of the sweep (width 32, 15 epochs, 50,000 "
+                  f"training images): **{percent(accuracy)}%**, `{name}` seed {seed}. It is "
+                  f"the maximum over {len(runs_)} runs, so it flatters; the chosen setting's "
+                  "mean over seeds is the fair figure.", ""]
+    if capacity:
+        lines += ["| budget | cell | seed | training images | epochs | test top-1 % | "
+                  "training time |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        for budget, cells in sorted(capacity.items()):
+            for name, reports in sorted(cells.items()):
+                for seed, r in sorted(reports.items()):
+                    images = 60_000 - (r["config"]["validation_size"] or 0)
+                    if r["config"]["train_limit"]:
+                        images = min(images, r["config"]["train_limit"])
+                    lines.append(f"| {budget} | `{name}` | {seed} | {images:,} | "
+                                 f"{r['epochs_done']} | {percent(r['test']['accuracy'])} | "
+                                 f"{r['train_seconds'] / 60:.0f} min |")
+        lines += ["", "Reproduce: `python benchmarks/capacity.py --width W --epochs E --cells "
+                  "bonn plain` (the setting is the sweep's choice, read from its results).", ""]
+    return lines
+
+
 def plot_modes_against_scale(results, names, path):
     """Per layer: learned (or fitted) mu and sigma next to the mean |latent| at the end."""
     import matplotlib
@@ -273,8 +301,13 @@ def main(argv=None):
     parser.add_argument("--preamble", type=pathlib.Path,
                         default=pathlib.Path("benchmarks/evidence_preamble.md"),
                         help="hand-written findings placed above the generated tables")
+    parser.add_argument("--capacity", type=pathlib.Path,
+                        default=pathlib.Path("benchmarks/results/capacity"),
+                        help="results of benchmarks/capacity.py, one folder per budget")
     args = parser.parse_args(argv)
     results = load_results(args.results)
+    capacity = {budget.name: load_results(budget)
+                for budget in sorted(args.capacity.glob("*")) if budget.is_dir()}
     args.figures.mkdir(parents=True, exist_ok=True)
     rel = pathlib.Path("figures")
     table, missing = stage_tables(results)
@@ -322,6 +355,8 @@ def main(argv=None):
                   "Chosen by the sweep's rules (`best_bonn_setting`, `leading_optimizer` in "
                   "benchmarks/sweep.py) on validation accuracy; the test set is read only "
                   "here.", ""] + final + [""]
+    lines += ["## Accuracy: the best BONN run and larger budgets", ""]
+    lines += accuracy_lines(results, capacity)
     args.write.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.write} ({len(results)} cells, {len(missing)} missing)")
 

@@ -146,8 +146,8 @@ class Sweep:
             shutil.copyfile(run_dir / "report.json", stored)
             report = json.loads(stored.read_text())
         self.reports.setdefault(name, {})[seed] = report
-        print(f"{name} seed {seed}: validation {report['validation']['accuracy']:.4f}",
-              flush=True)
+        split = "validation" if report["validation"] else "test"
+        print(f"{name} seed {seed}: {split} {report[split]['accuracy']:.4f}", flush=True)
         return report
 
     def validation(self, optimizer, overrides, seeds=(0,)):
@@ -165,12 +165,19 @@ def best_kernel_setting(sweep, optimizer):
     return sweep.best(optimizer, candidates)
 
 
+def is_bonn(settings):
+    """Whether one of BONN's losses acts in a cell's overrides or a run's config (a lam of
+    None is the library's default, which is not 0)."""
+    return bool(settings.get("feature_loss")) or (
+        bool(settings.get("kernel_loss")) and settings.get("lam") != 0)
+
+
 def best_bonn_setting(sweep, optimizer):
     """The best seed-0 cell in which a BONN loss acts: a kernel setting with lam > 0, or
     the best kernel setting (lam = 0 included) with the feature loss."""
     kernel = best_kernel_setting(sweep, optimizer)
-    candidates = [c for c in screen_cells() + remedy_cells() if c.get("lam")]
-    return sweep.best(optimizer, candidates + theta_cells(kernel))
+    candidates = screen_cells() + remedy_cells() + theta_cells(kernel)
+    return sweep.best(optimizer, [c for c in candidates if is_bonn(c)])
 
 
 def leading_optimizer(sweep):

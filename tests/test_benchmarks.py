@@ -1,6 +1,7 @@
 """The evidence sweep's plan (every cell once, weak before strong, choices among run cells)
 and the statistics of docs/evidence.md."""
 
+import json
 import pathlib
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 from scipy import stats
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+import capacity  # noqa: E402
 import evidence  # noqa: E402
 import sweep  # noqa: E402
 
@@ -129,3 +131,25 @@ def test_final_comparison_uses_the_sweeps_choice_and_only_shared_seeds():
     assert f"closes {100 * difference / 100 / gap:.0f}% of that gap" in text
     del results["adam-float"]
     assert evidence.final_comparison(results) == []
+
+
+def test_capacity_trains_the_sweeps_choice_on_the_whole_training_set(tmp_path, fashion_dir):
+    chosen = {"validation": {"accuracy": 0.9}, "test": {"accuracy": 0.9}}
+    for cell, accuracy in (("sgd-lam1e-05-nu0.0001", 0.8), ("adam-lam1e-06-nu0.0001", 0.85)):
+        stored = tmp_path / "sweep" / cell / "seed-0.json"
+        stored.parent.mkdir(parents=True)
+        stored.write_text(json.dumps({**chosen, "validation": {"accuracy": accuracy}}))
+    capacity.main(["--width", "4", "--epochs", "1", "--cells", "bonn", "float",
+                   "--sweep-results", str(tmp_path / "sweep"), "--output", str(tmp_path / "runs"),
+                   "--results", str(tmp_path / "results"), "--train-limit", "256",
+                   "--test-limit", "64", "--data-dir", str(fashion_dir)])
+    budget = tmp_path / "results" / "width4-epochs1"
+    bonn = json.loads((budget / "adam-lam1e-06-nu0.0001" / "seed-0.json").read_text())
+    assert bonn["config"]["arch"] == {"width": 4} and bonn["config"]["validation_size"] is None
+    assert (bonn["config"]["lam"], bonn["config"]["reduction"]) == (1e-6, "sum")
+    assert bonn["test_examples"] == 64 and bonn["validation"] is None
+    assert json.loads((budget / "adam-float" / "seed-0.json").read_text())["config"][
+        "precision"] == "float"
+    lines = evidence.accuracy_lines({}, {"width4-epochs1": evidence.load_results(budget)})
+    assert any(line.startswith("| width4-epochs1 | `adam-float` | 0 | 256 | 1 |")
+               for line in lines)
