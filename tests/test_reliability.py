@@ -133,6 +133,9 @@ OTHER_ROWS = [
      "--resume RUN"),
     ("signals", "SIGINT (Ctrl-C) during training, then `--resume`", "130",
      "Interrupted (SIGINT): ... Resume with: bayes-larq train --resume RUN"),
+    ("signals", "SIGINT or SIGTERM delivered inside a destructor, where Python ignores the "
+     "exception it raises; then `resume`", "RunInterrupted",
+     "Interrupted (SIGINT or SIGTERM): training stops at the next batch, not at the end"),
     ("Python API", "`BayesianSign` as an input quantizer (fixed batch size)", "ValueError",
      "called on a tensor that is not a weight variable (an activation?)"),
     ("Python API", "`BayesianSign` as an input quantizer, in `bl.BONN(model)`", "ValueError",
@@ -347,6 +350,42 @@ def _one_layer(**quantizers):
                                   **quantizers)(inputs)
     x = tf.keras.layers.GlobalAveragePooling2D()(x)
     return tf.keras.Model(inputs, tf.keras.layers.Dense(3)(x))
+
+
+class SignalInADestructor(tf.keras.callbacks.Callback):
+    """Delivers `interrupt` the way a signal can: inside a destructor, where Python prints
+    "Exception ignored" and goes on."""
+
+    def __init__(self, interrupt, at_epoch=1, at_batch=2):
+        super().__init__()
+        self.interrupt, self.at = interrupt, (at_epoch, at_batch)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self.epoch, batch) == self.at:
+            interrupt = self.interrupt
+
+            class Dying:
+                def __del__(self):
+                    runs.raise_interrupt(interrupt)
+
+            Dying()
+
+
+@pytest.mark.parametrize("interrupt, name", [(KeyboardInterrupt(), "SIGINT"),
+                                             (cli.Terminated(), "SIGTERM")],
+                         ids=["SIGINT", "SIGTERM"])
+def test_a_signal_swallowed_by_a_destructor_still_stops_training(interrupt, name, fashion_dir,
+                                                                  tmp_path):
+    config = runs.RunConfig(epochs=4, batch_size=16, train_limit=96, test_limit=40,
+                            data_dir=str(fashion_dir), arch={"width": 4})
+    with pytest.raises(runs.RunInterrupted) as stopped:
+        runs.train(config, tmp_path / "run", verbose=0,
+                   extra_callbacks=[SignalInADestructor(interrupt)])
+    assert (stopped.value.epochs_done, stopped.value.signal_name) == (1, name)
+    assert runs.resume(tmp_path / "run", verbose=0).report["epochs_done"] == 4
 
 
 def test_bayesian_sign_misuse_is_refused():

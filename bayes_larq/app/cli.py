@@ -416,7 +416,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_terminated(signum, frame):
-    raise Terminated()
+    from bayes_larq.app import runs
+
+    runs.raise_interrupt(Terminated())
 
 
 def main(argv=None):

@@ -36,13 +36,16 @@ interrupted run resumed at its last finished epoch repeats the uninterrupted run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import pathlib
 import shutil
+import signal
 import tempfile
+import threading
 import time
 
 import tensorflow as tf
@@ -84,6 +87,53 @@ class RunInterrupted(KeyboardInterrupt):
             f"Interrupted ({signal_name}): {epochs_done} of {epochs} epochs are saved in "
             f"{run_dir}. Resume with: bayes-larq train --resume {run_dir}"
         )
+
+
+# Interrupts raised by `raise_interrupt` that training has not handled yet.
+_pending_interrupts: list[KeyboardInterrupt] = []
+
+
+def raise_interrupt(interrupt: KeyboardInterrupt):
+    """Raise `interrupt` from a signal handler and keep it pending until training handles it.
+
+    Python ignores an exception raised while a destructor runs (it prints "Exception
+    ignored in ..." and goes on), so a signal that lands in one would be lost and training
+    would run to the end; training raises a pending interrupt again at its next batch or
+    epoch.
+    """
+    _pending_interrupts.append(interrupt)
+    raise interrupt
+
+
+def _raise_pending_interrupt(*_):
+    if _pending_interrupts:
+        raise _pending_interrupts[-1]
+
+
+class _PendingInterruptCheck(tf.keras.callbacks.Callback):
+    """Raises an interrupt that a destructor swallowed (see `raise_interrupt`)."""
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _raise_pending_interrupt
+
+
+def _raise_sigint(signum, frame):
+    raise_interrupt(KeyboardInterrupt())
+
+
+@contextlib.contextmanager
+def _interrupts_kept_pending():
+    """Ctrl-C goes through `raise_interrupt` while training runs (when Python's own
+    handler is in place, in the main thread); nothing stays pending afterwards."""
+    replace = (threading.current_thread() is threading.main_thread()
+               and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if replace:
+        signal.signal(signal.SIGINT, _raise_sigint)
+    try:
+        yield
+    finally:
+        if replace:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        _pending_interrupts.clear()
 
 
 @dataclasses.dataclass
@@ -579,43 +629,47 @@ def _train_epochs(run, config, bonn, state, verbose, extra_callbacks):
     # Every random op of training (the data order) draws from (global seed, op seed);
     # setting the global seed here makes a resumed process repeat the original one.
     tf.keras.utils.set_random_seed(config.seed)
-    try:
-        validation = _validation_data(config)
-        fit_callbacks = [StopOnNonFiniteLoss(),
-                         *_callbacks(run, config, bonn, verbose, extra_callbacks)]
-        for epoch in range(state["epochs_done"], config.epochs):
-            train_data = data.load(config.dataset, "train", config.batch_size, training=True,
-                                   data_dir=config.data_dir, limit=config.train_limit,
-                                   shuffle_seed=config.seed, epoch=epoch,
-                                   holdout=config.validation_size)
-            start = time.perf_counter()
-            history = bonn.fit(train_data, validation_data=validation, initial_epoch=epoch,
-                               epochs=epoch + 1, verbose=0, callbacks=fit_callbacks)
-            seconds = time.perf_counter() - start
-            logs = {key: float(values[-1]) for key, values in history.history.items()}
-            state = run.save_checkpoint(bonn, state, logs, seconds)
-        if config.validation_size and "test" not in state:
-            test = evaluate(bonn.classifier, config.dataset, data_dir=config.data_dir,
-                            limit=config.test_limit)
-            state = dict(state, test=test.as_dict())
+    with _interrupts_kept_pending():
+        try:
+            validation = _validation_data(config)
+            fit_callbacks = [StopOnNonFiniteLoss(), _PendingInterruptCheck(),
+                             *_callbacks(run, config, bonn, verbose, extra_callbacks)]
+            for epoch in range(state["epochs_done"], config.epochs):
+                train_data = data.load(
+                    config.dataset, "train", config.batch_size, training=True,
+                    data_dir=config.data_dir, limit=config.train_limit,
+                    shuffle_seed=config.seed, epoch=epoch, holdout=config.validation_size)
+                start = time.perf_counter()
+                history = bonn.fit(train_data, validation_data=validation,
+                                   initial_epoch=epoch, epochs=epoch + 1, verbose=0,
+                                   callbacks=fit_callbacks)
+                seconds = time.perf_counter() - start
+                logs = {key: float(values[-1]) for key, values in history.history.items()}
+                state = run.save_checkpoint(bonn, state, logs, seconds)
+                _raise_pending_interrupt()
+            if config.validation_size and "test" not in state:
+                test = evaluate(bonn.classifier, config.dataset, data_dir=config.data_dir,
+                                limit=config.test_limit)
+                state = dict(state, test=test.as_dict())
+                report.write_json(run.state, state)
+            bonn.classifier.save(run.classifier)
+            summary = report.write_run_report(run, config, bonn, state)
+            return Trained(run.path, config, summary, bonn.classifier)
+        except TrainingDiverged as diverged:
+            state = dict(state, diverged=str(diverged))
             report.write_json(run.state, state)
-        bonn.classifier.save(run.classifier)
-        summary = report.write_run_report(run, config, bonn, state)
-        return Trained(run.path, config, summary, bonn.classifier)
-    except TrainingDiverged as diverged:
-        state = dict(state, diverged=str(diverged))
-        report.write_json(run.state, state)
-        _write_stopped_report(run, config, state)
-        raise JobFailed(
-            f"Training diverged: {diverged}. The last good checkpoint "
-            f"({state['checkpoint'] or 'none: it diverged in the first epoch'}) is kept in "
-            f"{run.path}. Likely causes: a learning rate too high "
-            f"({learning_rate(config):g}), a kernel-loss weight lam too large "
-            f"({config.lam if config.lam is not None else defaults.LAM:g}), or NaN in the "
-            f"inputs. Start a new run with smaller values.") from None
-    except KeyboardInterrupt as interrupt:
-        raise RunInterrupted(run.path, state["epochs_done"], config.epochs,
-                             signal_name=getattr(interrupt, "signal_name", "SIGINT")) from None
+            _write_stopped_report(run, config, state)
+            raise JobFailed(
+                f"Training diverged: {diverged}. The last good checkpoint "
+                f"({state['checkpoint'] or 'none: it diverged in the first epoch'}) is kept "
+                f"in {run.path}. Likely causes: a learning rate too high "
+                f"({learning_rate(config):g}), a kernel-loss weight lam too large "
+                f"({config.lam if config.lam is not None else defaults.LAM:g}), or NaN in the "
+                f"inputs. Start a new run with smaller values.") from None
+        except KeyboardInterrupt as interrupt:
+            raise RunInterrupted(
+                run.path, state["epochs_done"], config.epochs,
+                signal_name=getattr(interrupt, "signal_name", "SIGINT")) from None
 
 
 def _write_stopped_report(run, config, state):
