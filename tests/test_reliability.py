@@ -374,6 +374,7 @@ class SignalInADestructor(tf.keras.callbacks.Callback):
             Dying()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # on purpose
 @pytest.mark.parametrize("interrupt, name", [(KeyboardInterrupt(), "SIGINT"),
                                              (cli.Terminated(), "SIGTERM")],
                          ids=["SIGINT", "SIGTERM"])
