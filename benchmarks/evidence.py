@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import sweep  # noqa: E402  - the cell definitions live in the sweep script
+from bayes_larq.app import runs  # noqa: E402
 
 # report.json of runs made before the mixture module named it flip_ratio
 FLIP_KEYS = ("flip_ratio", "flipped_since_init")
@@ -156,9 +157,7 @@ def plot_curves(results, names, path):
 
 def sweep_view(results):
     """A Sweep holding the committed results, so the sweep's own choice rules read them."""
-    view = sweep.Sweep(None, None, base={})
-    view.reports = results
-    return view
+    return sweep.Sweep(None, None, base={}, reports=results)
 
 
 def best_bonn_cells(results):
@@ -222,9 +221,7 @@ def accuracy_lines(results, capacity):
         for budget, cells in sorted(capacity.items()):
             for name, reports in sorted(cells.items()):
                 for seed, r in sorted(reports.items()):
-                    images = 60_000 - (r["config"]["validation_size"] or 0)
-                    if r["config"]["train_limit"]:
-                        images = min(images, r["config"]["train_limit"])
+                    images = runs.train_examples(runs.RunConfig(**r["config"]))
                     lines.append(f"| {budget} | `{name}` | {seed} | {images:,} | "
                                  f"{r['epochs_done']} | {percent(r['test']['accuracy'])} | "
                                  f"{r['train_seconds'] / 60:.0f} min |")

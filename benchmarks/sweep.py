@@ -122,9 +122,9 @@ def cell_groups(last_stage):
 class Sweep:
     """Runs cells, remembers their reports, and copies each report into the results."""
 
-    def __init__(self, output, results, base):
+    def __init__(self, output, results, base, reports=None):
         self.output, self.results, self.base = output, results, base
-        self.reports = {}
+        self.reports = {} if reports is None else reports
 
     def run(self, optimizer, overrides, seed):
         name = cell_name(optimizer, overrides)
