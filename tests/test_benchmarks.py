@@ -147,7 +147,8 @@ def test_capacity_trains_the_sweeps_choice_on_the_whole_training_set(tmp_path, f
     bonn = json.loads((budget / "adam-lam1e-06-nu0.0001" / "seed-0.json").read_text())
     assert bonn["config"]["arch"] == {"width": 4} and bonn["config"]["validation_size"] is None
     assert (bonn["config"]["lam"], bonn["config"]["reduction"]) == (1e-6, "sum")
-    assert bonn["test_examples"] == 64 and bonn["validation"] is None
+    assert bonn["test_examples"] == bonn["test"]["examples"] == 64
+    assert bonn["validation"] is None
     assert json.loads((budget / "adam-float" / "seed-0.json").read_text())["config"][
         "precision"] == "float"
     lines = evidence.accuracy_lines({}, {"width4-epochs1": evidence.load_results(budget)})

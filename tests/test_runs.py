@@ -69,6 +69,7 @@ def test_run_writes_reports_with_the_numbers(finished_run):
                                          data_dir=stored["config"]["data_dir"], limit=40)))
     predicted = np.argmax(classifier.predict(images.numpy(), verbose=0), axis=-1)
     assert stored["test"]["accuracy"] == pytest.approx(np.mean(predicted == labels.numpy()))
+    assert stored["test"]["examples"] == stored["test_examples"] == 40
     assert stored["model"]["binarized_mac_share"] == pytest.approx(
         profile.binary_mac_share(classifier))
     markdown = (run_dir / "report.md").read_text()

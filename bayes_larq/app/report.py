@@ -148,7 +148,8 @@ def run_summary(config, bonn, state, initial, final):
         # With a held-out validation split the test set is evaluated once, at the end.
         "validation": (_final_validation_metrics(state["history"])
                        if config.validation_size else None),
-        "test": state.get("test") or _final_validation_metrics(state["history"]),
+        "test": state.get("test") or {**_final_validation_metrics(state["history"]),
+                                      "examples": _test_examples(config)},
         "test_examples": _test_examples(config),
         "train_seconds": float(sum(state["epoch_seconds"])),
         "epoch_seconds": state["epoch_seconds"],
