@@ -33,9 +33,10 @@ something.
 2. For the leading optimizer: its theta stage, then its seeds and final comparison, seed
    by seed (BONN, plain Larq, float twin for each seed), so that a cut-short sweep still
    holds paired runs. Then the same (theta, seeds) for the other optimizer.
-3. The rest of the weak grid (nu = 1e-2 at lam = 1e-5 and 1e-4), then the strong settings
-   (lam = 1e-3 and its remedies), each group followed by the theta stage; finally the
-   seed stages again, which run only what a changed "best" needs.
+3. The rest of the paper's grid: nu = 1e-2 at lam = 1e-5 and 1e-4, then lam = 1e-3 at
+   both nu; then the extensions beyond it (nu = 1e-2 at lam = 1e-6, the remedies at
+   lam = 1e-3). Each group is followed by the theta stage; finally the seed stages
+   again, which run only what a changed "best" needs.
 "Best" is always among the cells run so far, so every choice can be read back from the
 committed results; once the sweep is complete it is the best of every cell.
 
@@ -54,7 +55,8 @@ from bayes_larq.app import runs
 
 STAGES = ("screen", "remedies", "theta", "seeds", "final")
 OPTIMIZERS = ("adam", "sgd")
-LAMS = (1e-6, 1e-5, 1e-4, 1e-3)
+PAPER_LAMS = (1e-5, 1e-4, 1e-3)  # the issue's grid, with lam = 0
+LAMS = (1e-6, *PAPER_LAMS)
 NUS = (1e-4, 1e-2)
 THETAS = (1e-4, 1e-3, 1e-2)
 PAPER_SETTING = {"lam": 1e-4, "nu": 1e-4}
@@ -108,15 +110,24 @@ def is_strong(overrides):
     return overrides.get("lam", 0.0) >= STRONG_SETTING["lam"]
 
 
+def is_extension(overrides):
+    """A cell beyond the issue's grid: lam below 1e-5, or a remedy at the strong setting."""
+    remedy_keys = {key for remedy in REMEDIES.values() for key in remedy}
+    return 0 < overrides.get("lam", 0.0) < PAPER_LAMS[0] or (
+        is_strong(overrides) and bool(remedy_keys & set(overrides)))
+
+
 def cell_groups(last_stage):
-    """The seed-0 screen (and, from stage 1, remedy) cells in three groups, run in order."""
+    """The seed-0 screen (and, from stage 1, remedy) cells in four groups, run in order:
+    the first group, the rest of the paper's grid (weak, then strong), the extensions."""
     cells = screen_cells() + (remedy_cells() if last_stage >= 1 else [])
     paper = {**KERNEL_ONLY, **PAPER_SETTING}
     first = [PLAIN, paper] + [c for c in cells if c != paper and all(
         c.get(k) == v for k, v in PAPER_SETTING.items())]
     first += [LAM_ZERO] + [{**KERNEL_ONLY, "lam": lam, "nu": NUS[0]} for lam in (1e-5, 1e-6)]
-    rest = [c for c in cells if c not in first]
-    return [first, [c for c in rest if not is_strong(c)], [c for c in rest if is_strong(c)]]
+    grid = [c for c in cells if c not in first and not is_extension(c)]
+    return [first, [c for c in grid if not is_strong(c)], [c for c in grid if is_strong(c)],
+            [c for c in cells if c not in first and is_extension(c)]]
 
 
 class Sweep:

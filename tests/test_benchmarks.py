@@ -19,17 +19,20 @@ def names(cells, optimizer="adam"):
     return [sweep.cell_name(optimizer, c) for c in cells]
 
 
-def test_groups_hold_every_screen_and_remedy_cell_once_with_strong_settings_last():
+def test_groups_hold_every_screen_and_remedy_cell_once_with_the_papers_grid_first():
     groups = sweep.cell_groups(last_stage=1)
     planned = names(sweep.screen_cells() + sweep.remedy_cells())
     ran = [name for group in groups for name in names(group)]
     assert sorted(ran) == sorted(planned) and len(set(ran)) == len(ran)
-    first, weak, strong = groups
+    first, weak, strong, extensions = groups
     assert names(first)[:2] == ["adam-plain", "adam-lam0.0001-nu0.0001"]
     assert names(first)[-3:] == ["adam-lam0", "adam-lam1e-05-nu0.0001", "adam-lam1e-06-nu0.0001"]
-    assert all(c["lam"] >= 1e-3 for c in strong) and all(c.get("lam", 0) < 1e-3 for c in first + weak)
-    assert names(sweep.cell_groups(last_stage=0)[2]) == ["adam-lam0.001-nu0.0001",
-                                                          "adam-lam0.001-nu0.01"]
+    assert names(weak) == ["adam-lam1e-05-nu0.01", "adam-lam0.0001-nu0.01"]
+    assert names(strong) == ["adam-lam0.001-nu0.0001", "adam-lam0.001-nu0.01"]
+    assert names(extensions) == ["adam-lam1e-06-nu0.01"] + [
+        f"adam-lam0.001-nu0.01-{suffix}"
+        for suffix in ("prior-mean", "mixture-closed_form", "warmup5")]
+    assert names(sweep.cell_groups(last_stage=0)[3]) == ["adam-lam1e-06-nu0.01"]
 
 
 def fake_report(accuracy):
