@@ -5,7 +5,14 @@ import bayes_larq as bl
 flatbuffer = bl.convert.convert(model)            # bytes of a .tflite
 bl.convert.op_census(flatbuffer)                  # Counter({'LceBconv2d': 3, ...})
 bl.convert.compare(model, flatbuffer, x)          # agreement with the Keras model
+bl.convert.binarization_margin(model, x)          # why a few outputs may still differ
 ```
+
+Keras and LCE compute the same network with different float arithmetic (LCE
+accumulates binary products in integers and fuses batch normalisation into one
+multiply-add). Where an activation about to be binarized lies within float rounding of
+zero, the two can give it opposite signs, and that sample's outputs then differ by far
+more than rounding. `binarization_margin` finds such samples.
 
 Latency on x86 depends heavily on the interpreter flags (docs/models.md); the defaults
 here are the fastest measured ones, `use_indirect_bgemm=True, use_xnnpack=True`.
@@ -21,10 +28,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from bayes_larq._keras import all_layers, is_functional
 from bayes_larq.defaults import check_integer
+from bayes_larq.quantizers import is_one_bit
 
-__all__ = ["Agreement", "compare", "convert", "interpreter", "latency_ms", "op_census",
-           "tflite_predict"]
+__all__ = ["Agreement", "binarization_margin", "compare", "convert", "interpreter",
+           "latency_ms", "op_census", "tflite_predict"]
 
 
 def convert(model: tf.keras.Model) -> bytes:
@@ -126,6 +135,37 @@ def compare(model: tf.keras.Model, flatbuffer: bytes, x: np.ndarray,
         top1_agreement=float(np.mean(keras_out.argmax(-1) == tflite_out.argmax(-1))),
         samples=len(x),
     )
+
+
+def binarization_margin(model: tf.keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Per sample of `x`, the smallest |a| over every activation a that a 1-bit input
+    quantizer of `model` binarizes (the inputs of `ste_sign` & co. on activations).
+
+    A margin near float rounding (about 1e-6 of the activation scale) means Keras and a
+    converted model may binarize that activation differently.
+
+    Raises:
+        ValueError: `model` is not functional, has no 1-bit input quantizer, or has one
+            inside a nested model (whose activations this cannot reach).
+    """
+    if not is_functional(model):
+        raise ValueError(f"binarization_margin needs a functional or Sequential model; "
+                         f"{model.name!r} is subclassed, so its activations are not reachable.")
+    top_level = {id(layer) for layer in model.layers}
+    binarizing = [layer for layer in all_layers(model)
+                  if is_one_bit(getattr(layer, "input_quantizer", None))]
+    nested = [layer.name for layer in binarizing if id(layer) not in top_level]
+    if nested or not binarizing:
+        raise ValueError(
+            f"{model.name!r} has 1-bit input quantizers inside nested models ({nested}); "
+            f"rebuild it as one flat functional model." if nested else
+            f"{model.name!r} binarizes no activation (no 1-bit input_quantizer), so it has "
+            f"no binarization margin.")
+    probe = tf.keras.Model(model.inputs, [layer.input for layer in binarizing])
+    activations = probe.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0)
+    if len(binarizing) == 1:
+        activations = [activations]
+    return np.min([np.abs(a).reshape(len(a), -1).min(axis=1) for a in activations], axis=0)
 
 
 def latency_ms(flatbuffer: bytes, repeats: int = 10, warmup: int = 2,

@@ -248,7 +248,8 @@ class BinaryKernel(NamedTuple):
         return {key: fitted[key] for key in ("mu_pos", "mu_neg", "sigma_pos", "sigma_neg")}
 
 
-def _is_one_bit(quantizer) -> bool:
+def is_one_bit(quantizer) -> bool:
+    """Whether a Larq quantizer (or `BayesianSign`) binarizes: its precision is 1 bit."""
     return getattr(quantizer, "precision", None) == 1
 
 
@@ -263,7 +264,7 @@ def binary_kernels(model: tf.keras.layers.Layer) -> list[BinaryKernel]:
     for layer in all_layers(model):
         for quantizer_attribute, kernel_attribute in KERNEL_ATTRIBUTES.items():
             quantizer = getattr(layer, quantizer_attribute, None)
-            if _is_one_bit(quantizer) and hasattr(layer, kernel_attribute):
+            if is_one_bit(quantizer) and hasattr(layer, kernel_attribute):
                 found.append(BinaryKernel(layer, quantizer, getattr(layer, kernel_attribute)))
     return found
 

@@ -8,6 +8,12 @@ converts the trained classifier of RUN_DIR both that way and as it is (LCE folds
 scale itself), and prints, for each, the largest absolute logit difference from the
 Keras model and the top-1 agreement on the first `--samples` test images, and how far
 the debayesianized Keras model itself is from the original.
+
+It then attributes the outliers: the images whose logits differ by more than `--atol`
+in the library's conversion, each with its binarization margin (the smallest |a| over
+the activations a that the network binarizes, `bl.convert.binarization_margin`), against
+the margins of the other images. A margin within float rounding of zero means Keras and
+LCE may give that activation opposite signs.
 """
 
 import argparse
@@ -28,21 +34,32 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir")
     parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--atol", type=float, default=1e-3)
     args = parser.parse_args(argv)
     classifier = runs.load_classifier(args.run_dir)
     config = runs.RunDirectory(args.run_dir).read_config()
     x, _ = next(iter(data.load(config.dataset, "test", args.samples, training=False,
                                data_dir=config.data_dir)))
+    x = x.numpy()
+    library_flatbuffer = convert.convert(classifier)
     for label, flatbuffer in (("through debayesianize (the library's convert)",
-                               convert.convert(classifier)),
+                               library_flatbuffer),
                               ("as it is (lce.convert_keras_model)",
                                lce.convert_keras_model(classifier))):
-        agreement = convert.compare(classifier, flatbuffer, x.numpy())
+        agreement = convert.compare(classifier, flatbuffer, x)
         print(f"{label}: max |logit diff| {agreement.max_abs_diff:.3g}, "
               f"top-1 agreement {agreement.top1_agreement:.4f} on {agreement.samples} images")
     keras, plain = (m.predict(x, verbose=0) for m in (classifier, debayesianize(classifier)))
     print(f"Keras, debayesianized against original: max |logit diff| "
           f"{float(np.max(np.abs(keras - plain))):.3g}")
+    outliers = np.abs(keras - convert.tflite_predict(library_flatbuffer, x)).max(axis=1) > args.atol
+    margins = convert.binarization_margin(classifier, x)
+    print(f"images with a logit off by more than {args.atol:g}: {int(outliers.sum())}; their "
+          f"binarization margins: {', '.join(f'{m:.2g}' for m in np.sort(margins[outliers]))}")
+    if (~outliers).any():
+        print(f"the other images' margins: smallest {margins[~outliers].min():.2g}, median "
+              f"{float(np.median(margins[~outliers])):.2g}; images with a margin under 1e-6: "
+              f"{int((margins < 1e-6).sum())}")
 
 
 if __name__ == "__main__":
