@@ -226,7 +226,8 @@ def accuracy_lines(results, capacity):
                                  f"{r['epochs_done']} | {percent(r['test']['accuracy'])} | "
                                  f"{r['train_seconds'] / 60:.0f} min |")
         lines += ["", "Reproduce: `python benchmarks/capacity.py --width W --epochs E --cells "
-                  "bonn plain` (the setting is the sweep's choice, read from its results).", ""]
+                  "bonn plain` (the setting is the sweep's choice, read from its results); "
+                  "budgets ending in `-augment` add `--augment`.", ""]
     return lines
 
 

@@ -142,18 +142,19 @@ def test_capacity_trains_the_sweeps_choice_on_the_whole_training_set(tmp_path, f
         stored = tmp_path / "sweep" / cell / "seed-0.json"
         stored.parent.mkdir(parents=True)
         stored.write_text(json.dumps({**chosen, "validation": {"accuracy": accuracy}}))
-    capacity.main(["--width", "4", "--epochs", "1", "--cells", "bonn", "float",
+    capacity.main(["--width", "4", "--epochs", "1", "--cells", "bonn", "float", "--augment",
                    "--sweep-results", str(tmp_path / "sweep"), "--output", str(tmp_path / "runs"),
                    "--results", str(tmp_path / "results"), "--train-limit", "256",
                    "--test-limit", "64", "--data-dir", str(fashion_dir)])
-    budget = tmp_path / "results" / "width4-epochs1"
+    budget = tmp_path / "results" / "width4-epochs1-augment"
     bonn = json.loads((budget / "adam-lam1e-06-nu0.0001" / "seed-0.json").read_text())
     assert bonn["config"]["arch"] == {"width": 4} and bonn["config"]["validation_size"] is None
+    assert bonn["config"]["augment"] is True
     assert (bonn["config"]["lam"], bonn["config"]["reduction"]) == (1e-6, "sum")
     assert bonn["test_examples"] == bonn["test"]["examples"] == 64
     assert bonn["validation"] is None
     assert json.loads((budget / "adam-float" / "seed-0.json").read_text())["config"][
         "precision"] == "float"
-    lines = evidence.accuracy_lines({}, {"width4-epochs1": evidence.load_results(budget)})
-    assert any(line.startswith("| width4-epochs1 | `adam-float` | 0 | 256 | 1 |")
+    lines = evidence.accuracy_lines({}, {budget.name: evidence.load_results(budget)})
+    assert any(line.startswith("| width4-epochs1-augment | `adam-float` | 0 | 256 | 1 |")
                for line in lines)

@@ -295,6 +295,43 @@ def test_fashion_pipeline(tmp_path, no_fashion_anywhere):
     assert found == set(range(6))  # the first 6 examples, taken before shuffling
 
 
+def _find_pad_crop_flip_source(out, raws, pad):
+    """(index, dy, dx, flipped) with out == crop/flip of a zero-padded raw, else None."""
+    size = out.shape[0]
+    for i, raw in enumerate(raws):
+        padded = np.pad(raw, ((pad, pad), (pad, pad), (0, 0)))
+        for dy in range(2 * pad + 1):
+            for dx in range(2 * pad + 1):
+                crop = padded[dy:dy + size, dx:dx + size]
+                for flipped, candidate in ((False, crop), (True, crop[:, ::-1])):
+                    if np.array_equal(candidate, out):
+                        return i, dy, dx, flipped
+    return None
+
+
+def test_fashion_augmentation_on_request(tmp_path, no_fashion_anywhere):
+    images, labels = write_fashion_dir(tmp_path / "fm", n_train=24, n_test=4)["train"]
+
+    def load(**kwargs):
+        return data.load("fashion_mnist", "train", 8, data_dir=tmp_path / "fm", epoch=0,
+                         **kwargs)
+
+    plain = collect(load(training=True))[0]
+    np.testing.assert_array_equal(plain, collect(load(training=True, augment=False))[0])
+    x, y = collect(load(training=True, augment=True))
+    restored = np.round((x + 1.0) * 127.5).astype(np.uint8)
+    sources = [_find_pad_crop_flip_source(r, images[..., None], pad=2) for r in restored]
+    assert None not in sources, "an image is not a pad-2 crop/flip of any training image"
+    assert sorted(s[0] for s in sources) == list(range(24))
+    np.testing.assert_array_equal(y, labels[[s[0] for s in sources]])
+    assert any(s[1:3] != (2, 2) for s in sources) and len({s[3] for s in sources}) == 2
+    np.testing.assert_array_equal(x, collect(load(training=True, augment=True))[0])
+    with pytest.raises(ValueError, match="augment=True needs training=True"):
+        load(training=False, augment=True)
+    with pytest.raises(ValueError, match="`augment` must be True, False or None"):
+        load(training=True, augment=1)
+
+
 def test_fashion_pipeline_determinism(tmp_path, no_fashion_anywhere):
     write_fashion_dir(tmp_path / "fm", n_train=30, n_test=5)
 
@@ -337,19 +374,6 @@ def test_fashion_pipeline_epoch_argument(tmp_path, no_fashion_anywhere):
 # --------------------------------------------------------------------------- TFDS pipelines
 
 
-def _find_cifar_source(out_uint8, raws):
-    """(index, dy, dx, flipped) with out == crop/flip of a zero-padded raw, else None."""
-    for i, raw in enumerate(raws):
-        padded = np.pad(raw, ((4, 4), (4, 4), (0, 0)))
-        for dy in range(9):
-            for dx in range(9):
-                crop = padded[dy:dy + 32, dx:dx + 32]
-                for flipped, candidate in ((False, crop), (True, crop[:, ::-1])):
-                    if np.array_equal(candidate, out_uint8):
-                        return i, dy, dx, flipped
-    return None
-
-
 @pytest.mark.parametrize("name,num_classes", [("cifar10", 10), ("cifar100", 100)])
 def test_cifar_pipelines(name, num_classes):
     mean, std = STATS[name]
@@ -378,7 +402,8 @@ def test_cifar_pipelines(name, num_classes):
         xt2, _ = collect(train)
         assert xt.shape == (n, 32, 32, 3)
         restored = np.round((xt * np.array(std) + np.array(mean)) * 255)
-        sources = [_find_cifar_source(r.astype(np.uint8), raw_images) for r in restored]
+        sources = [_find_pad_crop_flip_source(r.astype(np.uint8), raw_images, pad=4)
+                   for r in restored]
         assert None not in sources, "a train image is not a pad-crop-flip of any example"
         assert sorted(s[0] for s in sources) == list(range(n))
         np.testing.assert_array_equal(yt, raw_labels[[s[0] for s in sources]])

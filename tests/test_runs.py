@@ -126,6 +126,7 @@ def test_run_directory_errors(tmp_path, fashion_dir, finished_run):
     ({"lam": -1.0}, "`lam` must be a finite number >= 0"),
     ({"reduction": "max"}, "`reduction` must be one of"),
     ({"optimizer": "rmsprop"}, "`optimizer` must be one of"),
+    ({"augment": "yes"}, "`augment` must be True, False or None"),
     ({"arch": {"depth": 3}}, "Bad architecture argument for 'small_cnn'"),
 ])
 def test_bad_settings_are_named(tmp_path, fashion_dir, overrides, message):

@@ -147,6 +147,10 @@ def _train_options(parser):
     add("--validation-size", type=positive_int,
         help="hold out the last N training examples for per-epoch validation; the test "
         "set is then evaluated once, at the end")
+    add("--augment", action=argparse.BooleanOptionalAction,
+        help="augment the training images (Fashion-MNIST: pad 2, random crop, flip); "
+        "--no-augment turns it off [the dataset's default: CIFAR and ImageNet augment, "
+        "Fashion-MNIST does not]")
     add("--seed", type=int, help=f"seed of weights, data order and augmentation [{defaults.seed}]")
     add("--train-limit", type=positive_int, help="use only the first N training examples")
     add("--test-limit", type=positive_int, help="use only the first N test examples")

@@ -35,7 +35,8 @@ Preprocessing and normalisation
 ========================  ===========================================  =====================================
 dataset                   training (``training=True``)                 evaluation (``training=False``)
 ========================  ===========================================  =====================================
-fashion_mnist             none                                         none
+fashion_mnist             none (``augment=True``: zero-pad 2 px,      none
+                          random 28x28 crop, random horizontal flip)
 cifar10 / cifar100        zero-pad 4 px, random 32x32 crop,            none
                           random horizontal flip
 imagenet2012              random resized crop (area 0.08-1 of the      shorter side resized to
@@ -43,6 +44,9 @@ imagenet2012              random resized crop (area 0.08-1 of the      shorter s
                           ``image_size`` (default 224), random         centre crop ``image_size``
                           horizontal flip
 ========================  ===========================================  =====================================
+
+``load(..., augment=...)`` overrides the dataset's default (the training column): True
+augments Fashion-MNIST too, False trains on the images as evaluated.
 
 Pixel values ``x`` (0..255) are then normalised:
 
@@ -124,6 +128,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 CIFAR_PAD = 4
+FASHION_MNIST_PAD = 2
 IMAGENET_DEFAULT_SIZE = 224
 IMAGENET_CROP_AREA = (0.08, 1.0)
 IMAGENET_CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
@@ -158,13 +163,19 @@ def _seeds(seed, n):
     )
 
 
-def _cifar_augment(image, seed, size):
-    """Zero-pad by 4, random ``size`` x ``size`` crop, random horizontal flip (uint8 in and out)."""
-    tf = _tf()
-    crop_seed, flip_seed = tf.unstack(_seeds(seed, 2))
-    image = tf.pad(image, [[CIFAR_PAD, CIFAR_PAD], [CIFAR_PAD, CIFAR_PAD], [0, 0]])
-    image = tf.image.stateless_random_crop(image, [size, size, 3], seed=crop_seed)
-    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+def _pad_crop_flip(pad):
+    """Zero-pad by ``pad``, random ``size`` x ``size`` crop, random horizontal flip (uint8
+    in and out): the augmentation of CIFAR (pad 4) and, on request, Fashion-MNIST (pad 2)."""
+
+    def augment(image, seed, size):
+        tf = _tf()
+        crop_seed, flip_seed = tf.unstack(_seeds(seed, 2))
+        image = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+        channels = image.shape[-1]
+        image = tf.image.stateless_random_crop(image, [size, size, channels], seed=crop_seed)
+        return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+
+    return augment
 
 
 def _imagenet_train(encoded, seed, size):
@@ -219,6 +230,8 @@ class DatasetSpec:
         None: ``x / 127.5 - 1``.
       train_preprocess, eval_preprocess: per example, ``(image, seed, size)`` (augmentation)
         and ``(image, size)`` -> pixel values 0..255; None: the image as stored.
+      augments_by_default: training data goes through ``train_preprocess`` unless
+        :func:`load` is told otherwise (``augment``).
       encoded: TFDS yields JPEG bytes, decoded by the preprocessing (after the shuffle).
       shuffle_files: training without ``limit`` reads the TFDS files in a seeded order.
       resizable: ``image_size`` may differ from ``input_shape``.
@@ -238,6 +251,7 @@ class DatasetSpec:
     std: tuple[float, ...] | None = None
     train_preprocess: Callable[..., Any] | None = None
     eval_preprocess: Callable[..., Any] | None = None
+    augments_by_default: bool = True
     encoded: bool = False
     shuffle_files: bool = False
     resizable: bool = False
@@ -253,14 +267,15 @@ DATASETS = {
     spec.name: spec
     for spec in (
         DatasetSpec("fashion_mnist", 10, (28, 28, 1), 60_000, 10_000, source="idx",
-                    shuffle_buffer=60_000,
+                    shuffle_buffer=60_000, train_preprocess=_pad_crop_flip(FASHION_MNIST_PAD),
+                    augments_by_default=False,
                     download_host=("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80)),
         DatasetSpec("cifar10", 10, (32, 32, 3), 50_000, 10_000, source="tfds",
                     shuffle_buffer=50_000, download_host=("www.cs.toronto.edu", 443),
-                    mean=CIFAR10_MEAN, std=CIFAR10_STD, train_preprocess=_cifar_augment),
+                    mean=CIFAR10_MEAN, std=CIFAR10_STD, train_preprocess=_pad_crop_flip(CIFAR_PAD)),
         DatasetSpec("cifar100", 100, (32, 32, 3), 50_000, 10_000, source="tfds",
                     shuffle_buffer=50_000, download_host=("www.cs.toronto.edu", 443),
-                    mean=CIFAR100_MEAN, std=CIFAR100_STD, train_preprocess=_cifar_augment),
+                    mean=CIFAR100_MEAN, std=CIFAR100_STD, train_preprocess=_pad_crop_flip(CIFAR_PAD)),
         # test_examples: the labelled validation set; TFDS's "test" split has no labels,
         # so "test" reads "validation" too.
         DatasetSpec("imagenet2012", 1000, (IMAGENET_DEFAULT_SIZE, IMAGENET_DEFAULT_SIZE, 3),
@@ -662,10 +677,25 @@ def _read_tfds_source(spec, stored, carve, data_dir, file_shuffle):
 _SOURCES = {"idx": _read_idx_source, "tfds": _read_tfds_source}
 
 
+def _check_augment(spec, augment, training):
+    """Whether to augment: ``augment`` checked against ``training``, None -> the default."""
+    if not (augment is None or isinstance(augment, bool)):
+        raise ValueError(f"`augment` must be True, False or None (the dataset's default); "
+                         f"got {augment!r}.")
+    if augment and not training:
+        raise ValueError("augment=True needs training=True: evaluation data is never "
+                         "augmented.")
+    if augment and spec.train_preprocess is None:
+        raise ValueError(f"{spec.name!r} has no training augmentation; use augment=None.")
+    if augment is None:
+        return training and spec.augments_by_default and spec.train_preprocess is not None
+    return augment
+
+
 def load(name: str, split: str, batch_size: int, *, training: bool,
          data_dir: str | os.PathLike | None = None, limit: int | None = None,
          shuffle_seed: int = 0, image_size: int | None = None, epoch: int | None = None,
-         holdout: int | None = None) -> tf.data.Dataset:
+         holdout: int | None = None, augment: bool | None = None) -> tf.data.Dataset:
     """A batched ``tf.data.Dataset`` of ``(float32 images, int64 labels)``.
 
     Every dataset goes through the same steps, configured by its :class:`DatasetSpec`:
@@ -695,6 +725,9 @@ def load(name: str, split: str, batch_size: int, *, training: bool,
         apart for choosing settings: "train" then reads all but the last ``holdout``
         examples and "holdout" reads exactly those (in stored order). The test set stays
         untouched. ``limit`` applies after the carve.
+      augment: None -> the dataset's default (module docstring); True -> augment the
+        training data (Fashion-MNIST included); False -> training images get the
+        evaluation preprocessing only. Evaluation data is never augmented.
 
     Example:
       >>> ds = load("fashion_mnist", "test", 32, training=False, limit=64)  # doctest: +SKIP
@@ -713,6 +746,7 @@ def load(name: str, split: str, batch_size: int, *, training: bool,
     if epoch is not None:
         shuffle_seed = epoch_seed(shuffle_seed, epoch)
     reshuffle = epoch is None
+    augment = _check_augment(spec, augment, training)
     native = spec.input_shape[0]
     if not spec.resizable and image_size not in (None, native):
         raise ValueError(f"image_size={image_size!r} is not supported for {name!r}; its images "
@@ -731,13 +765,13 @@ def load(name: str, split: str, batch_size: int, *, training: bool,
     if training:
         buffer = max(1, min(spec.shuffle_buffer, num_examples))
         ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=reshuffle)
-    if training and spec.train_preprocess is not None:
-        augment = spec.train_preprocess
+    if augment:
+        preprocess = spec.train_preprocess
         seeds = tf.data.Dataset.random(seed=shuffle_seed + _AUGMENT_SEED_OFFSET,
                                        rerandomize_each_iteration=reshuffle)
         ds = tf.data.Dataset.zip((ds, seeds)).map(
-            lambda example, seed: (augment(example[0], seed, size), example[1]), **parallel)
-    elif not training and spec.eval_preprocess is not None:
+            lambda example, seed: (preprocess(example[0], seed, size), example[1]), **parallel)
+    elif spec.eval_preprocess is not None:
         prepare = spec.eval_preprocess
         ds = ds.map(lambda image, label: (prepare(image, size), label), **parallel)
     ds = ds.batch(batch_size).map(

@@ -159,6 +159,10 @@ class RunConfig:
     metrics then come from them and the test set is evaluated once, at the end, so
     settings can be chosen without looking at it.
 
+    `augment`: None trains with the dataset's default augmentation (CIFAR and ImageNet
+    augment, Fashion-MNIST does not); True augments Fashion-MNIST too (pad 2, random crop,
+    horizontal flip); False turns augmentation off.
+
     Distribution (`strategy`, see docs/distributed.md): "one-device", "mirrored" (the
     local GPUs), "multi-worker" (`MultiWorkerMirroredStrategy`, configured by
     `TF_CONFIG`), or "auto" (multi-worker when `TF_CONFIG` names several workers,
@@ -190,6 +194,7 @@ class RunConfig:
     refresh_batches: int = 50
     lam_warmup_epochs: int = 0
     validation_size: int = None
+    augment: bool = None
     strategy: str = "auto"
     sync_batch_norm: bool = False
     seed: int = 0
@@ -222,6 +227,9 @@ class RunConfig:
                                   ("mixture_update", MIXTURE_UPDATES),
                                   ("strategy", STRATEGIES), ("sync_batch_norm", (False, True))):
                 check_choice(name, getattr(self, name), allowed)
+            if not (self.augment is None or isinstance(self.augment, bool)):
+                raise ValueError(f"`augment` must be True, False or None (the dataset's "
+                                 f"default); got {self.augment!r}.")
             if self.precision == "float" and self.kernel_loss:
                 raise ValueError("precision='float' has no binary kernels for the kernel "
                                  "loss: set kernel_loss=False (--no-kernel-loss).")
@@ -638,7 +646,8 @@ def _train_epochs(run, config, bonn, state, verbose, extra_callbacks):
                 train_data = data.load(
                     config.dataset, "train", config.batch_size, training=True,
                     data_dir=config.data_dir, limit=config.train_limit,
-                    shuffle_seed=config.seed, epoch=epoch, holdout=config.validation_size)
+                    shuffle_seed=config.seed, epoch=epoch, holdout=config.validation_size,
+                    augment=config.augment)
                 start = time.perf_counter()
                 history = bonn.fit(train_data, validation_data=validation,
                                    initial_epoch=epoch, epochs=epoch + 1, verbose=0,
