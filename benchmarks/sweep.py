@@ -40,6 +40,10 @@ something.
 "Best" is always among the cells run so far, so every choice can be read back from the
 committed results; once the sweep is complete it is the best of every cell.
 
+Stop it with Ctrl-C, or with SIGTERM (`kill PID`) when it was started in the background:
+shells start background jobs with SIGINT ignored. Either way it loses at most the
+unfinished epoch, and the next start resumes from the last checkpoint.
+
 After every run the run's report.json is copied to --results/<cell>/seed-<n>.json, so
 the committed results grow as the sweep does; `benchmarks/evidence.py` turns them into
 docs/evidence.md. `--stages` limits what runs (e.g. `--stages screen`).
@@ -48,10 +52,10 @@ docs/evidence.md. `--stages` limits what runs (e.g. `--stages screen`).
 import argparse
 import json
 import pathlib
-import shutil
 import time
 
 from bayes_larq.app import runs
+from bayes_larq.app.report import write_json
 
 STAGES = ("screen", "remedies", "theta", "seeds", "final")
 OPTIMIZERS = ("adam", "sgd")
@@ -154,8 +158,8 @@ class Sweep:
                                            "seed": seed})
                 report = runs.train(config, run_dir, verbose=0)
             stored.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(run_dir / "report.json", stored)
-            report = json.loads(stored.read_text())
+            report = json.loads((run_dir / "report.json").read_text())
+            write_json(stored, report)  # atomic: a sweep stopped here leaves no half file
         self.reports.setdefault(name, {})[seed] = report
         split = "validation" if report["validation"] else "test"
         print(f"{name} seed {seed}: {split} {report[split]['accuracy']:.4f}", flush=True)
