@@ -155,12 +155,12 @@ def binarization_margin(model: tf.keras.Model, x: np.ndarray, batch_size: int = 
     binarizing = [layer for layer in all_layers(model)
                   if is_one_bit(getattr(layer, "input_quantizer", None))]
     nested = [layer.name for layer in binarizing if id(layer) not in top_level]
-    if nested or not binarizing:
-        raise ValueError(
-            f"{model.name!r} has 1-bit input quantizers inside nested models ({nested}); "
-            f"rebuild it as one flat functional model." if nested else
-            f"{model.name!r} binarizes no activation (no 1-bit input_quantizer), so it has "
-            f"no binarization margin.")
+    if nested:
+        raise ValueError(f"{model.name!r} has 1-bit input quantizers inside nested models "
+                         f"({nested}); rebuild it as one flat functional model.")
+    if not binarizing:
+        raise ValueError(f"{model.name!r} binarizes no activation (no 1-bit "
+                         f"input_quantizer), so it has no binarization margin.")
     probe = tf.keras.Model(model.inputs, [layer.input for layer in binarizing])
     activations = probe.predict(np.asarray(x, np.float32), batch_size=batch_size, verbose=0)
     if len(binarizing) == 1:

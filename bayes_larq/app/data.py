@@ -109,8 +109,8 @@ __all__ = [
     "CIFAR100_MEAN", "CIFAR100_STD", "CIFAR10_MEAN", "CIFAR10_STD", "DATASETS",
     "DEFAULT_FASHION_MNIST_DIR", "DatasetError", "DatasetInfo", "DatasetNotFoundError",
     "DatasetSpec", "FASHION_MNIST_APT_COMMAND", "FASHION_MNIST_ENV", "IMAGENET_MEAN",
-    "IMAGENET_STD", "dataset_info", "epoch_seed", "load", "load_fashion_mnist", "read_idx",
-    "validate_split",
+    "IMAGENET_STD", "check_augment", "dataset_info", "epoch_seed", "load", "load_fashion_mnist",
+    "read_idx", "validate_split",
 ]
 
 FASHION_MNIST_ENV = "BAYES_LARQ_FASHION_MNIST_DIR"
@@ -677,11 +677,17 @@ def _read_tfds_source(spec, stored, carve, data_dir, file_shuffle):
 _SOURCES = {"idx": _read_idx_source, "tfds": _read_tfds_source}
 
 
-def _check_augment(spec, augment, training):
-    """Whether to augment: ``augment`` checked against ``training``, None -> the default."""
+def check_augment(augment):
+    """Return ``augment`` if it is True, False or None; ValueError naming it otherwise."""
     if not (augment is None or isinstance(augment, bool)):
         raise ValueError(f"`augment` must be True, False or None (the dataset's default); "
                          f"got {augment!r}.")
+    return augment
+
+
+def _check_augment(spec, augment, training):
+    """Whether to augment: ``augment`` checked against ``training``, None -> the default."""
+    check_augment(augment)
     if augment and not training:
         raise ValueError("augment=True needs training=True: evaluation data is never "
                          "augmented.")

@@ -227,9 +227,7 @@ class RunConfig:
                                   ("mixture_update", MIXTURE_UPDATES),
                                   ("strategy", STRATEGIES), ("sync_batch_norm", (False, True))):
                 check_choice(name, getattr(self, name), allowed)
-            if not (self.augment is None or isinstance(self.augment, bool)):
-                raise ValueError(f"`augment` must be True, False or None (the dataset's "
-                                 f"default); got {self.augment!r}.")
+            data.check_augment(self.augment)
             if self.precision == "float" and self.kernel_loss:
                 raise ValueError("precision='float' has no binary kernels for the kernel "
                                  "loss: set kernel_loss=False (--no-kernel-loss).")
