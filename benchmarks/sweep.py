@@ -59,7 +59,7 @@ from bayes_larq.app.report import write_json
 
 STAGES = ("screen", "remedies", "theta", "seeds", "final")
 OPTIMIZERS = ("adam", "sgd")
-PAPER_LAMS = (1e-5, 1e-4, 1e-3)  # the issue's grid, with lam = 0
+PAPER_LAMS = (1e-5, 1e-4, 1e-3)  # the planned grid, with lam = 0
 LAMS = (1e-6, *PAPER_LAMS)
 NUS = (1e-4, 1e-2)
 THETAS = (1e-4, 1e-3, 1e-2)
@@ -115,7 +115,7 @@ def is_strong(overrides):
 
 
 def is_extension(overrides):
-    """A cell beyond the issue's grid: lam below 1e-5, or a remedy at the strong setting."""
+    """A cell beyond the planned grid: lam below 1e-5, or a remedy at the strong setting."""
     remedy_keys = {key for remedy in REMEDIES.values() for key in remedy}
     return 0 < overrides.get("lam", 0.0) < PAPER_LAMS[0] or (
         is_strong(overrides) and bool(remedy_keys & set(overrides)))
