@@ -8,9 +8,10 @@ where it stopped), then one Markdown table compares them:
         --output runs/ablation --write docs/ablation.md
 
 Per variant: mean and per-seed test top-1 accuracy, the kernel loss as a share of the
-cross-entropy at the end, and the latent-weight statistics the review asks about
-(bimodality coefficient, mean |x|, share of signs flipped since initialisation), averaged
-over the binarized layers. Runs train one after another (2 cores: never two at once).
+cross-entropy at the end, and the latent-weight statistics behind docs/method.md's
+objections (bimodality coefficient, mean |x|, share of signs flipped since
+initialisation), averaged over the binarized layers. Runs train one after another (2
+cores: never two at once).
 """
 
 import argparse

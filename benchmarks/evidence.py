@@ -201,7 +201,8 @@ def final_comparison(results):
         + [f"* {line}" for line in comparison_lines(shared, bonn, plain)
            + comparison_lines(shared, float_twin, plain)]
         + [f"* The float twin is {100 * gap:.2f} points above plain Larq; the BONN setting "
-           f"closes {100 * closed:.0f}% of that gap (negative: it widens it)."])
+           + (f"closes {100 * closed:.0f}% of that gap." if closed >= 0
+              else f"widens that gap by {-100 * closed:.0f}%.")])
 
 
 def accuracy_lines(results, capacity):
@@ -331,7 +332,7 @@ def main(argv=None):
     plot_curves(results, curve_names, args.figures / "curves.png")
     lines += ["## Learning curves and sign flips", "",
               "Plain Larq, the paper's setting, its lam warm-up, and the best BONN setting "
-              f"per optimizer so far ({', '.join(f'`{b}`' for b in best)}); seed 0. The "
+              f"per optimizer ({', '.join(f'`{b}`' for b in best)}); seed 0. The "
               "seed-0 plain-Larq runs predate per-epoch flips for plain sign layers, so they "
               "have no line on the right.", "",
               f"![validation accuracy and flips per epoch]({rel / 'curves.png'})", ""]

@@ -136,6 +136,15 @@ def test_final_comparison_uses_the_sweeps_choice_and_only_shared_seeds():
     assert evidence.final_comparison(results) == []
 
 
+def test_final_comparison_says_widens_when_bonn_is_below_plain():
+    results = seeded_results({
+        "adam-plain": [0.910, 0.910], "adam-lam0": [0.99],
+        "adam-lam0-theta0.001": [0.900, 0.900], "adam-float": [0.930, 0.930],
+        "sgd-lam1e-05-nu0.0001": [0.80]})
+    text = "\n".join(evidence.final_comparison(results))
+    assert "widens that gap by 50%." in text and "closes" not in text
+
+
 def test_capacity_trains_the_sweeps_choice_on_the_whole_training_set(tmp_path, fashion_dir):
     chosen = {"validation": {"accuracy": 0.9}, "test": {"accuracy": 0.9}}
     for cell, accuracy in (("sgd-lam1e-05-nu0.0001", 0.8), ("adam-lam1e-06-nu0.0001", 0.85)):
