@@ -113,6 +113,14 @@ class Agreement:
     top1_agreement: float
     samples: int
 
+    @classmethod
+    def of(cls, keras_out: np.ndarray, tflite_out: np.ndarray) -> "Agreement":
+        """From the two models' outputs on the same batch: max |difference|, top-1 match."""
+        tflite_out = np.asarray(tflite_out).reshape(np.shape(keras_out))
+        return cls(max_abs_diff=float(np.max(np.abs(keras_out - tflite_out))),
+                   top1_agreement=float(np.mean(keras_out.argmax(-1) == tflite_out.argmax(-1))),
+                   samples=len(keras_out))
+
     def check(self, atol: float = 1e-3, min_top1_agreement: float = 1.0) -> "Agreement":
         """Raise ValueError when the converted model disagrees beyond tolerance."""
         if not (self.max_abs_diff <= atol and self.top1_agreement >= min_top1_agreement):
@@ -129,12 +137,7 @@ def compare(model: tf.keras.Model, flatbuffer: bytes, x: np.ndarray,
     """Compare Keras and TFLite outputs on `x`: max abs difference and top-1 agreement."""
     x = np.asarray(x, np.float32)
     keras_out = np.asarray(model.predict(x, verbose=0, batch_size=64))
-    tflite_out = tflite_predict(flatbuffer, x, **interpreter_kwargs).reshape(keras_out.shape)
-    return Agreement(
-        max_abs_diff=float(np.max(np.abs(keras_out - tflite_out))),
-        top1_agreement=float(np.mean(keras_out.argmax(-1) == tflite_out.argmax(-1))),
-        samples=len(x),
-    )
+    return Agreement.of(keras_out, tflite_predict(flatbuffer, x, **interpreter_kwargs))
 
 
 def binarization_margin(model: tf.keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -41,18 +41,17 @@ def main(argv=None):
     x, _ = next(iter(data.load(config.dataset, "test", args.samples, training=False,
                                data_dir=config.data_dir)))
     x = x.numpy()
-    library_flatbuffer = convert.convert(classifier)
-    for label, flatbuffer in (("through debayesianize (the library's convert)",
-                               library_flatbuffer),
-                              ("as it is (lce.convert_keras_model)",
-                               lce.convert_keras_model(classifier))):
-        agreement = convert.compare(classifier, flatbuffer, x)
+    keras, plain = (m.predict(x, verbose=0) for m in (classifier, debayesianize(classifier)))
+    library = convert.tflite_predict(convert.convert(classifier), x).reshape(keras.shape)
+    for label, tflite in (("through debayesianize (the library's convert)", library),
+                          ("as it is (lce.convert_keras_model)",
+                           convert.tflite_predict(lce.convert_keras_model(classifier), x))):
+        agreement = convert.Agreement.of(keras, tflite)
         print(f"{label}: max |logit diff| {agreement.max_abs_diff:.3g}, "
               f"top-1 agreement {agreement.top1_agreement:.4f} on {agreement.samples} images")
-    keras, plain = (m.predict(x, verbose=0) for m in (classifier, debayesianize(classifier)))
     print(f"Keras, debayesianized against original: max |logit diff| "
           f"{float(np.max(np.abs(keras - plain))):.3g}")
-    outliers = np.abs(keras - convert.tflite_predict(library_flatbuffer, x)).max(axis=1) > args.atol
+    outliers = np.abs(keras - library).max(axis=1) > args.atol
     margins = convert.binarization_margin(classifier, x)
     print(f"images with a logit off by more than {args.atol:g}: {int(outliers.sum())}; their "
           f"binarization margins: {', '.join(f'{m:.2g}' for m in np.sort(margins[outliers]))}")

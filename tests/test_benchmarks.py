@@ -11,6 +11,7 @@ from scipy import stats
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 import capacity  # noqa: E402
+import conversion_parity  # noqa: E402
 import evidence  # noqa: E402
 import sweep  # noqa: E402
 
@@ -145,12 +146,16 @@ def test_final_comparison_says_widens_when_bonn_is_below_plain():
     assert "widens that gap by 50%." in text and "closes" not in text
 
 
-def test_capacity_trains_the_sweeps_choice_on_the_whole_training_set(tmp_path, fashion_dir):
-    chosen = {"validation": {"accuracy": 0.9}, "test": {"accuracy": 0.9}}
+def store_sweep_choice(directory):
+    """Seed-0 results that make Adam with lam = 1e-6 (nu = 1e-4) the sweep's choice."""
     for cell, accuracy in (("sgd-lam1e-05-nu0.0001", 0.8), ("adam-lam1e-06-nu0.0001", 0.85)):
-        stored = tmp_path / "sweep" / cell / "seed-0.json"
+        stored = directory / cell / "seed-0.json"
         stored.parent.mkdir(parents=True)
-        stored.write_text(json.dumps({**chosen, "validation": {"accuracy": accuracy}}))
+        stored.write_text(json.dumps({"validation": {"accuracy": accuracy}}))
+
+
+def test_capacity_trains_the_sweeps_choice_on_the_whole_training_set(tmp_path, fashion_dir):
+    store_sweep_choice(tmp_path / "sweep")
     capacity.main(["--width", "4", "--epochs", "1", "--cells", "bonn", "float", "--augment",
                    "--sweep-results", str(tmp_path / "sweep"), "--output", str(tmp_path / "runs"),
                    "--results", str(tmp_path / "results"), "--train-limit", "256",
@@ -167,3 +172,26 @@ def test_capacity_trains_the_sweeps_choice_on_the_whole_training_set(tmp_path, f
     lines = evidence.accuracy_lines({}, {budget.name: evidence.load_results(budget)})
     assert any(line.startswith("| width4-epochs1-augment | `adam-float` | 0 | 256 | 1 |")
                for line in lines)
+
+
+def test_conversion_parity_reports_the_agreement_compare_measures(tmp_path, fashion_dir, capsys):
+    from bayes_larq import convert
+    from bayes_larq.app import data, runs
+
+    store_sweep_choice(tmp_path / "sweep")
+    capacity.main(["--width", "4", "--epochs", "1", "--sweep-results", str(tmp_path / "sweep"),
+                   "--output", str(tmp_path / "runs"), "--results", str(tmp_path / "results"),
+                   "--train-limit", "96", "--test-limit", "16", "--data-dir", str(fashion_dir)])
+    run_dir = tmp_path / "runs" / "width4-epochs1" / "adam-lam1e-06-nu0.0001" / "seed-0"
+    capsys.readouterr()
+    conversion_parity.main([str(run_dir), "--samples", "16"])
+    printed = capsys.readouterr().out
+    classifier = runs.load_classifier(run_dir)
+    x, _ = next(iter(data.load("fashion_mnist", "test", 16, training=False,
+                               data_dir=str(fashion_dir))))
+    agreement = convert.compare(classifier, convert.convert(classifier), x.numpy())
+    assert (f"through debayesianize (the library's convert): max |logit diff| "
+            f"{agreement.max_abs_diff:.3g}, top-1 agreement {agreement.top1_agreement:.4f} "
+            f"on 16 images") in printed
+    assert "as it is (lce.convert_keras_model)" in printed
+    assert "images with a logit off by more than 0.001:" in printed

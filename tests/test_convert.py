@@ -70,3 +70,10 @@ def test_agreement_check_names_both_tolerances():
     with pytest.raises(ValueError, match=r"difference 0\.3 \(tolerance 0\.001\).*0\.9900"):
         agreement.check()
     assert agreement.check(atol=0.5, min_top1_agreement=0.99) is agreement
+
+
+def test_agreement_of_two_outputs_matches_a_hand_count():
+    keras_out = np.array([[1.0, 2.0], [3.0, 0.0], [0.5, 0.25]], np.float32)
+    tflite_out = np.array([1.0, 2.5, 0.0, 3.0, 0.5, 0.0], np.float32)  # flat, as TFLite may give
+    agreement = convert.Agreement.of(keras_out, tflite_out)
+    assert agreement == convert.Agreement(max_abs_diff=3.0, top1_agreement=2 / 3, samples=3)
