@@ -62,12 +62,19 @@ def welch(a, b, confidence=0.95):
     return difference, difference - margin, difference + margin, p_value
 
 
+def finished(results, name):
+    """Whether the cell's seed-0 run finished (it ran and did not diverge)."""
+    return 0 in results.get(name, {}) and not sweep.diverged(results[name][0])
+
+
 def percent(value):
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}"
 
 
 def cell_row(name, reports, stage):
     first = reports[min(reports)]
+    if sweep.diverged(first):
+        return f"| {stage} | `{name}` | diverged: {first['diverged']} | | | | | |"
     last = first["history"][-1]
     ratio = last["kernel_loss"] / last["ce_loss"] if last["ce_loss"] else math.nan
     sigma = statistics.fmean([layer_mean(first, "sigma_pos"), layer_mean(first, "sigma_neg")])
@@ -137,7 +144,7 @@ def plot_curves(results, names, path):
 
     figure, (accuracy, flips) = plt.subplots(1, 2, figsize=(11, 4))
     for name in names:
-        if name in results and 0 in results[name]:
+        if finished(results, name):
             history = results[name][0]["history"]
             epochs = range(1, len(history) + 1)
             accuracy.plot(epochs, [100 * h["val_accuracy"] for h in history], "o-", ms=3,
@@ -208,7 +215,8 @@ def final_comparison(results):
 def accuracy_lines(results, capacity):
     """The best test accuracy any BONN cell reached, and the larger budgets' runs."""
     runs_ = [(r["test"]["accuracy"], name, seed) for name, reports in results.items()
-             for seed, r in reports.items() if sweep.is_bonn(r["config"])]
+             for seed, r in reports.items()
+             if sweep.is_bonn(r["config"]) and not sweep.diverged(r)]
     lines = []
     if runs_:
         accuracy, name, seed = max(runs_)
@@ -239,7 +247,7 @@ def plot_modes_against_scale(results, names, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in names if n in results and 0 in results[n]]
+    names = [n for n in names if finished(results, n)]
     figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
     for axis, name in zip(axes[0], names):
         mixture = results[name][0]["mixture"]

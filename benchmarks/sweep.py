@@ -38,7 +38,9 @@ something.
    lam = 1e-3). Each group is followed by the theta stage; finally the seed stages
    again, which run only what a changed "best" needs.
 "Best" is always among the cells run so far, so every choice can be read back from the
-committed results; once the sweep is complete it is the best of every cell.
+committed results; once the sweep is complete it is the best of every cell. A run whose
+loss becomes NaN or infinite is recorded as diverged (its report.json says so), is never
+"best", and the sweep goes on with the next cell.
 
 Stop it with Ctrl-C, or with SIGTERM (`kill PID`) when it was started in the background:
 shells start background jobs with SIGINT ignored. Either way it loses at most the
@@ -99,6 +101,12 @@ def cell_name(optimizer, overrides):
     return "-".join(parts)
 
 
+def diverged(report):
+    """Whether a stored run diverged (its loss became NaN or infinite): it is recorded as
+    an outcome of its cell, and never chosen."""
+    return report.get("status") == "diverged"
+
+
 def screen_cells():
     """Every screen cell: plain Larq, lam = 0, and each (lam, nu) of the grid."""
     return [PLAIN, LAM_ZERO] + [
@@ -148,22 +156,28 @@ class Sweep:
         if stored.exists():
             report = json.loads(stored.read_text())
         else:
-            report_file = run_dir / "report.json"
-            if report_file.exists():
-                report = json.loads(report_file.read_text())
-            elif runs.RunDirectory(run_dir).exists():
-                report = runs.resume(run_dir, verbose=0)
-            else:
-                config = runs.RunConfig(**{**self.base, **overrides, "optimizer": optimizer,
-                                           "seed": seed})
-                report = runs.train(config, run_dir, verbose=0)
+            if not (run_dir / "report.json").exists():
+                self.train_or_resume(optimizer, overrides, seed, run_dir)
             stored.parent.mkdir(parents=True, exist_ok=True)
             report = json.loads((run_dir / "report.json").read_text())
             write_json(stored, report)  # atomic: a sweep stopped here leaves no half file
         self.reports.setdefault(name, {})[seed] = report
-        split = "validation" if report["validation"] else "test"
-        print(f"{name} seed {seed}: {split} {report[split]['accuracy']:.4f}", flush=True)
+        print(f"{name} seed {seed}: {outcome(report)}", flush=True)
         return report
+
+    def train_or_resume(self, optimizer, overrides, seed, run_dir):
+        """Train (or resume) one run; a run that diverges leaves its diverged report.json."""
+        try:
+            if runs.RunDirectory(run_dir).exists():
+                runs.resume(run_dir, verbose=0)
+            else:
+                config = runs.RunConfig(**{**self.base, **overrides, "optimizer": optimizer,
+                                           "seed": seed})
+                runs.train(config, run_dir, verbose=0)
+        except runs.JobFailed:
+            report_file = run_dir / "report.json"
+            if not (report_file.exists() and diverged(json.loads(report_file.read_text()))):
+                raise
 
     def validation(self, optimizer, overrides, seeds=(0,)):
         reports = [self.reports[cell_name(optimizer, overrides)][s] for s in seeds]
@@ -171,8 +185,16 @@ class Sweep:
 
     def best(self, optimizer, candidates):
         """The candidate with the best seed-0 validation accuracy among those already run."""
-        ran = [c for c in candidates if cell_name(optimizer, c) in self.reports]
+        ran = [c for c in candidates if cell_name(optimizer, c) in self.reports
+               and not diverged(self.reports[cell_name(optimizer, c)][0])]
         return max(ran, key=lambda overrides: self.validation(optimizer, overrides))
+
+
+def outcome(report):
+    if diverged(report):
+        return f"diverged ({report['diverged']})"
+    split = "validation" if report["validation"] else "test"
+    return f"{split} {report[split]['accuracy']:.4f}"
 
 
 def best_kernel_setting(sweep, optimizer):

@@ -3,6 +3,7 @@ and the statistics of docs/evidence.md."""
 
 import json
 import pathlib
+import re
 import sys
 
 import numpy as np
@@ -195,3 +196,25 @@ def test_conversion_parity_reports_the_agreement_compare_measures(tmp_path, fash
             f"on 16 images") in printed
     assert "as it is (lce.convert_keras_model)" in printed
     assert "images with a logit off by more than 0.001:" in printed
+
+
+def test_a_diverged_run_is_recorded_and_never_chosen(tmp_path, fashion_dir, capsys):
+    base = {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": 1, "batch_size": 32,
+            "arch": {"width": 4}, "train_limit": 64, "test_limit": 16, "validation_size": 32,
+            "data_dir": str(fashion_dir), "learning_rate": 1e30}
+    runner = sweep.Sweep(tmp_path / "runs", tmp_path / "results", base)
+    paper = {**sweep.KERNEL_ONLY, **sweep.PAPER_SETTING}
+    report = runner.run("sgd", paper, 0)
+    assert sweep.diverged(report)
+    assert re.fullmatch(r"loss (nan|-?inf) at epoch 1, batch \d+", report["diverged"])
+    stored = tmp_path / "results" / "sgd-lam0.0001-nu0.0001" / "seed-0.json"
+    assert json.loads(stored.read_text()) == report
+    assert (f"sgd-lam0.0001-nu0.0001 seed 0: diverged ({report['diverged']})"
+            in capsys.readouterr().out)
+    assert sweep.Sweep(tmp_path / "runs", tmp_path / "results", base).run(
+        "sgd", paper, 0) == report  # read back, not trained again
+    runner.reports["sgd-lam0"] = {0: fake_report(0.5)}
+    assert sweep.best_kernel_setting(runner, "sgd") == sweep.LAM_ZERO
+    row = evidence.cell_row("sgd-lam0.0001-nu0.0001", runner.reports["sgd-lam0.0001-nu0.0001"],
+                            "screen")
+    assert row.startswith(f"| screen | `sgd-lam0.0001-nu0.0001` | diverged: {report['diverged']} |")
