@@ -177,6 +177,9 @@ def scaled_learning_rate_optimizer(optimizer, multiplier, suffix):
     return type(optimizer).from_config(config)
 
 
+MIXTURE_UPDATES = ("gradient", "closed_form")
+
+
 @lq_utils.register_keras_custom_object
 class BONN(tf.keras.Model):
     r"""Train a functional Keras classifier the BONN way, with plain `compile` / `fit`.
@@ -200,6 +203,9 @@ class BONN(tf.keras.Model):
             default 1, one optimizer for all.
         sigma_lr_multiplier: the same for the mixture sigmas (`log_sigma_pos`,
             `log_sigma_neg`); the paper trains W and sigma at a tenth of the rate.
+        mixture_update: "gradient" (default) trains mu and sigma by gradient with the
+            rest. "closed_form" gives them no gradient step: they change only when
+            something sets them, `callbacks.MixtureRefresh` with the closed-form optimum.
     """
 
     # A class attribute keeps Keras from tracking (and saving twice) this second view
@@ -209,7 +215,7 @@ class BONN(tf.keras.Model):
     def __init__(self, model: tf.keras.Model, theta: float = defaults.THETA,
                  feature_layer: str | None = None, feature_loss: bool = True,
                  w_lr_multiplier: float = 1.0, sigma_lr_multiplier: float = 1.0,
-                 **kwargs: Any):
+                 mixture_update: str = "gradient", **kwargs: Any):
         kwargs.setdefault("name", f"bonn_{model.name}")
         super().__init__(**kwargs)
         if not is_functional(model):
@@ -227,6 +233,8 @@ class BONN(tf.keras.Model):
         self.lr_multipliers = {
             "w": defaults.check_positive("w_lr_multiplier", w_lr_multiplier),
             "sigma": defaults.check_positive("sigma_lr_multiplier", sigma_lr_multiplier)}
+        self.mixture_update = defaults.check_choice("mixture_update", mixture_update,
+                                                    MIXTURE_UPDATES)
         features = find_feature_tensor(model, feature_layer)
         self._network = tf.keras.Model(model.inputs, [features, model.outputs[0]])
         self.feature_loss = None
@@ -284,8 +292,16 @@ class BONN(tf.keras.Model):
             split[self.group_optimizers[group] if group else self.optimizer].append(pair)
         return split
 
+    def _gradient_variables(self):
+        """The trainable variables, less mu and sigma when they are set by closed form."""
+        if self.mixture_update == "gradient":
+            return self.trainable_variables
+        fixed = {v.ref() for q in bayesian_quantizers(self._network)
+                 for v in (q.mu_pos, q.mu_neg, q.log_sigma_pos, q.log_sigma_neg)}
+        return [v for v in self.trainable_variables if v.ref() not in fixed]
+
     def _apply_gradients(self, tape, loss):
-        variables = self.trainable_variables
+        variables = self._gradient_variables()
         split = self._split_variables(zip(tape.gradient(loss, variables), variables))
         for optimizer, pairs in split.items():
             if pairs:
@@ -360,6 +376,7 @@ class BONN(tf.keras.Model):
             "feature_loss": self.use_feature_loss,
             "w_lr_multiplier": self.lr_multipliers["w"],
             "sigma_lr_multiplier": self.lr_multipliers["sigma"],
+            "mixture_update": self.mixture_update,
             "name": self.name,
         }
 

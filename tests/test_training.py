@@ -153,6 +153,26 @@ def test_w_learning_rate_multiplier_scales_only_w_updates():
     assert np.abs(updates[1.0][0]).max() > 0
 
 
+def test_closed_form_mixture_update_takes_mu_and_sigma_out_of_the_gradient_step(tmp_path):
+    x, y = toy_data(n=16)
+    moved = {}
+    for update in ("gradient", "closed_form"):
+        model = binary_classifier(lambda: BayesianSign(lam=1.0, reduction="sum"))
+        bonn = compiled(model, tf.keras.optimizers.SGD(0.1), mixture_update=update)
+        q = bayesian_quantizers(bonn)[0]
+        mixture = (q.mu_pos, q.mu_neg, q.log_sigma_pos, q.log_sigma_neg)
+        before = [v.numpy() for v in (*mixture, q.reconstruction)]
+        bonn.fit(x, y, batch_size=16, epochs=3, verbose=0)  # mu, sigma start at the optimum
+        moved[update] = [np.abs(v.numpy() - b).max() > 0
+                         for v, b in zip((*mixture, q.reconstruction), before)]
+    assert moved["gradient"] == [True] * 5
+    assert moved["closed_form"] == [False] * 4 + [True]  # W still trains
+    bonn.save(tmp_path / "bonn.keras")
+    assert tf.keras.models.load_model(tmp_path / "bonn.keras").mixture_update == "closed_form"
+    with pytest.raises(ValueError, match="mixture_update"):
+        BONN(binary_classifier(), mixture_update="em")
+
+
 def test_bad_labels_raise_value_errors():
     x, y = toy_data()
     bonn = compiled(binary_classifier())

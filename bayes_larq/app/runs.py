@@ -56,13 +56,12 @@ from bayes_larq import models as model_registry
 from bayes_larq.app import data, report
 from bayes_larq.defaults import check_choice, check_integer, check_non_negative, check_positive
 from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers, binary_kernels
-from bayes_larq.training import BONN
+from bayes_larq.training import BONN, MIXTURE_UPDATES
 
 LR_SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("adam", "sgd")
 # The learning rate an optimizer gets when the run does not set one.
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "sgd": 0.1}
-MIXTURE_UPDATES = ("gradient", "closed_form")
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 MAX_SEED = 2**32 - 1  # what tf.keras.utils.set_random_seed accepts
 MAX_EPOCHS = 100_000
@@ -153,7 +152,8 @@ class RunConfig:
     Collapse remedies (see docs/evidence.md): `prior_gradient="mean"` divides the
     gradient of mu and sigma by the elements per output channel (the paper's update);
     `mixture_update="closed_form"` sets mu and sigma to the closed-form optimum every
-    `refresh_batches` batches; `lam_warmup_epochs` ramps lam linearly from 0.
+    `refresh_batches` batches instead of by gradient; `lam_warmup_epochs` ramps lam
+    linearly from 0.
 
     `validation_size`: hold out the last N training examples; per-epoch validation
     metrics then come from them and the test set is evaluated once, at the end, so
@@ -340,7 +340,8 @@ def new_bonn(config):
     with distribution(config).scope():
         bonn = BONN(build_model(config), feature_loss=config.feature_loss,
                     w_lr_multiplier=config.w_lr_multiplier,
-                    sigma_lr_multiplier=config.sigma_lr_multiplier, **theta)
+                    sigma_lr_multiplier=config.sigma_lr_multiplier,
+                    mixture_update=config.mixture_update, **theta)
         compile_bonn(bonn, config)
     return bonn
 
