@@ -135,7 +135,8 @@ def _train_options(parser):
     add("--prior-gradient", choices=PRIOR_GRADIENTS,
         help=f"'mean': the paper's averaged mu/sigma gradient [{defaults.prior_gradient}]")
     add("--mixture-update", choices=runs.MIXTURE_UPDATES,
-        help=f"'closed_form': refresh mu/sigma every --refresh-batches [{defaults.mixture_update}]")
+        help=f"'closed_form': set mu/sigma by closed form every --refresh-batches, "
+             f"not by gradient [{defaults.mixture_update}]")
     add("--refresh-batches", type=positive_int, help=f"[{defaults.refresh_batches}]")
     add("--lam-warmup-epochs", type=non_negative_int,
         help=f"ramp lam linearly from 0 over N epochs [{defaults.lam_warmup_epochs}]")
