@@ -62,11 +62,6 @@ def welch(a, b, confidence=0.95):
     return difference, difference - margin, difference + margin, p_value
 
 
-def finished(results, name):
-    """Whether the cell's seed-0 run finished (it ran and did not diverge)."""
-    return 0 in results.get(name, {}) and not sweep.diverged(results[name][0])
-
-
 def percent(value):
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:.2f}"
 
@@ -144,7 +139,7 @@ def plot_curves(results, names, path):
 
     figure, (accuracy, flips) = plt.subplots(1, 2, figsize=(11, 4))
     for name in names:
-        if finished(results, name):
+        if sweep.finished(results.get(name, {})):
             history = results[name][0]["history"]
             epochs = range(1, len(history) + 1)
             accuracy.plot(epochs, [100 * h["val_accuracy"] for h in history], "o-", ms=3,
@@ -247,7 +242,7 @@ def plot_modes_against_scale(results, names, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in names if finished(results, n)]
+    names = [n for n in names if sweep.finished(results.get(n, {}))]
     figure, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
     for axis, name in zip(axes[0], names):
         mixture = results[name][0]["mixture"]

@@ -107,6 +107,11 @@ def diverged(report):
     return report.get("status") == "diverged"
 
 
+def finished(reports):
+    """Whether a cell's {seed: report} holds a seed-0 run that did not diverge."""
+    return 0 in reports and not diverged(reports[0])
+
+
 def screen_cells():
     """Every screen cell: plain Larq, lam = 0, and each (lam, nu) of the grid."""
     return [PLAIN, LAM_ZERO] + [
@@ -185,8 +190,8 @@ class Sweep:
 
     def best(self, optimizer, candidates):
         """The candidate with the best seed-0 validation accuracy among those already run."""
-        ran = [c for c in candidates if cell_name(optimizer, c) in self.reports
-               and not diverged(self.reports[cell_name(optimizer, c)][0])]
+        ran = [c for c in candidates
+               if finished(self.reports.get(cell_name(optimizer, c), {}))]
         return max(ran, key=lambda overrides: self.validation(optimizer, overrides))
 
 
