@@ -26,8 +26,15 @@ from larq import utils as lq_utils
 
 from bayes_larq import defaults
 from bayes_larq._keras import is_functional
+from bayes_larq.flips import FlipThreshold, kernel_loss_gradient
 from bayes_larq.losses import feature_loss
-from bayes_larq.quantizers import bayesian_quantizers, check_bayesian_roles
+from bayes_larq.quantizers import (
+    BayesianSign,
+    bayesian_kernels,
+    bayesian_quantizers,
+    binary_kernels,
+    check_bayesian_roles,
+)
 
 __all__ = ["BONN", "BayesianFeatureLoss", "ScaledSchedule", "find_feature_tensor"]
 
@@ -206,16 +213,24 @@ class BONN(tf.keras.Model):
         mixture_update: "gradient" (default) trains mu and sigma by gradient with the
             rest. "closed_form" gives them no gradient step: they change only when
             something sets them, `callbacks.MixtureRefresh` with the closed-form optimum.
+        flip_threshold: None (default) keeps each layer's lam as set; a
+            `bayes_larq.flips.FlipThreshold` (or its config dict) recomputes the lam of
+            every `BayesianSign` layer inside `train_step` from that layer's data
+            gradient, so that the push of L_B at zero follows it (docs/method.md,
+            "The flip threshold"). One replica only.
     """
 
     # A class attribute keeps Keras from tracking (and saving twice) this second view
     # of the classifier's layers: Keras tracks attributes set on instances only.
     _network = None
+    # The FlipProbe of `callbacks.FlipDiagnostics`, when one is attached (not saved).
+    _flip_probe = None
 
     def __init__(self, model: tf.keras.Model, theta: float = defaults.THETA,
                  feature_layer: str | None = None, feature_loss: bool = True,
                  w_lr_multiplier: float = 1.0, sigma_lr_multiplier: float = 1.0,
-                 mixture_update: str = "gradient", **kwargs: Any):
+                 mixture_update: str = "gradient",
+                 flip_threshold: FlipThreshold | dict | None = None, **kwargs: Any):
         kwargs.setdefault("name", f"bonn_{model.name}")
         super().__init__(**kwargs)
         if not is_functional(model):
@@ -237,6 +252,14 @@ class BONN(tf.keras.Model):
                                                     MIXTURE_UPDATES)
         features = find_feature_tensor(model, feature_layer)
         self._network = tf.keras.Model(model.inputs, [features, model.outputs[0]])
+        self.flip_threshold = self._flip_threshold(flip_threshold)
+        # ReBNN's rule needs the signs at the last calibration; they are training state.
+        self.reference_signs = [
+            self.add_weight(name=f"{k.layer.name}_reference_sign", shape=k.latent.shape,
+                            trainable=False, initializer=tf.keras.initializers.Constant(
+                                tf.where(k.latent >= 0, 1.0, -1.0).numpy()))
+            for k in bayesian_kernels(model)
+        ] if self.flip_threshold is not None and self.flip_threshold.rule == "rebnn" else []
         self.feature_loss = None
         if self.use_feature_loss:
             self.feature_loss = BayesianFeatureLoss(self.num_classes, theta, name="feature_loss")
@@ -248,8 +271,72 @@ class BONN(tf.keras.Model):
         self.feature_tracker = tf.keras.metrics.Mean(name="feature_loss")
         self(model.inputs)  # builds the wrapper and records its input spec for saving
 
+    def _flip_threshold(self, threshold):
+        if isinstance(threshold, dict):
+            threshold = FlipThreshold.from_config(threshold)
+        if threshold is not None and not isinstance(threshold, FlipThreshold):
+            raise ValueError(f"`flip_threshold` must be None or a "
+                             f"bayes_larq.flips.FlipThreshold; got {threshold!r}.")
+        if threshold is not None and not bayesian_kernels(self.classifier):
+            raise ValueError(f"`flip_threshold` sets the kernel-loss weight of BayesianSign "
+                             f"layers, and {self.classifier.name} has none.")
+        return threshold
+
     def call(self, inputs, training=None):
         return self.classifier(inputs, training=training)
+
+    def attach_flip_probe(self, probe) -> None:
+        """Record gradients and sign flips into `probe` (a `flips.FlipProbe`) at every
+        training step from now on; `callbacks.FlipDiagnostics` does this for you."""
+        if self._flip_probe is not probe:
+            self._flip_probe = probe
+            # A new train function, traced on its next call, records into the probe.
+            self.train_function = self.make_train_function(force=True)
+
+    def _observes_kernels(self):
+        return self.flip_threshold is not None or self._flip_probe is not None
+
+    def _observe_kernels(self, variables, gradients):
+        """Per binary kernel, the data gradient (of the loss without L_B) and the
+        gradient of L_B; then recalibrate lam and record into the probe."""
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            raise ValueError("The flip threshold and FlipDiagnostics measure the gradient "
+                             "of one replica; train without a multi-replica strategy.")
+        by_ref = {v.ref(): g for v, g in zip(variables, gradients)}
+        kernels = binary_kernels(self._network)
+        loss_gradients, data_gradients = [], []
+        for kernel in kernels:
+            total = by_ref.get(kernel.latent.ref())
+            total = tf.zeros_like(kernel.latent) if total is None else tf.convert_to_tensor(total)
+            loss_gradient = (kernel_loss_gradient(kernel.quantizer, kernel.latent)
+                             if isinstance(kernel.quantizer, BayesianSign)
+                             else tf.zeros_like(total))
+            loss_gradients.append(loss_gradient)
+            data_gradients.append(total - loss_gradient)
+        if self.flip_threshold is not None:
+            self._calibrate(kernels, data_gradients)
+        if self._flip_probe is not None:
+            self._flip_probe.record_gradients(data_gradients, loss_gradients)
+
+    def _calibrate(self, kernels, data_gradients):
+        """Every `every_n_steps` steps, set each BayesianSign layer's lam (flips.py)."""
+        bayesian = [(k, g) for k, g in zip(kernels, data_gradients)
+                    if isinstance(k.quantizer, BayesianSign)]
+
+        def calibrate():
+            for index, (kernel, gradient) in enumerate(bayesian):
+                sign = tf.where(kernel.latent >= 0, 1.0, -1.0)
+                flipped = None
+                if self.reference_signs:
+                    reference = self.reference_signs[index]
+                    flipped = tf.reduce_mean(tf.cast(tf.not_equal(sign, reference), tf.float32))
+                    reference.assign(sign)
+                kernel.quantizer.lam.assign(self.flip_threshold.lam(
+                    kernel.quantizer, kernel.latent, gradient, flipped))
+            return tf.constant(True)
+
+        due = tf.equal(self.optimizer.iterations % self.flip_threshold.every_n_steps, 0)
+        tf.cond(due, calibrate, lambda: tf.constant(False))
 
     def compile(self, optimizer="rmsprop", *args, **kwargs):
         super().compile(optimizer, *args, **kwargs)
@@ -302,10 +389,15 @@ class BONN(tf.keras.Model):
 
     def _apply_gradients(self, tape, loss):
         variables = self._gradient_variables()
-        split = self._split_variables(zip(tape.gradient(loss, variables), variables))
+        gradients = tape.gradient(loss, variables)
+        if self._observes_kernels():
+            self._observe_kernels(variables, gradients)
+        split = self._split_variables(zip(gradients, variables))
         for optimizer, pairs in split.items():
             if pairs:
                 optimizer.apply_gradients(pairs)
+        if self._flip_probe is not None:
+            self._flip_probe.record_signs()
 
     def compile_from_config(self, config):
         """Re-compile after `load_model` (`compile` is extended, so Keras leaves it to us)."""
@@ -377,6 +469,8 @@ class BONN(tf.keras.Model):
             "w_lr_multiplier": self.lr_multipliers["w"],
             "sigma_lr_multiplier": self.lr_multipliers["sigma"],
             "mixture_update": self.mixture_update,
+            "flip_threshold": (self.flip_threshold.get_config()
+                               if self.flip_threshold is not None else None),
             "name": self.name,
         }
 

@@ -87,7 +87,12 @@ def cell_name(optimizer, overrides):
     if not overrides.get("kernel_loss") and not overrides.get("feature_loss"):
         return f"{optimizer}-plain"
     parts = [optimizer]
-    if overrides.get("kernel_loss"):
+    threshold = overrides.get("flip_threshold", "fixed")
+    if threshold != "fixed":  # lam is set by the threshold; its starting value does not count
+        parts.append(f"q{overrides['threshold_quantile']:g}" if threshold == "quantile"
+                     else threshold)
+        parts.append(f"nu{overrides['nu']:g}")
+    elif overrides.get("kernel_loss"):
         parts.append(f"lam{overrides['lam']:g}")
         if overrides["lam"]:
             parts.append(f"nu{overrides['nu']:g}")

@@ -140,6 +140,16 @@ def _train_options(parser):
     add("--refresh-batches", type=positive_int, help=f"[{defaults.refresh_batches}]")
     add("--lam-warmup-epochs", type=non_negative_int,
         help=f"ramp lam linearly from 0 over N epochs [{defaults.lam_warmup_epochs}]")
+    add("--flip-threshold", choices=runs.FLIP_THRESHOLDS,
+        help="'quantile': each layer's lam set so that L_B's push at zero equals the "
+        "--threshold-quantile of its data gradient; 'rebnn': ReBNN's rule "
+        f"[{defaults.flip_threshold}]")
+    add("--threshold-quantile", type=share,
+        help=f"quantile q in [0, 1) of --flip-threshold quantile [{defaults.threshold_quantile}]")
+    add("--threshold-every", type=positive_int,
+        help=f"recompute lam every N steps [{defaults.threshold_every}]")
+    add("--no-flip-diagnostics", dest="flip_diagnostics", action="store_false",
+        help="do not record the gradient / flip diagnostics (on by default)")
     add("--strategy", choices=runs.STRATEGIES,
         help="tf.distribute strategy: 'multi-worker' reads TF_CONFIG; 'auto' picks "
         "multi-worker, mirrored (several GPUs) or the default [auto]")

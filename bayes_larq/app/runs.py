@@ -52,6 +52,7 @@ import tensorflow as tf
 
 from bayes_larq import callbacks, defaults
 from bayes_larq import convert as lce
+from bayes_larq import flips
 from bayes_larq import models as model_registry
 from bayes_larq.app import data, report
 from bayes_larq.defaults import check_choice, check_integer, check_non_negative, check_positive
@@ -63,6 +64,7 @@ OPTIMIZERS = ("adam", "sgd")
 # The learning rate an optimizer gets when the run does not set one.
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "sgd": 0.1}
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
+FLIP_THRESHOLDS = ("fixed", *flips.FLIP_THRESHOLD_RULES)
 MAX_SEED = 2**32 - 1  # what tf.keras.utils.set_random_seed accepts
 MAX_EPOCHS = 100_000
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported for models with more than 10 classes
@@ -155,6 +157,13 @@ class RunConfig:
     `refresh_batches` batches instead of by gradient; `lam_warmup_epochs` ramps lam
     linearly from 0.
 
+    The flip threshold (docs/method.md): `flip_threshold="fixed"` keeps lam as set;
+    "quantile" recomputes each layer's lam every `threshold_every` steps so that the
+    push of L_B at zero equals the `threshold_quantile` of that layer's data gradient;
+    "rebnn" uses ReBNN's rule (`bayes_larq.flips.FlipThreshold`). `flip_diagnostics`
+    records, per binary layer and epoch, the gradients against that threshold and the
+    sign oscillation (`callbacks.FlipDiagnostics`; on one replica only).
+
     `validation_size`: hold out the last N training examples; per-epoch validation
     metrics then come from them and the test set is evaluated once, at the end, so
     settings can be chosen without looking at it.
@@ -193,6 +202,10 @@ class RunConfig:
     mixture_update: str = "gradient"
     refresh_batches: int = 50
     lam_warmup_epochs: int = 0
+    flip_threshold: str = "fixed"
+    threshold_quantile: float = 0.9
+    threshold_every: int = 1
+    flip_diagnostics: bool = True
     validation_size: int = None
     augment: bool = None
     strategy: str = "auto"
@@ -208,7 +221,7 @@ class RunConfig:
         try:
             model_registry.builder(self.model)
             data.dataset_info(self.dataset)
-            for name in ("epochs", "batch_size", "refresh_batches"):
+            for name in ("epochs", "batch_size", "refresh_batches", "threshold_every"):
                 check_integer(name, getattr(self, name))
             for name in ("train_limit", "test_limit", "validation_size"):
                 check_integer(name, getattr(self, name), allow_none=True)
@@ -225,9 +238,16 @@ class RunConfig:
                                   ("precision", model_registry.PRECISIONS),
                                   ("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
                                   ("mixture_update", MIXTURE_UPDATES),
-                                  ("strategy", STRATEGIES), ("sync_batch_norm", (False, True))):
+                                  ("strategy", STRATEGIES), ("sync_batch_norm", (False, True)),
+                                  ("flip_threshold", FLIP_THRESHOLDS),
+                                  ("flip_diagnostics", (False, True))):
                 check_choice(name, getattr(self, name), allowed)
             data.check_augment(self.augment)
+            if self.flip_threshold != "fixed":
+                self.threshold()
+                if not self.kernel_loss:
+                    raise ValueError("A flip threshold sets the weight of the kernel loss; "
+                                     "it needs the kernel loss on (kernel_loss=True).")
             if self.precision == "float" and self.kernel_loss:
                 raise ValueError("precision='float' has no binary kernels for the kernel "
                                  "loss: set kernel_loss=False (--no-kernel-loss).")
@@ -239,6 +259,14 @@ class RunConfig:
         except ValueError as err:
             raise RunError(str(err)) from None
         return self
+
+    def threshold(self) -> flips.FlipThreshold | None:
+        """The run's `FlipThreshold`, or None for `flip_threshold="fixed"`."""
+        if self.flip_threshold == "fixed":
+            return None
+        q = self.threshold_quantile if self.flip_threshold == "quantile" else None
+        return flips.FlipThreshold(self.flip_threshold, q=q,
+                                   every_n_steps=self.threshold_every)
 
     @classmethod
     def from_dict(cls, values):
@@ -341,7 +369,8 @@ def new_bonn(config):
         bonn = BONN(build_model(config), feature_loss=config.feature_loss,
                     w_lr_multiplier=config.w_lr_multiplier,
                     sigma_lr_multiplier=config.sigma_lr_multiplier,
-                    mixture_update=config.mixture_update, **theta)
+                    mixture_update=config.mixture_update,
+                    flip_threshold=config.threshold(), **theta)
         compile_bonn(bonn, config)
     return bonn
 
@@ -583,6 +612,8 @@ def _callbacks(run, config, bonn, verbose, extra_callbacks):
                                                 profile_batch=0))
     if binary_kernels(bonn.classifier):
         found.append(callbacks.MixtureMonitor(log_dir=run.tensorboard / "mixture"))
+        if config.flip_diagnostics and distribution(config).num_replicas_in_sync == 1:
+            found.append(callbacks.FlipDiagnostics(log_dir=run.tensorboard / "flips"))
     if bayesian_kernels(bonn.classifier):
         if config.mixture_update == "closed_form":
             found.append(callbacks.MixtureRefresh(config.refresh_batches))
