@@ -217,7 +217,9 @@ class BONN(tf.keras.Model):
             `bayes_larq.flips.FlipThreshold` (or its config dict) recomputes the lam of
             every `BayesianSign` layer inside `train_step` from that layer's data
             gradient, so that the push of L_B at zero follows it (docs/method.md,
-            "The flip threshold"). One replica only.
+            "The flip threshold"). Each step's gradient sets the lam of the next, so
+            the lam of those layers is set to 0 here: the first step trains without
+            L_B. One replica only.
     """
 
     # A class attribute keeps Keras from tracking (and saving twice) this second view
@@ -253,6 +255,9 @@ class BONN(tf.keras.Model):
         features = find_feature_tensor(model, feature_layer)
         self._network = tf.keras.Model(model.inputs, [features, model.outputs[0]])
         self.flip_threshold = self._flip_threshold(flip_threshold)
+        if self.flip_threshold is not None:
+            for quantizer in bayesian_quantizers(model):
+                quantizer.lam.assign(0.0)
         # ReBNN's rule needs the signs at the last calibration; they are training state.
         self.reference_signs = [
             self.add_weight(name=f"{k.layer.name}_reference_sign", shape=k.latent.shape,
