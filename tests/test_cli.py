@@ -167,3 +167,11 @@ def test_train_options_reach_the_run_config():
         "sigma_lr_multiplier": 0.1, "prior_gradient": "mean", "mixture_update": "closed_form",
         "refresh_batches": 20, "lam_warmup_epochs": 3, "validation_size": 10000,
         "precision": "binary"}
+
+
+def test_flip_threshold_options_reach_the_run_config():
+    args = cli.build_parser().parse_args([
+        "train", "--flip-threshold", "quantile", "--threshold-quantile", "0.9",
+        "--threshold-every", "5", "--no-flip-diagnostics"])
+    assert cli._run_config(args) == {"flip_threshold": "quantile", "threshold_quantile": 0.9,
+                                     "threshold_every": 5, "flip_diagnostics": False}

@@ -8,6 +8,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from bayes_larq import profile
+from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers, binary_kernels
 from bayes_larq.app import data, runs
 
 
@@ -197,3 +198,38 @@ def test_float_twin_run_and_remedy_settings(tmp_path, fashion_dir):
     kernel = classifier.get_layer("unit1_conv").kernel.numpy().reshape(-1, 8)
     expected = [np.abs(c[c >= 0]).mean() for c in kernel.T]
     np.testing.assert_allclose(quantizer.mu_pos.numpy(), expected, rtol=1e-5)
+
+
+def test_reports_carry_the_flip_diagnostics_of_every_binary_layer(finished_run):
+    run_dir, summary = finished_run
+    assert summary["config"]["flip_diagnostics"] is True
+    layers = {k.split("/")[0] for k in summary["history"][0] if k.endswith("/flip_rate")}
+    assert layers == {k.layer.name for k in
+                      binary_kernels(runs.load_classifier(run_dir))}
+    for layer in layers:
+        for stat in ("ce_grad_p50", "push_at_zero", "flippable", "flipped_back"):
+            assert np.isfinite(summary["history"][-1][f"{layer}/{stat}"])
+    assert list((run_dir / "tensorboard" / "flips").rglob("events.out.tfevents*"))
+
+
+def test_a_calibrated_run_sets_lam_from_the_gradient(tmp_path, fashion_dir):
+    config = tiny_config(fashion_dir, epochs=1, reduction="sum", feature_loss=False,
+                         flip_threshold="quantile", threshold_quantile=0.5)
+    trained = runs.train(config, tmp_path / "run", verbose=0)
+    lams = [float(q.lam.numpy()) for q in bayesian_quantizers(trained.classifier)]
+    assert all(lam > 0 for lam in lams) and len(set(lams)) == len(lams)
+    pushes = [trained.report["history"][0][f"{k.layer.name}/flippable"]
+              for k in bayesian_kernels(trained.classifier)]
+    # the push at zero sits at the median of |data gradient|: about half can flip
+    assert all(0.3 < share < 0.7 for share in pushes)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"flip_threshold": "quantile", "threshold_quantile": 1.0}, "in \\[0, 1\\)"),
+    ({"flip_threshold": "rebnn", "kernel_loss": False}, "needs the kernel loss on"),
+    ({"flip_threshold": "median"}, "`flip_threshold` must be one of"),
+    ({"threshold_every": 0}, "`threshold_every` must be an integer >= 1"),
+])
+def test_bad_threshold_settings_are_refused(overrides, message):
+    with pytest.raises(runs.RunError, match=message):
+        runs.RunConfig(**overrides).validate()
