@@ -1,7 +1,7 @@
 """bayes_larq: Bayesian Optimized 1-bit CNNs (BONN, ICCV 2019) on top of Larq.
 
 The core, imported here: `losses`, `mixture`, `quantizers` (`BayesianSign`), `training`
-(`BONN`), `callbacks`, `bayesianize` / `debayesianize`, `profile`, `convert`,
+(`BONN`), `flips` (the flip threshold), `callbacks`, `bayesianize` / `debayesianize`, `profile`, `convert`,
 `defaults`, and the model
 builders `models`. The application (`bayes_larq.app`: data, runs, report, cli) is
 loaded on first use of `bl.app`; the core never imports it.
@@ -17,6 +17,7 @@ from bayes_larq import (  # noqa: E402
     callbacks,
     convert,
     defaults,
+    flips,
     losses,
     mixture,
     models,
@@ -32,7 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BONN", "BayesianFeatureLoss", "BayesianSign", "app", "bayesianize", "callbacks",
-    "convert", "debayesianize", "defaults",
+    "convert", "debayesianize", "defaults", "flips",
     "losses", "mixture", "models", "profile", "quantizers", "training", "__version__",
 ]
 

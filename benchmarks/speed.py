@@ -11,7 +11,12 @@ Variants of the same architecture, data and batch:
 * `feature loss only`: "ste_sign" kernels, the feature loss on;
 * `full BONN`: both losses;
 * `... L_B unfused`: the same with `BayesianSign(jit_compile=False)`, L_B as plain
-  TensorFlow ops (what every BayesianSign did before its XLA-fused default).
+  TensorFlow ops (what every BayesianSign did before its XLA-fused default);
+* `... + flip diagnostics`: with the `flips.FlipProbe` that `callbacks.FlipDiagnostics`
+  attaches (the in-step record of gradients and sign flips; the callback's NumPy
+  summary every 25 steps is not in a step);
+* `... + flip threshold (quantile | rebnn)`: lam recomputed every step by
+  `flips.FlipThreshold` (`--flip-threshold`, `--threshold-every 1`).
 
 Each variant is compiled once and warmed up; then the variants take turns one training
 step at a time (A B C D E, A B C D E, ...: each a call of the Keras train function that
@@ -57,6 +62,13 @@ VARIANTS = {
                                       "jit_compile": False},
     "full BONN, L_B unfused": {"bonn": True, "wrapper": True, "feature_loss": True,
                                "jit_compile": False},
+    "kernel loss only + flip diagnostics": {"bonn": True, "wrapper": True,
+                                            "feature_loss": False, "probe": True},
+    "kernel loss only + flip threshold (quantile)": {
+        "bonn": True, "wrapper": True, "feature_loss": False,
+        "threshold": {"rule": "quantile", "q": 0.9}},
+    "kernel loss only + flip threshold (rebnn)": {
+        "bonn": True, "wrapper": True, "feature_loss": False, "threshold": {"rule": "rebnn"}},
 }
 INPUTS = {"small_cnn": ((28, 28, 1), {}), "resnet18_cifar": ((32, 32, 3), {}),
           "wrn22": ((32, 32, 3), {"width_factor": 1})}
@@ -69,11 +81,14 @@ def build(model_name, variant, seed=0, **compile_options):
                       "jit_compile": variant.get("jit_compile", True)} if variant["bonn"] else {})
     classifier = models.get(model_name, num_classes=10, input_shape=input_shape,
                             bonn=variant["bonn"], **bayesian_sign, **arch)
-    model = (bl.BONN(classifier, feature_loss=variant["feature_loss"])
+    model = (bl.BONN(classifier, feature_loss=variant["feature_loss"],
+                     flip_threshold=variant.get("threshold"))
              if variant["wrapper"] else classifier)
     model.compile(tf.keras.optimizers.Adam(1e-3),
                   tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"], **compile_options)
+    if variant.get("probe"):
+        model.attach_flip_probe(bl.flips.FlipProbe(bl.quantizers.binary_kernels(classifier)))
     return model
 
 

@@ -4,13 +4,16 @@
 
 Adam, `small_cnn`, Fashion-MNIST, 50,000 training / 10,000 validation images, 15 epochs,
 `reduction="sum"`, nu = 1e-4, feature loss off, every run with `FlipDiagnostics` on (the
-job's default). Stages, in this order (`--stages` says how far to go):
+job's default). Stages (`--stages` says how far to go):
 
 1. regimes (seed 0): plain Larq and the paper's setting (lam = 1e-4) rerun with the
-   diagnostics, then the missing region of the evidence grid, lam in {1e-8, 1e-9, 1e-7}.
+   diagnostics, and the missing region of the evidence grid, lam in {1e-8, 1e-9, 1e-7}.
 2. calibrated (seed 0): lam set every step from each layer's data gradient
    (`bayes_larq.flips.FlipThreshold`): the quantile rule at q in {0.9, 0.5, 0.99}, and
    ReBNN's rule.
+   The seed-0 cells of both stages run interleaved (`seed0_cells`), the ones that say
+   most first, so that a run cut short still sees every regime: plain, paper, lam 1e-8,
+   q 0.9, ReBNN, q 0.5, lam 1e-9, lam 1e-7, q 0.99.
 3. seeds: the best cell of stages 1 and 2 in which the kernel loss acts (lam > 0 or a
    threshold rule; chosen on seed-0 validation accuracy) to seeds 1 to 4. Plain Larq's
    seeds 1 to 4 are the committed evidence sweep's (`benchmarks/results/sweep/adam-plain`)
@@ -53,6 +56,17 @@ def calibrated_cells():
     quantile = [{**kernel_cell(sweep.PAPER_SETTING["lam"]), "flip_threshold": "quantile",
                  "threshold_quantile": q} for q in QUANTILES]
     return quantile + [{**kernel_cell(sweep.PAPER_SETTING["lam"]), "flip_threshold": "rebnn"}]
+
+
+def seed0_cells(last_stage):
+    """The seed-0 cells up to `last_stage` (0: regimes, 1: calibrated), interleaved."""
+    regimes, calibrated = regime_cells(), calibrated_cells()
+    if last_stage < 1:
+        return regimes
+    order = [regimes[0], regimes[1], regimes[2], calibrated[0], calibrated[3], calibrated[1],
+             regimes[3], regimes[4], calibrated[2]]
+    assert sorted(map(str, order)) == sorted(map(str, regimes + calibrated))
+    return order
 
 
 def same_run(report, reference):
@@ -99,7 +113,7 @@ def main(argv=None):
     runner = sweep.Sweep(args.output, args.results, base)
     last = max(STAGES.index(stage) for stage in args.stages)
     start = time.perf_counter()
-    for overrides in regime_cells() + (calibrated_cells() if last >= 1 else []):
+    for overrides in seed0_cells(last):
         runner.run(OPTIMIZER, overrides, 0)
     if last >= 2:
         plain_seeds(runner)

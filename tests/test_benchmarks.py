@@ -15,6 +15,7 @@ import capacity  # noqa: E402
 import conversion_parity  # noqa: E402
 import evidence  # noqa: E402
 import sweep  # noqa: E402
+import threshold  # noqa: E402
 
 
 def names(cells, optimizer="adam"):
@@ -218,3 +219,23 @@ def test_a_diverged_run_is_recorded_and_never_chosen(tmp_path, fashion_dir, caps
     row = evidence.cell_row("sgd-lam0.0001-nu0.0001", runner.reports["sgd-lam0.0001-nu0.0001"],
                             "screen")
     assert row.startswith(f"| screen | `sgd-lam0.0001-nu0.0001` | diverged: {report['diverged']} |")
+
+
+def test_threshold_plan_runs_every_regime_once_and_names_cells_by_their_rule():
+    seed0 = names(threshold.seed0_cells(last_stage=1), "adam")
+    assert seed0[:5] == ["adam-plain", "adam-lam0.0001-nu0.0001", "adam-lam1e-08-nu0.0001",
+                         "adam-q0.9-nu0.0001", "adam-rebnn-nu0.0001"]
+    assert sorted(seed0) == sorted(names(threshold.regime_cells() + threshold.calibrated_cells(),
+                                         "adam"))
+    assert len(set(seed0)) == 9
+    assert names(threshold.seed0_cells(last_stage=0), "adam") == names(
+        threshold.regime_cells(), "adam")
+
+
+def test_threshold_reuses_committed_plain_seeds_only_for_the_same_training():
+    history = [{"loss": 1.0, "ce_loss": 1.0, "accuracy": 0.5, "val_loss": 1.1,
+                "val_accuracy": 0.4}]
+    assert threshold.same_run({"history": history}, {"history": [dict(history[0])]})
+    changed = [{**history[0], "val_accuracy": 0.41}]
+    assert not threshold.same_run({"history": changed}, {"history": history})
+    assert not threshold.same_run({"history": history * 2}, {"history": history})
