@@ -157,6 +157,93 @@ def plot_curves(results, names, path):
     plt.close(figure)
 
 
+THRESHOLD_STATS = ("ce_grad_p50", "push_at_zero", "flippable", "drift_flippable", "flipped",
+                   "flipped_back", "flip_rate")
+
+
+def layer_average(entry, stat):
+    """Mean over binarized layers of one per-layer statistic of a history entry."""
+    values = [v for k, v in entry.items() if k.endswith("/" + stat)]
+    return statistics.fmean(values) if values else math.nan
+
+
+def threshold_table(results):
+    """One row per flip-threshold cell (seed 0): validation accuracy and, at epochs 1 and
+    the last, the diagnostics averaged over layers."""
+    lines = ["| cell | validation top-1 | epoch | median abs data gradient | push at zero | "
+             "flippable | drift flippable | flipped | flipped back | flips per weight-step |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, reports in results.items():
+        if not sweep.finished(reports):
+            outcome = sweep.outcome(reports[0]) if 0 in reports else "not run"
+            lines.append(f"| `{name}` | {outcome} | | | | | | | | |")
+            continue
+        history = reports[0]["history"]
+        for index in dict.fromkeys((0, len(history) - 1)):
+            entry = history[index]
+            values = [layer_average(entry, stat) for stat in THRESHOLD_STATS]
+            first = (f"| `{name}` | {percent(reports[0]['validation']['accuracy'])} "
+                     if index == 0 else "| | ")
+            lines.append(first + f"| {index + 1} | {values[0]:.2e} | {values[1]:.2e} | "
+                         + " | ".join(f"{100 * v:.2f}%" for v in values[2:6])
+                         + f" | {values[6]:.2e} |")
+    return lines
+
+
+def plot_threshold(results, path):
+    """Per cell over epochs: the data gradient against the push at zero, the flippable
+    shares, and the flipped / flipped-back shares (means over layers, seed 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (gradient, flippable, flipped) = plt.subplots(1, 3, figsize=(15, 4.2))
+    for index, (name, reports) in enumerate(results.items()):
+        if not sweep.finished(reports):
+            continue
+        history = reports[0]["history"]
+        epochs = range(1, len(history) + 1)
+        color = f"C{index % 10}"
+        average = {stat: [layer_average(h, stat) for h in history] for stat in THRESHOLD_STATS}
+        gradient.plot(epochs, average["ce_grad_p50"], "o-", ms=3, color=color, label=name)
+        if any(v > 0 for v in average["push_at_zero"]):
+            gradient.plot(epochs, average["push_at_zero"], "--", color=color)
+        flippable.plot(epochs, [100 * v for v in average["flippable"]], "o-", ms=3, color=color)
+        flippable.plot(epochs, [100 * v for v in average["drift_flippable"]], ":", color=color)
+        flipped.plot(epochs, [100 * v for v in average["flipped"]], "o-", ms=3, color=color)
+        flipped.plot(epochs, [100 * v for v in average["flipped_back"]], ":", color=color)
+    gradient.set(xlabel="epoch", yscale="log", title="median |data gradient| (solid) and "
+                 "push of L_B at zero (dashed)")
+    flippable.set(xlabel="epoch", ylabel="% of binary weights",
+                  title="can flip: per step (solid), drift over the epoch (dotted)")
+    flipped.set(xlabel="epoch", ylabel="% of binary weights (log scale)", yscale="symlog",
+                title="flipped in the epoch (solid), and back (dotted)")
+    for axis in (gradient, flippable, flipped):
+        axis.grid(alpha=0.3)
+    gradient.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def threshold_section(results, figures, rel):
+    """The flip-threshold section of docs/evidence.md (benchmarks/threshold.py's cells)."""
+    if not results:
+        return []
+    plot_threshold(results, figures / "threshold.png")
+    lines = ["## The kernel loss as a flip threshold (seed 0, Adam, lam in sum units)", "",
+             "Every regime through the same diagnostics (`FlipDiagnostics`, docs/method.md, "
+             "\"The flip threshold\"): plain Larq, the paper's setting, the grid's missing "
+             "region (lam 1e-9 to 1e-7), and lam calibrated every step (`q...`: push at zero "
+             "at the q-quantile of |data gradient|; `rebnn`: ReBNN's rule). Values are means "
+             "over the 4 binarized layers, at the first and the last epoch. Reproduce: "
+             "`python benchmarks/threshold.py`, then `python benchmarks/evidence.py`.", ""]
+    lines += threshold_table(results)
+    lines += ["", f"![gradient against the flip threshold]({rel / 'threshold.png'})", ""]
+    return lines
+
+
 def sweep_view(results):
     """A Sweep holding the committed results, so the sweep's own choice rules read them."""
     return sweep.Sweep(None, None, base={}, reports=results)
@@ -303,6 +390,9 @@ def main(argv=None):
     parser.add_argument("--preamble", type=pathlib.Path,
                         default=pathlib.Path("benchmarks/evidence_preamble.md"),
                         help="hand-written findings placed above the generated tables")
+    parser.add_argument("--threshold", type=pathlib.Path,
+                        default=pathlib.Path("benchmarks/results/threshold"),
+                        help="results of benchmarks/threshold.py")
     parser.add_argument("--capacity", type=pathlib.Path,
                         default=pathlib.Path("benchmarks/results/capacity"),
                         help="results of benchmarks/capacity.py, one folder per budget")
@@ -357,6 +447,7 @@ def main(argv=None):
                   "Chosen by the sweep's rules (`best_bonn_setting`, `leading_optimizer` in "
                   "benchmarks/sweep.py) on validation accuracy; the test set is read only "
                   "here.", ""] + final + [""]
+    lines += threshold_section(load_results(args.threshold), args.figures, rel)
     lines += ["## Accuracy: the best BONN run and larger budgets", ""]
     lines += accuracy_lines(results, capacity)
     args.write.write_text("\n".join(lines) + "\n")

@@ -239,3 +239,20 @@ def test_threshold_reuses_committed_plain_seeds_only_for_the_same_training():
     changed = [{**history[0], "val_accuracy": 0.41}]
     assert not threshold.same_run({"history": changed}, {"history": history})
     assert not threshold.same_run({"history": history * 2}, {"history": history})
+
+
+def test_threshold_section_averages_layers_at_the_first_and_last_epoch(tmp_path):
+    def entry(flippable):
+        return {f"unit{i}/{stat}": value for i in (1, 2) for stat, value in (
+            ("ce_grad_p50", 1e-4 * i), ("push_at_zero", 2e-5), ("flippable", flippable * i),
+            ("drift_flippable", 0.1), ("flipped", 0.02), ("flipped_back", 0.01),
+            ("flip_rate", 1e-3))}
+    report = {"validation": {"accuracy": 0.9}, "history": [entry(0.2), entry(0.3), entry(0.4)]}
+    lines = evidence.threshold_section({"adam-q0.9-nu0.0001": {0: report}}, tmp_path,
+                                       pathlib.Path("figures"))
+    rows = [line for line in lines if line.startswith("| `adam-q0.9") or line.startswith("| | ")]
+    assert len(rows) == 2  # epochs 1 and 3
+    assert "| 1 | 1.50e-04 | 2.00e-05 | 30.00% | 10.00% | 2.00% | 1.00% | 1.00e-03 |" in rows[0]
+    assert "| 3 | 1.50e-04 | 2.00e-05 | 60.00% |" in rows[1]
+    assert (tmp_path / "threshold.png").read_bytes()[:4] == b"\x89PNG"
+    assert evidence.threshold_section({}, tmp_path, pathlib.Path("figures")) == []
