@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from bayes_larq.defaults import REDUCTION, REDUCTIONS, check_choice
 
-__all__ = ["channels_last_2d", "feature_loss", "fused_kernel_loss", "kernel_loss",
-           "kernel_loss_and_gradients"]
+__all__ = ["channels_last_2d", "distribution_loss", "feature_loss", "fused_kernel_loss",
+           "kernel_loss", "kernel_loss_and_gradients"]
 
 
 def channels_last_2d(tensor: tf.Tensor) -> tf.Tensor:
@@ -167,3 +167,36 @@ def feature_loss(features: tf.Tensor, labels: tf.Tensor, centers: tf.Tensor,
     residual2 = tf.square(features - center)
     per_sample = tf.reduce_sum(residual2 + residual2 / variance + tf.math.log(variance), axis=-1)
     return 0.5 * theta * tf.reduce_mean(per_sample)
+
+
+def distribution_loss(teacher_logits: tf.Tensor, student_logits: tf.Tensor,
+                      temperature: float | tf.Tensor = 1.0) -> tf.Tensor:
+    r"""ReActNet's distribution loss per example: the KL divergence from the teacher's
+    softmax to the student's, at temperature $T$, times $T^2$ (docs/method.md,
+    "Distillation").
+
+    With $p = \mathrm{softmax}(t / T)$ (teacher) and $q = \mathrm{softmax}(s / T)$
+    (student), per example
+
+    $$
+    L_{KD} = T^2 \sum_k p_k \big(\log p_k - \log q_k\big), \qquad
+    \frac{\partial L_{KD}}{\partial s} = T\,(q - p).
+    $$
+
+    The factor $T^2$ keeps the gradient's size independent of $T$ (Hinton et al.,
+    2015). No gradient flows into the teacher's logits.
+
+    Args:
+        teacher_logits, student_logits: `[B, classes]` logits.
+        temperature: $T > 0$.
+
+    Returns:
+        `[B]` per-example losses.
+    """
+    teacher = tf.stop_gradient(tf.convert_to_tensor(teacher_logits))
+    student = tf.convert_to_tensor(student_logits)
+    teacher = tf.cast(teacher, student.dtype)
+    temperature = tf.cast(temperature, student.dtype)
+    log_p = tf.nn.log_softmax(teacher / temperature, axis=-1)
+    log_q = tf.nn.log_softmax(student / temperature, axis=-1)
+    return temperature**2 * tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), axis=-1)

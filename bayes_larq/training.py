@@ -27,7 +27,7 @@ from larq import utils as lq_utils
 from bayes_larq import defaults
 from bayes_larq._keras import is_functional
 from bayes_larq.flips import FlipThreshold, kernel_loss_gradient
-from bayes_larq.losses import feature_loss
+from bayes_larq.losses import distribution_loss, feature_loss
 from bayes_larq.quantizers import (
     BayesianSign,
     bayesian_kernels,
@@ -220,6 +220,15 @@ class BONN(tf.keras.Model):
             "The flip threshold"). Each step's gradient sets the lam of the next, so
             the lam of those layers is set to 0 here: the first step trains without
             L_B. One replica only.
+        teacher: a real-valued Keras model with the classifier's inputs and outputs
+            (typically its float twin, trained) for distillation; None (default) trains
+            on the labels alone. BONN freezes it (`trainable = False`) and runs it in
+            inference mode; it is saved with the BONN model (`.keras` restores its
+            weights) and is never part of `classifier`, so not of the converted model.
+        kd_weight: share of the distribution loss in the task loss, in [0, 1]:
+            $(1 - \alpha) L_{CE} + \alpha L_{KD}$ (`losses.distribution_loss`). 1
+            (default) is ReActNet's: the teacher's distribution instead of the labels.
+        temperature: softmax temperature $T > 0$ of the distribution loss (default 1).
     """
 
     # A class attribute keeps Keras from tracking (and saving twice) this second view
@@ -232,7 +241,9 @@ class BONN(tf.keras.Model):
                  feature_layer: str | None = None, feature_loss: bool = True,
                  w_lr_multiplier: float = 1.0, sigma_lr_multiplier: float = 1.0,
                  mixture_update: str = "gradient",
-                 flip_threshold: FlipThreshold | dict | None = None, **kwargs: Any):
+                 flip_threshold: FlipThreshold | dict | None = None,
+                 teacher: tf.keras.Model | None = None, kd_weight: float = 1.0,
+                 temperature: float = 1.0, **kwargs: Any):
         kwargs.setdefault("name", f"bonn_{model.name}")
         super().__init__(**kwargs)
         if not is_functional(model):
@@ -269,8 +280,15 @@ class BONN(tf.keras.Model):
         if self.use_feature_loss:
             self.feature_loss = BayesianFeatureLoss(self.num_classes, theta, name="feature_loss")
             self.feature_loss.build(features.shape)
+        self.teacher = self._frozen_teacher(teacher)
+        self.kd_weight = defaults.check_non_negative("kd_weight", kd_weight)
+        if self.kd_weight > 1:
+            raise ValueError(f"`kd_weight` is the share of the distribution loss, in "
+                             f"[0, 1]; got {kd_weight!r}.")
+        self.temperature = defaults.check_positive("temperature", temperature)
         self.group_optimizers = {}
         self.total_tracker = tf.keras.metrics.Mean(name="loss")
+        self.kd_tracker = tf.keras.metrics.Mean(name="kd_loss")
         self.ce_tracker = tf.keras.metrics.Mean(name="ce_loss")
         self.kernel_tracker = tf.keras.metrics.Mean(name="kernel_loss")
         self.feature_tracker = tf.keras.metrics.Mean(name="feature_loss")
@@ -286,6 +304,27 @@ class BONN(tf.keras.Model):
             raise ValueError(f"`flip_threshold` sets the kernel-loss weight of BayesianSign "
                              f"layers, and {self.classifier.name} has none.")
         return threshold
+
+    def _frozen_teacher(self, teacher):
+        if teacher is None:
+            return None
+        if not isinstance(teacher, tf.keras.Model):
+            raise ValueError(f"`teacher` must be a Keras model; got {type(teacher).__name__}.")
+        student_in, student_out = self.classifier.inputs[0].shape, self.classifier.outputs[0].shape
+        teacher_in = teacher.inputs[0].shape if teacher.inputs else None
+        teacher_out = teacher.outputs[0].shape if teacher.outputs else None
+        if (teacher_in is None or teacher_in[1:] != student_in[1:] or teacher_out is None
+                or teacher_out[1:] != student_out[1:] or len(teacher.outputs) != 1):
+            raise ValueError(
+                f"The teacher {teacher.name!r} must take the student's input "
+                f"{tuple(student_in[1:])} and give one output of its shape "
+                f"{tuple(student_out[1:])} (the same classes); it takes "
+                f"{None if teacher_in is None else tuple(teacher_in[1:])} and gives "
+                f"{[tuple(o.shape[1:]) for o in teacher.outputs]}.")
+        if teacher is self.classifier:
+            raise ValueError("The teacher must be another model than the student.")
+        teacher.trainable = False
+        return teacher
 
     def call(self, inputs, training=None):
         return self.classifier(inputs, training=training)
@@ -349,13 +388,20 @@ class BONN(tf.keras.Model):
             group: scaled_learning_rate_optimizer(self.optimizer, multiplier, group)
             for group, multiplier in self.lr_multipliers.items() if multiplier != 1.0}
 
-    def _loss_terms(self, y, features, logits, sample_weight):
+    def _loss_terms(self, x, y, features, logits, sample_weight):
         """The loss terms of one batch; `total` is scaled for cross-replica summation."""
         labels = integer_labels(y, self.num_classes)
         with tf.control_dependencies([labels]):  # the label check runs before any loss
             y = tf.identity(y)
-        task = self.compiled_loss(y, logits, sample_weight)  # already divided by replicas
-        replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, task.dtype)
+        ce = self.compiled_loss(y, logits, sample_weight)  # already divided by replicas
+        replicas = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, ce.dtype)
+        task, kd = ce, tf.constant(0.0)
+        if self.teacher is not None:
+            teacher_logits = self.teacher(x, training=False)
+            kd = tf.nn.compute_average_loss(  # divided by the global batch, as `ce`
+                distribution_loss(teacher_logits, logits, self.temperature),
+                sample_weight=sample_weight)
+            task = (1.0 - self.kd_weight) * ce + self.kd_weight * kd
         quantizer_losses = [loss for q in bayesian_quantizers(self._network) for loss in q.losses]
         kernel = tf.add_n(quantizer_losses) if quantizer_losses else tf.constant(0.0)
         all_losses = self.classifier.losses
@@ -363,7 +409,7 @@ class BONN(tf.keras.Model):
         feature = (self.feature_loss(features, labels) if self.feature_loss is not None
                    else tf.constant(0.0))
         extra = kernel + other + feature
-        return {"ce": task * replicas, "kernel": kernel, "feature": feature,
+        return {"ce": ce * replicas, "kd": kd * replicas, "kernel": kernel, "feature": feature,
                 "total": task + extra / replicas, "logged_total": task * replicas + extra}
 
     def _group_variables(self):
@@ -428,18 +474,23 @@ class BONN(tf.keras.Model):
     @property
     def metrics(self):
         """Loss trackers first; the compiled loss's own tracker is replaced by ours."""
-        ours = [self.total_tracker, self.ce_tracker, self.kernel_tracker]
+        ours = [self.total_tracker, self.ce_tracker]
+        if self.teacher is not None:
+            ours.append(self.kd_tracker)
+        ours.append(self.kernel_tracker)
         if self.feature_loss is not None:
             ours.append(self.feature_tracker)
         compiled_loss = getattr(self, "compiled_loss", None)
-        replaced = ours + [self.feature_tracker] + (compiled_loss.metrics if compiled_loss else [])
+        replaced = ours + [self.feature_tracker, self.kd_tracker] + (
+            compiled_loss.metrics if compiled_loss else [])
         return ours + [m for m in super().metrics if all(m is not r for r in replaced)]
 
     def _results(self, y, logits, sample_weight, terms):
         batch = tf.cast(tf.shape(logits)[0], tf.float32)
         self.compiled_metrics.update_state(y, logits, sample_weight)
         for tracker, key in ((self.total_tracker, "logged_total"), (self.ce_tracker, "ce"),
-                             (self.kernel_tracker, "kernel"), (self.feature_tracker, "feature")):
+                             (self.kd_tracker, "kd"), (self.kernel_tracker, "kernel"),
+                             (self.feature_tracker, "feature")):
             tracker.update_state(terms[key], sample_weight=batch)
         return {m.name: m.result() for m in self.metrics}
 
@@ -447,14 +498,14 @@ class BONN(tf.keras.Model):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             features, logits = self._network(x, training=True)
-            terms = self._loss_terms(y, features, logits, sample_weight)
+            terms = self._loss_terms(x, y, features, logits, sample_weight)
         self._apply_gradients(tape, terms["total"])
         return self._results(y, logits, sample_weight, terms)
 
     def test_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
         features, logits = self._network(x, training=False)
-        terms = self._loss_terms(y, features, logits, sample_weight)
+        terms = self._loss_terms(x, y, features, logits, sample_weight)
         return self._results(y, logits, sample_weight, terms)
 
     def fit(self, *args, **kwargs):
@@ -476,6 +527,10 @@ class BONN(tf.keras.Model):
             "mixture_update": self.mixture_update,
             "flip_threshold": (self.flip_threshold.get_config()
                                if self.flip_threshold is not None else None),
+            "teacher": (tf.keras.utils.serialize_keras_object(self.teacher)
+                        if self.teacher is not None else None),
+            "kd_weight": self.kd_weight,
+            "temperature": self.temperature,
             "name": self.name,
         }
 
@@ -484,4 +539,7 @@ class BONN(tf.keras.Model):
         config = dict(config)
         model = tf.keras.models.model_from_config(config.pop("model"),
                                                   custom_objects=custom_objects)
-        return cls(model, **config)
+        teacher = config.pop("teacher", None)
+        if teacher is not None:
+            teacher = tf.keras.models.model_from_config(teacher, custom_objects=custom_objects)
+        return cls(model, teacher=teacher, **config)
