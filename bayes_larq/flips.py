@@ -22,6 +22,11 @@ $\lambda u$ is a **flip threshold**: a weight can flip only where $|g| > \lambda
   the q-quantile of the layer's $|g|$ ($\bar u$ is the mean of $u$ over the layer), so
   a share of about $1 - q$ of the weights can still flip. `q = 0` sets $\lambda = 0$
   (plain Larq's update; the 0-quantile, $\min |g|$, is not exactly 0).
+* `FlipThreshold("drift", q, decay)`: the same with the data gradient averaged over
+  steps, an exponential moving average $\bar g \leftarrow \beta \bar g + (1-\beta) g$
+  (bias-corrected, as Adam's first moment): $\lambda = Q_q(|\bar g|) / \bar u$. Adam's
+  step follows the mean gradient, in which the batch noise of $g$ cancels and the push
+  does not, so this is the comparison that decides a flip under Adam.
 * `FlipThreshold("rebnn")`: ReBNN's rule (Xu et al., AAAI 2023, arXiv 2302.00956):
   $\gamma = \rho \max |g|$, with $\rho$ the share of the layer's weights whose sign
   changed since the last calibration; here $\lambda = \rho \max|g| / \bar u$ per layer
@@ -44,7 +49,7 @@ from bayes_larq.losses import channels_last_2d, kernel_loss_and_gradients
 __all__ = ["FLIP_THRESHOLD_RULES", "FlipProbe", "FlipThreshold", "kernel_loss_gradient",
            "push_at_zero", "quantile"]
 
-FLIP_THRESHOLD_RULES = ("quantile", "rebnn")
+FLIP_THRESHOLD_RULES = ("quantile", "drift", "rebnn")
 
 
 def _mixture(quantizer):
@@ -105,16 +110,26 @@ class FlipThreshold:
     """
 
     def __init__(self, rule: str = "quantile", q: float | None = None,
-                 every_n_steps: int = 1):
+                 every_n_steps: int = 1, decay: float | None = None):
         self.rule = check_choice("rule", rule, FLIP_THRESHOLD_RULES)
-        if rule == "quantile":
+        if rule in ("quantile", "drift"):
             if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 <= q < 1:
-                raise ValueError(f"FlipThreshold('quantile') needs `q` in [0, 1); got {q!r}.")
+                raise ValueError(f"FlipThreshold({rule!r}) needs `q` in [0, 1); got {q!r}.")
             q = float(q)
         elif q is not None:
             raise ValueError(f"FlipThreshold('rebnn') takes no `q` (got {q!r}); its "
                              f"threshold comes from the share of flipped weights.")
+        if rule == "drift":
+            decay = 0.99 if decay is None else decay
+            if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay < 1:
+                raise ValueError(f"FlipThreshold('drift') needs `decay` in (0, 1); "
+                                 f"got {decay!r}.")
+            decay = float(decay)
+        elif decay is not None:
+            raise ValueError(f"Only FlipThreshold('drift') averages the gradient; "
+                             f"`decay` ({decay!r}) does nothing with {rule!r}.")
         self.q = q
+        self.decay = decay
         self.every_n_steps = check_integer("every_n_steps", every_n_steps)
 
     def lam(self, quantizer, latent, data_gradient, flipped_share):
@@ -130,14 +145,16 @@ class FlipThreshold:
         return tf.where(unit > 0, target / tf.maximum(unit, 1e-30), 0.0)
 
     def get_config(self) -> dict[str, Any]:
-        return {"rule": self.rule, "q": self.q, "every_n_steps": self.every_n_steps}
+        return {"rule": self.rule, "q": self.q, "every_n_steps": self.every_n_steps,
+                "decay": self.decay}
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
 
     def __repr__(self):
-        detail = f", q={self.q:g}" if self.rule == "quantile" else ""
+        detail = "" if self.q is None else f", q={self.q:g}"
+        detail += "" if self.decay is None else f", decay={self.decay:g}"
         return f"FlipThreshold({self.rule!r}{detail}, every_n_steps={self.every_n_steps})"
 
 

@@ -276,6 +276,12 @@ class BONN(tf.keras.Model):
                                 tf.where(k.latent >= 0, 1.0, -1.0).numpy()))
             for k in bayesian_kernels(model)
         ] if self.flip_threshold is not None and self.flip_threshold.rule == "rebnn" else []
+        # The "drift" rule's moving average of each layer's data gradient, and its steps.
+        self.gradient_averages = [
+            self.add_weight(name=f"{k.layer.name}_gradient_average", shape=k.latent.shape,
+                            trainable=False, initializer="zeros")
+            for k in bayesian_kernels(model)
+        ] if self.flip_threshold is not None and self.flip_threshold.rule == "drift" else []
         self.feature_loss = None
         if self.use_feature_loss:
             self.feature_loss = BayesianFeatureLoss(self.num_classes, theta, name="feature_loss")
@@ -366,6 +372,13 @@ class BONN(tf.keras.Model):
         """Every `every_n_steps` steps, set each BayesianSign layer's lam (flips.py)."""
         bayesian = [(k, g) for k, g in zip(kernels, data_gradients)
                     if isinstance(k.quantizer, BayesianSign)]
+        if self.gradient_averages:
+            decay = self.flip_threshold.decay
+            steps = tf.cast(self.optimizer.iterations + 1, tf.float32)
+            for index, (kernel, gradient) in enumerate(bayesian):
+                average = self.gradient_averages[index]
+                average.assign(decay * average + (1.0 - decay) * gradient)
+                bayesian[index] = (kernel, average / (1.0 - decay**steps))
 
         def calibrate():
             for index, (kernel, gradient) in enumerate(bayesian):

@@ -89,8 +89,8 @@ def cell_name(optimizer, overrides):
     parts = [optimizer]
     threshold = overrides.get("flip_threshold", "fixed")
     if threshold != "fixed":  # lam is set by the threshold; its starting value does not count
-        parts.append(f"q{overrides['threshold_quantile']:g}" if threshold == "quantile"
-                     else threshold)
+        prefix = {"quantile": "q", "drift": "drift"}.get(threshold)
+        parts.append(f"{prefix}{overrides['threshold_quantile']:g}" if prefix else threshold)
         parts.append(f"nu{overrides['nu']:g}")
     elif overrides.get("kernel_loss"):
         parts.append(f"lam{overrides['lam']:g}")

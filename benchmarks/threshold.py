@@ -9,11 +9,14 @@ job's default). Stages (`--stages` says how far to go):
 1. regimes (seed 0): plain Larq and the paper's setting (lam = 1e-4) rerun with the
    diagnostics, and the missing region of the evidence grid, lam in {1e-8, 1e-9, 1e-7}.
 2. calibrated (seed 0): lam set every step from each layer's data gradient
-   (`bayes_larq.flips.FlipThreshold`): the quantile rule at q in {0.9, 0.5, 0.99}, and
-   ReBNN's rule.
+   (`bayes_larq.flips.FlipThreshold`): the quantile rule at q in {0.5, 0.9, 0.99},
+   the drift rule (the quantile of the gradient's moving average, what decides a flip
+   under Adam) at q = 0.5 and 0.9, and ReBNN's rule.
    The seed-0 cells of both stages run interleaved (`seed0_cells`), the ones that say
-   most first, so that a run cut short still sees every regime: plain, paper, lam 1e-8,
-   q 0.9, ReBNN, q 0.5, lam 1e-9, lam 1e-7, q 0.99.
+   most first, so that a run cut short still sees every regime: plain, paper, lam 1e-7
+   (where the diagnostics put the threshold: the push at zero equals the median drift of
+   plain Larq's data gradient), q 0.5, drift 0.5, ReBNN, lam 1e-8, drift 0.9, lam 1e-9,
+   q 0.9, q 0.99.
 3. seeds: the best cell of stages 1 and 2 in which the kernel loss acts (lam > 0 or a
    threshold rule; chosen on seed-0 validation accuracy) to seeds 1 to 4. Plain Larq's
    seeds 1 to 4 are the committed evidence sweep's (`benchmarks/results/sweep/adam-plain`)
@@ -37,8 +40,9 @@ import sweep  # noqa: E402
 STAGES = ("regimes", "calibrated", "seeds")
 OPTIMIZER = "adam"
 NU = 1e-4
-GRID_LAMS = (1e-8, 1e-9, 1e-7)
-QUANTILES = (0.9, 0.5, 0.99)
+GRID_LAMS = (1e-9, 1e-8, 1e-7)
+QUANTILES = (0.5, 0.9, 0.99)
+DRIFT_QUANTILES = (0.5, 0.9)
 SEEDS = (1, 2, 3, 4)
 SWEEP_RESULTS = pathlib.Path("benchmarks/results/sweep")
 
@@ -55,7 +59,10 @@ def regime_cells():
 def calibrated_cells():
     quantile = [{**kernel_cell(sweep.PAPER_SETTING["lam"]), "flip_threshold": "quantile",
                  "threshold_quantile": q} for q in QUANTILES]
-    return quantile + [{**kernel_cell(sweep.PAPER_SETTING["lam"]), "flip_threshold": "rebnn"}]
+    drift = [{**kernel_cell(sweep.PAPER_SETTING["lam"]), "flip_threshold": "drift",
+              "threshold_quantile": q} for q in DRIFT_QUANTILES]
+    return quantile + drift + [{**kernel_cell(sweep.PAPER_SETTING["lam"]),
+                                "flip_threshold": "rebnn"}]
 
 
 def seed0_cells(last_stage):
@@ -63,8 +70,9 @@ def seed0_cells(last_stage):
     regimes, calibrated = regime_cells(), calibrated_cells()
     if last_stage < 1:
         return regimes
-    order = [regimes[0], regimes[1], regimes[2], calibrated[0], calibrated[3], calibrated[1],
-             regimes[3], regimes[4], calibrated[2]]
+    plain, paper, lam_9, lam_8, lam_7 = regimes
+    q_5, q_9, q_99, drift_5, drift_9, rebnn = calibrated
+    order = [plain, paper, lam_7, q_5, drift_5, rebnn, lam_8, drift_9, lam_9, q_9, q_99]
     assert sorted(map(str, order)) == sorted(map(str, regimes + calibrated))
     return order
 

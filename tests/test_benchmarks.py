@@ -223,11 +223,11 @@ def test_a_diverged_run_is_recorded_and_never_chosen(tmp_path, fashion_dir, caps
 
 def test_threshold_plan_runs_every_regime_once_and_names_cells_by_their_rule():
     seed0 = names(threshold.seed0_cells(last_stage=1), "adam")
-    assert seed0[:5] == ["adam-plain", "adam-lam0.0001-nu0.0001", "adam-lam1e-08-nu0.0001",
-                         "adam-q0.9-nu0.0001", "adam-rebnn-nu0.0001"]
+    assert seed0[:6] == ["adam-plain", "adam-lam0.0001-nu0.0001", "adam-lam1e-07-nu0.0001",
+                         "adam-q0.5-nu0.0001", "adam-drift0.5-nu0.0001", "adam-rebnn-nu0.0001"]
     assert sorted(seed0) == sorted(names(threshold.regime_cells() + threshold.calibrated_cells(),
                                          "adam"))
-    assert len(set(seed0)) == 9
+    assert len(set(seed0)) == 11
     assert names(threshold.seed0_cells(last_stage=0), "adam") == names(
         threshold.regime_cells(), "adam")
 

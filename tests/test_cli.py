@@ -172,6 +172,7 @@ def test_train_options_reach_the_run_config():
 def test_flip_threshold_options_reach_the_run_config():
     args = cli.build_parser().parse_args([
         "train", "--flip-threshold", "quantile", "--threshold-quantile", "0.9",
-        "--threshold-every", "5", "--no-flip-diagnostics"])
+        "--threshold-every", "5", "--threshold-decay", "0.95", "--no-flip-diagnostics"])
     assert cli._run_config(args) == {"flip_threshold": "quantile", "threshold_quantile": 0.9,
-                                     "threshold_every": 5, "flip_diagnostics": False}
+                                     "threshold_every": 5, "threshold_decay": 0.95,
+                                     "flip_diagnostics": False}

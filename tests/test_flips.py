@@ -93,6 +93,8 @@ def test_quantile_interpolates_as_numpy(q):
     ({"rule": "quantile"}, "needs `q`"),
     ({"rule": "rebnn", "q": 0.5}, "takes no `q`"),
     ({"rule": "max"}, "`rule` must be one of"),
+    ({"rule": "drift", "q": 0.5, "decay": 1.0}, "`decay` in \\(0, 1\\)"),
+    ({"rule": "quantile", "q": 0.5, "decay": 0.9}, "does nothing"),
     ({"rule": "quantile", "q": 0.5, "every_n_steps": 0}, "every_n_steps"),
 ])
 def test_bad_thresholds_are_refused(arguments, message):
@@ -116,6 +118,25 @@ def test_calibrated_lam_matches_numpy_on_a_fixed_batch(q):
     bonn.train_on_batch(x, y)
     lams = [float(k.quantizer.lam.numpy()) for k in bayesian_kernels(model)]
     np.testing.assert_allclose(lams, expected, rtol=1e-4)
+
+
+def test_drift_rule_takes_the_quantile_of_the_bias_corrected_average_gradient():
+    x, y = batch()
+    model = classifier(lam=1e-3, nu=1e-2, reduction="sum")
+    q, decay = 0.7, 0.9
+    bonn = compiled(model, flip_threshold=flips.FlipThreshold("drift", q, decay=decay))
+    kernels = bayesian_kernels(model)
+    first = cross_entropy_gradients(model, x, y)
+    bonn.train_on_batch(x, y)
+    second = cross_entropy_gradients(model, x, y)
+    units = [numpy_push_unit(k.quantizer, k.latent.numpy()).mean() for k in kernels]
+    bonn.train_on_batch(x, y)
+    expected = []
+    for g0, g1, unit in zip(first, second, units):
+        average = (decay * (1 - decay) * g0 + (1 - decay) * g1) / (1 - decay**2)
+        expected.append(np.quantile(np.abs(average), q) / unit)
+    np.testing.assert_allclose([float(k.quantizer.lam.numpy()) for k in kernels], expected,
+                               rtol=1e-4)
 
 
 def test_rebnn_rule_scales_the_largest_gradient_by_the_share_of_flipped_signs():
@@ -161,7 +182,7 @@ def test_threshold_survives_save_and_load_and_training_continues_exactly(tmp_pat
     bonn.save(tmp_path / "bonn.keras")
     loaded = tf.keras.models.load_model(tmp_path / "bonn.keras")
     assert loaded.flip_threshold.get_config() == {"rule": "rebnn", "q": None,
-                                                  "every_n_steps": 2}
+                                                  "every_n_steps": 2, "decay": None}
     for model in (bonn, loaded):
         model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
     for mine, theirs in zip(bonn.get_weights(), loaded.get_weights()):

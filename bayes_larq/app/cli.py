@@ -142,10 +142,14 @@ def _train_options(parser):
         help=f"ramp lam linearly from 0 over N epochs [{defaults.lam_warmup_epochs}]")
     add("--flip-threshold", choices=runs.FLIP_THRESHOLDS,
         help="'quantile': each layer's lam set so that L_B's push at zero equals the "
-        "--threshold-quantile of its data gradient; 'rebnn': ReBNN's rule "
+        "--threshold-quantile of its data gradient; 'drift': of that gradient's moving "
+        "average; 'rebnn': ReBNN's rule "
         f"[{defaults.flip_threshold}]")
     add("--threshold-quantile", type=share,
         help=f"quantile q in [0, 1) of --flip-threshold quantile [{defaults.threshold_quantile}]")
+    add("--threshold-decay", type=share,
+        help=f"decay of the gradient's moving average, --flip-threshold drift "
+             f"[{defaults.threshold_decay}]")
     add("--threshold-every", type=positive_int,
         help=f"recompute lam every N steps [{defaults.threshold_every}]")
     add("--no-flip-diagnostics", dest="flip_diagnostics", action="store_false",

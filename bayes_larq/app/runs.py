@@ -160,6 +160,7 @@ class RunConfig:
     The flip threshold (docs/method.md): `flip_threshold="fixed"` keeps lam as set;
     "quantile" recomputes each layer's lam every `threshold_every` steps so that the
     push of L_B at zero equals the `threshold_quantile` of that layer's data gradient;
+    "drift" the same quantile of its moving average (decay `threshold_decay`);
     "rebnn" uses ReBNN's rule (`bayes_larq.flips.FlipThreshold`). `flip_diagnostics`
     records, per binary layer and epoch, the gradients against that threshold and the
     sign oscillation (`callbacks.FlipDiagnostics`; on one replica only).
@@ -205,6 +206,7 @@ class RunConfig:
     flip_threshold: str = "fixed"
     threshold_quantile: float = 0.9
     threshold_every: int = 1
+    threshold_decay: float = 0.99
     flip_diagnostics: bool = True
     validation_size: int = None
     augment: bool = None
@@ -264,9 +266,11 @@ class RunConfig:
         """The run's `FlipThreshold`, or None for `flip_threshold="fixed"`."""
         if self.flip_threshold == "fixed":
             return None
-        q = self.threshold_quantile if self.flip_threshold == "quantile" else None
-        return flips.FlipThreshold(self.flip_threshold, q=q,
-                                   every_n_steps=self.threshold_every)
+        uses_quantile = self.flip_threshold in ("quantile", "drift")
+        return flips.FlipThreshold(
+            self.flip_threshold, q=self.threshold_quantile if uses_quantile else None,
+            every_n_steps=self.threshold_every,
+            decay=self.threshold_decay if self.flip_threshold == "drift" else None)
 
     @classmethod
     def from_dict(cls, values):
