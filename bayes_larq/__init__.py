@@ -1,7 +1,8 @@
 """bayes_larq: Bayesian Optimized 1-bit CNNs (BONN, ICCV 2019) on top of Larq.
 
 The core, imported here: `losses`, `mixture`, `quantizers` (`BayesianSign`), `training`
-(`BONN`), `flips` (the flip threshold), `callbacks`, `bayesianize` / `debayesianize`, `profile`, `convert`,
+(`BONN`), `flips` (the flip threshold), `callbacks`, `bayesianize` / `debayesianize`,
+`profile`, `convert`, `staged` (two-step training),
 `defaults`, and the model
 builders `models`. The application (`bayes_larq.app`: data, runs, report, cli) is
 loaded on first use of `bl.app`; the core never imports it.
@@ -23,6 +24,7 @@ from bayes_larq import (  # noqa: E402
     models,
     profile,
     quantizers,
+    staged,
     training,
 )
 from bayes_larq.bayesianize import bayesianize, debayesianize  # noqa: E402
@@ -34,7 +36,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BONN", "BayesianFeatureLoss", "BayesianSign", "app", "bayesianize", "callbacks",
     "convert", "debayesianize", "defaults", "flips",
-    "losses", "mixture", "models", "profile", "quantizers", "training", "__version__",
+    "losses", "mixture", "models", "profile", "quantizers", "staged", "training", "__version__",
 ]
 
 

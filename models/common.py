@@ -27,7 +27,7 @@ __all__ = ["BINARY_ROLES", "FLOAT_ACTIVATIONS", "LayerFactory", "PRECISIONS", "S
            "bireal_unit", "check_input_shape", "head", "htanh", "start_builder"]
 
 SCOPES = ("paper", "full")
-PRECISIONS = ("binary", "float")
+PRECISIONS = ("binary", "float", "activations")
 FLOAT_ACTIVATIONS = ("relu", "htanh", "linear")
 
 # What each scope binarizes (roles of weight layers). The stem is real in both scopes:
@@ -68,10 +68,13 @@ class LayerFactory:
     Args:
         bonn: binary kernels use `BayesianSign` (True) or Larq's "ste_sign" (False).
         scope: "paper" or "full", see `BINARY_ROLES`.
-        precision: "binary" or "float". The float variant has the same layers with no
-            quantizers: where the binary model takes the sign of a layer's input, the
-            float one applies `float_activation` instead (else the float network would
-            be linear between its pooling layers).
+        precision: "binary", "float" or "activations". The float variant has the same
+            layers with no quantizers: where the binary model takes the sign of a
+            layer's input, the float one applies `float_activation` instead (else the
+            float network would be linear between its pooling layers). "activations"
+            binarizes the activations and keeps the kernels real (no kernel quantizer,
+            no weight clip): step 1 of two-step training, which
+            `bayes_larq.staged.binarize_kernels` turns into the binary model.
         float_activation: activation of the float variant, "relu" (default), "htanh"
             (the function whose gradient the straight-through sign uses) or "linear".
             Only valid with `precision="float"`.
@@ -99,13 +102,12 @@ class LayerFactory:
             raise ValueError(f"{err} Builders take their architecture arguments and "
                              f"BayesianSign settings as keywords; anything else is an "
                              f"error.") from None
-        if self.precision == "float" and bonn:
+        if self.precision != "binary" and bonn:
             raise ValueError(
-                "precision='float' builds the float variant without quantizers, so the "
-                "Bayesian kernel loss has nothing to act on: pass bonn=False with "
-                "precision='float'."
+                f"precision={self.precision!r} has no binary kernels, so the Bayesian "
+                f"kernel loss has nothing to act on: pass bonn=False with it."
             )
-        if self.precision == "binary" and float_activation is not None:
+        if self.precision != "float" and float_activation is not None:
             raise ValueError(
                 "`float_activation` is only used by the float variant; pass it with "
                 "precision='float' (the binary model uses the sign of its inputs)."
@@ -115,7 +117,14 @@ class LayerFactory:
 
     # -- what is binary ------------------------------------------------------------
     def is_binary(self, role):
-        return self.precision == "binary" and role in BINARY_ROLES[self.scope]
+        """Whether `role` binarizes its input (and, with precision "binary", its kernel)."""
+        return self.precision != "float" and role in BINARY_ROLES[self.scope]
+
+    def kernel_options(self):
+        """The kernel quantizer and constraint of a binarized layer."""
+        if self.precision == "activations":
+            return {"kernel_quantizer": None, "kernel_constraint": None}
+        return {"kernel_quantizer": self.kernel_quantizer(), "kernel_constraint": "weight_clip"}
 
     def is_quantized_position(self, role):
         """True where the binary model of this scope binarizes (also for the float twin)."""
@@ -143,8 +152,7 @@ class LayerFactory:
         if self.is_binary(role):
             pad = {"pad_values": 1.0} if padding == "same" and kernel_size > 1 else {}
             layer = lq.layers.QuantConv2D(
-                filters, kernel_size, input_quantizer="ste_sign",
-                kernel_quantizer=self.kernel_quantizer(), kernel_constraint="weight_clip",
+                filters, kernel_size, input_quantizer="ste_sign", **self.kernel_options(),
                 **pad, **common)
         else:
             layer = tf.keras.layers.Conv2D(filters, kernel_size, **common)
@@ -155,8 +163,7 @@ class LayerFactory:
         x = self._float_input(x, "classifier", "logits")
         if self.is_binary("classifier"):
             layer = lq.layers.QuantDense(
-                num_classes, input_quantizer="ste_sign",
-                kernel_quantizer=self.kernel_quantizer(), kernel_constraint="weight_clip",
+                num_classes, input_quantizer="ste_sign", **self.kernel_options(),
                 use_bias=False, kernel_initializer=KERNEL_INITIALIZER, name="logits")
         else:
             # Real classifier; in the float twin of the full scope it keeps the full
@@ -172,7 +179,8 @@ class LayerFactory:
             name=name)(x)
 
     def model_name(self, name):
-        suffix = "float" if self.precision == "float" else ("bonn" if self.bonn else "larq")
+        suffix = {"float": "float", "activations": "step1"}.get(
+            self.precision, "bonn" if self.bonn else "larq")
         return f"{name}_{self.scope}_{suffix}"
 
 

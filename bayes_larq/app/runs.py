@@ -250,9 +250,9 @@ class RunConfig:
                 if not self.kernel_loss:
                     raise ValueError("A flip threshold sets the weight of the kernel loss; "
                                      "it needs the kernel loss on (kernel_loss=True).")
-            if self.precision == "float" and self.kernel_loss:
-                raise ValueError("precision='float' has no binary kernels for the kernel "
-                                 "loss: set kernel_loss=False (--no-kernel-loss).")
+            if self.precision != "binary" and self.kernel_loss:
+                raise ValueError(f"precision={self.precision!r} has no binary kernels for "
+                                 f"the kernel loss: set kernel_loss=False (--no-kernel-loss).")
             for name in ("learning_rate", "w_lr_multiplier", "sigma_lr_multiplier"):
                 if getattr(self, name) is not None:
                     check_positive(name, getattr(self, name))
