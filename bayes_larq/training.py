@@ -294,7 +294,8 @@ class BONN(tf.keras.Model):
         self.temperature = defaults.check_positive("temperature", temperature)
         self.group_optimizers = {}
         self.total_tracker = tf.keras.metrics.Mean(name="loss")
-        self.kd_tracker = tf.keras.metrics.Mean(name="kd_loss")
+        # Only a distilling BONN has this tracker: checkpoints of the others stay as before.
+        self.kd_tracker = tf.keras.metrics.Mean(name="kd_loss") if self.teacher is not None else None
         self.ce_tracker = tf.keras.metrics.Mean(name="ce_loss")
         self.kernel_tracker = tf.keras.metrics.Mean(name="kernel_loss")
         self.feature_tracker = tf.keras.metrics.Mean(name="feature_loss")
@@ -494,7 +495,7 @@ class BONN(tf.keras.Model):
         if self.feature_loss is not None:
             ours.append(self.feature_tracker)
         compiled_loss = getattr(self, "compiled_loss", None)
-        replaced = ours + [self.feature_tracker, self.kd_tracker] + (
+        replaced = ours + [self.feature_tracker] + (
             compiled_loss.metrics if compiled_loss else [])
         return ours + [m for m in super().metrics if all(m is not r for r in replaced)]
 
@@ -504,7 +505,8 @@ class BONN(tf.keras.Model):
         for tracker, key in ((self.total_tracker, "logged_total"), (self.ce_tracker, "ce"),
                              (self.kd_tracker, "kd"), (self.kernel_tracker, "kernel"),
                              (self.feature_tracker, "feature")):
-            tracker.update_state(terms[key], sample_weight=batch)
+            if tracker is not None:
+                tracker.update_state(terms[key], sample_weight=batch)
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):

@@ -193,3 +193,14 @@ def test_mirrored_strategy_step_equals_single_device(tmp_path):
         assert logs_2[key] == pytest.approx(logs_1[key], rel=1e-4, abs=1e-6), key
     for a, b in zip(weights_1, weights_2):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5)
+
+
+def test_without_a_teacher_bonn_saves_what_it_saved_before_distillation_existed(tmp_path):
+    # A checkpoint written before distillation existed has no kd_loss tracker; BONN
+    # without a teacher must not expect one, or those checkpoints no longer load.
+    bonn = BONN(student())
+    bonn.compile(tf.keras.optimizers.Adam(1e-2), CE)
+    x, y = batch()
+    bonn.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert "kd_loss" not in [m.name for m in bonn.metrics]
+    assert not any("kd_loss" in v.name for v in bonn.variables)
