@@ -31,13 +31,17 @@ from bayes_larq.losses import fused_kernel_loss, kernel_loss
 from bayes_larq.mixture import fallback_mixture, fit_mixture
 
 __all__ = [
-    "BayesianSign", "BinaryKernel", "bayesian_kernels", "bayesian_quantizers",
+    "TRANSPOSED_CONVOLUTIONS", "BayesianSign", "BinaryKernel", "bayesian_kernels", "bayesian_quantizers",
     "binary_kernels", "check_bayesian_roles", "scale_gradient", "total_kernel_loss",
 ]
 
 # Larq layer attribute holding a kernel quantizer -> attribute holding that kernel.
 KERNEL_ATTRIBUTES = {"kernel_quantizer": "kernel", "depthwise_quantizer": "depthwise_kernel",
                      "pointwise_quantizer": "pointwise_kernel"}
+
+# Layers whose kernel holds the output channels on axis -2 and the input channels last.
+TRANSPOSED_CONVOLUTIONS = (tf.keras.layers.Conv1DTranspose, tf.keras.layers.Conv2DTranspose,
+                           tf.keras.layers.Conv3DTranspose)
 
 
 def scale_gradient(tensor: tf.Tensor, factor: float) -> tf.Tensor:
@@ -239,6 +243,12 @@ class BinaryKernel(NamedTuple):
     layer: tf.keras.layers.Layer
     quantizer: Any
     latent: tf.Variable
+
+    @property
+    def attribute(self) -> str:
+        """The layer attribute holding the kernel: "kernel", "depthwise_kernel", ..."""
+        return next(name for name in KERNEL_ATTRIBUTES.values()
+                    if getattr(self.layer, name, None) is self.latent)
 
     def mixture(self) -> dict[str, np.ndarray]:
         """The layer's mixture: learned for `BayesianSign`, else the closed-form fit."""
