@@ -38,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from bayes_larq._keras import all_layers
+from bayes_larq._keras import all_layers, is_functional
 from bayes_larq.quantizers import (
     TRANSPOSED_CONVOLUTIONS,
     BayesianSign,
@@ -82,11 +82,10 @@ def swap_kernel_quantizers(model: tf.keras.Model, replace: Callable[[Any], Any |
 
     if not isinstance(model, tf.keras.Model):
         raise ValueError(f"Expected a tf.keras.Model; got {type(model).__name__}.")
-    try:
-        clone = tf.keras.models.clone_model(model, clone_function=clone_layer)
-    except (ValueError, NotImplementedError) as error:
-        raise ValueError(f"Cannot clone model {model.name!r} ({error}); only functional "
-                         f"and Sequential models are supported.") from error
+    if not is_functional(model):
+        raise ValueError(f"Cannot clone model {model.name!r}: it is subclassed; only "
+                         f"functional and Sequential models are supported.")
+    clone = tf.keras.models.clone_model(model, clone_function=clone_layer)
     originals = {layer.name: layer for layer in model.layers}
     for layer in clone.layers:
         original = originals.get(layer.name)
@@ -232,6 +231,8 @@ def bayesianize(model: tf.keras.Model, **bayesian_sign: Any) -> tf.keras.Model:
     Raises:
         ValueError: `model` has no 1-bit kernel quantizer, is subclassed, or a setting
             of `BayesianSign` is invalid.
+        NotImplementedError: a 1-bit kernel BayesianSign does not support (that of a
+            transposed convolution: `quantizers.unsupported_role`).
     """
     BayesianSign.check_settings(bayesian_sign)
     if not binary_kernels(model):
