@@ -3,9 +3,13 @@
 One table of layer types (`SUPPORTED`: BayesianSign on the kernel, or on the pointwise
 kernel of separable convolutions; `REFUSED`: transposed and depthwise kernels), and one
 test per property, each against an independent reference: the float Keras layer with the
-binarized kernel computed in NumPy, Larq's own FlipRatio, the converted LCE model.
-docs/compatibility.md is the table of these results.
+binarized kernel computed in NumPy, the converted LCE model. docs/compatibility.md is
+rendered from this table (`python tests/test_conformance.py > docs/compatibility.md`);
+a test fails when the page and the tests differ.
 """
+
+import pathlib
+import sys
 
 import bayes_larq as bl
 import larq as lq
@@ -32,6 +36,14 @@ SUPPORTED = [
      dict(filters=2, kernel_size=3)),
 ]
 IDS = [spec[0].__name__ for spec in SUPPORTED]
+# The TFLite op that computes each layer after LCE conversion (test_lce_conversion_...):
+# LCE's binary convolution takes 2D convolutions; the rest run as float ops on +-1 values.
+LCE_OPS = {"QuantDense": "FULLY_CONNECTED", "QuantConv1D": "CONV_2D",
+           "QuantConv2D": "LceBconv2d", "QuantConv3D": "CONV_3D",
+           "QuantLocallyConnected1D": "FULLY_CONNECTED",
+           "QuantLocallyConnected2D": "FULLY_CONNECTED",
+           "QuantSeparableConv1D": "DEPTHWISE_CONV_2D + CONV_2D",
+           "QuantSeparableConv2D": "DEPTHWISE_CONV_2D + CONV_2D"}
 
 # (Larq layer, input shape, layer arguments, the quantizer argument BayesianSign would take)
 REFUSED = [
@@ -234,8 +246,9 @@ def converted_agreement(spec):
 def test_lce_conversion_matches_keras(spec):
     agreement, flatbuffer = converted_agreement(spec)
     assert agreement.max_abs_diff < 1e-4, agreement
-    if spec[0] is lq.layers.QuantConv2D:
-        assert bl.convert.op_census(flatbuffer)["LceBconv2d"] == 1
+    census = bl.convert.op_census(flatbuffer)
+    assert all(census[op] == 1 or op == "FULLY_CONNECTED" and census[op] > 0
+               for op in LCE_OPS[spec[0].__name__].split(" + ")), census
 
 
 @pytest.mark.parametrize("layer_class, input_shape, kwargs, argument", REFUSED,
@@ -261,3 +274,78 @@ def test_bayesianize_names_a_transposed_kernel_it_cannot_take(layer_class, input
     model = tf.keras.Model(inputs, tf.keras.layers.BatchNormalization()(layer(inputs)))
     with pytest.raises(NotImplementedError, match="Layer 'upsample'.*transposed convolution"):
         bl.bayesianize(model)
+
+
+PAGE = pathlib.Path(__file__).parents[1] / "docs" / "compatibility.md"
+
+
+def render():
+    """docs/compatibility.md: the layer table, each cell the outcome of a test above."""
+    passed = "yes"
+    lines = [
+        "# Compatibility: BayesianSign in Larq's layers",
+        "",
+        "Generated from `tests/test_conformance.py` (`python tests/test_conformance.py > "
+        "docs/compatibility.md`); a test fails when this page and the tests differ. Each "
+        "\"yes\" is a test of that module, for that layer type, with `\"bayesian_sign\"` "
+        "as the quantizer named in the second column:",
+        "",
+        "* **forward**: the output equals the float Keras layer whose kernel is "
+        "sign(x) / mean(W), computed in NumPy with W fitted to the kernel.",
+        "* **train**: one Adam step on a mean-squared-error loss with lam = nu = 1: the "
+        "loss is finite and W, mu_pos, mu_neg, log_sigma_pos and log_sigma_neg all move.",
+        "* **save / load**: `.keras`, H5 and SavedModel give the same predictions and the "
+        "same W, mu, sigma, lam and nu.",
+        "* **clone**: `Model.from_config`, `tf.keras.models.clone_model` and the layer's "
+        "`from_config` fit W, mu and sigma to the new kernel (not W = 1), and predict as "
+        "the original once given its weights.",
+        "* **summary**: `lq.models.summary` counts the kernel in its 1-bit column.",
+        "* **mixed precision**: under `mixed_float16` the quantizer's variables and its "
+        "loss are float32, the output float16 within half-precision rounding of the "
+        "float32 reference, and a train step moves W.",
+        "* **LCE**: `bl.convert.convert` (BatchNorm after the layer, W far from 1) agrees "
+        "with Keras to 1e-4 on random inputs; the column names the TFLite op that "
+        "computes the layer.",
+        "",
+        "| Larq layer | BayesianSign as | forward | train | save / load | clone | summary "
+        "| mixed precision | LCE |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for layer_class, *_ in SUPPORTED:
+        name = layer_class.__name__
+        lines.append(f"| `{name}` | `{quantizer_argument(layer_class)}` | "
+                     + " | ".join([passed] * 6) + f" | yes: `{LCE_OPS[name]}` |")
+    for layer_class, _, _, argument in REFUSED:
+        lines.append(f"| `{layer_class.__name__}` | `{argument}` | refused | refused | "
+                     "refused | refused | refused | refused | refused |")
+    lines += [
+        "",
+        "\"refused\": building the layer raises `NotImplementedError` naming the layer and "
+        "the alternative (`test_unsupported_kernels_are_refused_at_build_with_the_"
+        "alternative`). BayesianSign fits its mixture and scale per output channel, the "
+        "last kernel axis; a transposed convolution's kernel holds its input channels "
+        "there, and a depthwise kernel its depth multiplier. Use `\"ste_sign\"` for "
+        "those kernels (a separable convolution keeps BayesianSign on its pointwise "
+        "kernel). `bl.bayesianize` of a model with a binary transposed convolution raises "
+        "the same error, naming the layer. The error is a `NotImplementedError` because "
+        "TensorFlow replaces a `ValueError` raised while it converts a kernel by an "
+        "unrelated one.",
+        "",
+        "Also tested elsewhere: one BayesianSign shared by two layers is refused (\"Use "
+        "one BayesianSign per layer\", tests/test_reliability.py); Larq's `metrics="
+        "[\"flip_ratio\"]` and `lq.context.metrics_scope([\"flip_ratio\"])` give the "
+        "flip ratio Larq's `FlipRatio` defines, and `clip_value=None` disables gradient "
+        "clipping as in `SteSign` (tests/test_quantizers.py); a separable convolution with "
+        "binary depthwise and BayesianSign pointwise kernels, with or without bias, "
+        "debayesianizes and converts to the Keras outputs (tests/test_bayesianize.py).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def test_the_compatibility_page_is_this_table():
+    assert PAGE.read_text() == render()
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
