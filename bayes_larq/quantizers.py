@@ -63,7 +63,9 @@ def _refuse(message: str) -> None:
 
     Not a ValueError: TensorFlow converts a layer's kernel inside a `try` that catches
     ValueError and TypeError and raises an unrelated error in their place; and autograph
-    keeps the message of built-in exceptions only. Larq's `quantized_scope` does not restore its state when an exception passes through
+    keeps the message of built-in exceptions only, not of subclasses.
+
+    Larq's `quantized_scope` does not restore its state when an exception passes through
     it, so after the error every later read of a quantized kernel in the process would
     return the binarized value (weight clipping would then clip the binary kernel). The
     scope is reset to its default, unquantized, state first.
@@ -211,16 +213,20 @@ class BayesianSign(LarqMetricsQuantizer):
             self._check_role(layer)
             self._first_kernel = inputs
             self._layer = None if layer is None else weakref.ref(layer)
-        elif not (tf.TensorShape(inputs.shape) == self._kernel_shape
-                  and (layer is None or self._layer is None or self._layer() is layer)):
-            owner = self._layer() if self._layer is not None else None
-            _refuse(
-                f"This BayesianSign was built for the kernel {self._kernel_shape} of layer "
-                f"{getattr(owner, 'name', None)!r} and is now called on "
-                f"{tf.TensorShape(inputs.shape)} by layer {getattr(layer, 'name', None)!r}. "
-                f"Use one BayesianSign per layer: its W, mu and sigma belong to one kernel "
-                f"(pass \"bayesian_sign\" or a new BayesianSign() to each layer).")
+        else:
+            self._check_same_kernel(inputs, layer)
         return super().__call__(inputs, *args, **kwargs)
+
+    def _check_same_kernel(self, inputs, layer):
+        owner = self._layer() if self._layer is not None else None
+        shape = tf.TensorShape(inputs.shape)
+        if shape == self._kernel_shape and (layer is None or owner is None or layer is owner):
+            return
+        _refuse(f"This BayesianSign was built for the kernel {self._kernel_shape} of layer "
+                f"{getattr(owner, 'name', None)!r} and is now called on {shape} by layer "
+                f"{getattr(layer, 'name', None)!r}. Use one BayesianSign per layer: its W, "
+                f"mu and sigma belong to one kernel (pass \"bayesian_sign\" or a new "
+                f"BayesianSign() to each layer).")
 
     def _check_role(self, layer):
         roles = [r for r in QUANTIZER_ROLES if getattr(layer, r, None) is self]
@@ -340,7 +346,8 @@ class BayesianSign(LarqMetricsQuantizer):
             "min_sigma": self.min_sigma,
             "prior_gradient": self.prior_gradient,
             "jit_compile": self.jit_compile,
-            "metrics": self.metrics_argument,
+            "metrics": (None if self.metrics_argument is None
+                        else list(self.metrics_argument)),
         }
 
 

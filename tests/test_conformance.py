@@ -58,7 +58,8 @@ REFUSED = [
 
 
 def is_separable(layer_class):
-    return issubclass(layer_class, tf.keras.layers.SeparableConv1D | tf.keras.layers.SeparableConv2D)
+    return issubclass(layer_class,
+                      tf.keras.layers.SeparableConv1D | tf.keras.layers.SeparableConv2D)
 
 
 def quantizer_argument(layer_class):
