@@ -16,8 +16,26 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from larq.quantizers import _BaseQuantizer
+from tf_keras.src.engine import base_layer_utils
 
-__all__ = ["all_layers", "eager_value", "is_functional", "reads_a_variable"]
+__all__ = ["LarqMetricsQuantizer", "all_layers", "calling_layer", "eager_value",
+           "is_functional", "reads_a_variable"]
+
+# Why private: Larq adds its training metrics (`metrics=[...]`, `lq.context.metrics_scope`)
+# only to quantizers derived from this class; `larq.quantizers.get_kernel_quantizer`
+# fills in the scope's metrics by an isinstance check on it. No public class does.
+LarqMetricsQuantizer = _BaseQuantizer
+
+
+def calling_layer() -> tf.keras.layers.Layer | None:
+    """The layer whose `call` is running now (the Larq layer reading its quantized kernel),
+    or None outside any layer.
+
+    Why private: a Larq layer hands its kernel quantizer only the kernel tensor; Keras'
+    call context is the one record of which layer is reading it.
+    """
+    return base_layer_utils.call_context().layer
 
 
 def all_layers(model: tf.keras.layers.Layer) -> list[tf.keras.layers.Layer]:
@@ -41,8 +59,10 @@ def is_functional(model: tf.keras.Model) -> bool:
 
 
 def _source_op(tensor):
+    """The op behind `tensor`, through identities and casts (mixed precision hands a
+    layer its float32 kernel cast to float16)."""
     op = getattr(tensor, "op", None)
-    while op is not None and op.type == "Identity":
+    while op is not None and op.type in ("Identity", "Cast"):
         op = op.inputs[0].op
     return op
 
@@ -57,7 +77,9 @@ def reads_a_variable(tensor) -> bool:
 
 
 def eager_value(tensor) -> np.ndarray | None:
-    """The NumPy value of `tensor`, or None when it cannot be read without running a graph.
+    """The NumPy value of `tensor` (of the variable behind it, in the variable's dtype,
+    when it is a read or a cast of one), or None when it cannot be read without running
+    a graph.
 
     During Keras functional construction, Larq passes a kernel quantizer a *symbolic*
     read of the latent kernel; the variable behind it already holds its initial value,
@@ -82,5 +104,6 @@ def eager_value(tensor) -> np.ndarray | None:
     for external, internal in getattr(tensor.graph, "captures", ()):
         if internal is handle and hasattr(external, "numpy"):
             with tf.init_scope():
-                return tf.raw_ops.ReadVariableOp(resource=external, dtype=tensor.dtype).numpy()
+                return tf.raw_ops.ReadVariableOp(resource=external,
+                                                 dtype=op.get_attr("dtype")).numpy()
     return None

@@ -1,5 +1,11 @@
 """Make `tf.keras` the Keras 2 API (tf_keras) that Larq needs, or fail clearly.
 
+`import larq` before `import bayes_larq` works only when TF_USE_LEGACY_KERAS=1 is set
+before it (Larq reads `tf.keras` when it is imported); without it Larq fails to import
+and a later `import bayes_larq` says why (`LARQ_FIRST_HELP`). A `.pth` hook that sets the
+variable in every interpreter of the environment would hide the order but change
+`tf.keras` for every program there, so the order is documented instead (README).
+
 TensorFlow resolves the attribute `tf.keras` lazily from the environment variable
 `TF_USE_LEGACY_KERAS`, but fixes the import path of `tensorflow.keras.*` (which Larq
 uses in `from tensorflow.keras... import`) when TensorFlow itself is imported. So if
@@ -20,6 +26,18 @@ LEGACY_KERAS_HELP = (
     "at the very top of your script, before any use of `tf.keras`. "
     "The Keras 2 package is installed with `pip install tf-keras`."
 )
+
+
+LARQ_FIRST_HELP = (
+    " Larq was imported before bayes_larq without TF_USE_LEGACY_KERAS=1, so TensorFlow "
+    "loaded Keras 3 (and `import larq` failed inside Larq). Import bayes_larq before "
+    "larq, or set TF_USE_LEGACY_KERAS=1 before the first import."
+)
+
+
+def _larq_imported_first() -> bool:
+    """A failed `import larq` leaves its first submodules (larq.quantizers, ...) loaded."""
+    return any(name == "larq" or name.startswith("larq.") for name in sys.modules)
 
 
 def _keras3_modules_already_loaded():
@@ -52,7 +70,8 @@ def ensure_legacy_keras():
     layer_module = tf.keras.layers.Layer.__module__
     if not layer_module.startswith("tf_keras"):
         raise ImportError(LEGACY_KERAS_HELP.format(
-            what=f"`tf.keras` already resolved to Keras 3 ({layer_module})"))
+            what=f"`tf.keras` already resolved to Keras 3 ({layer_module})")
+            + (LARQ_FIRST_HELP if _larq_imported_first() else ""))
     stale = _keras3_modules_already_loaded()
     if stale:
         raise ImportError(LEGACY_KERAS_HELP.format(

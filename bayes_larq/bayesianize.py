@@ -38,10 +38,15 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from bayes_larq._keras import all_layers
-from bayes_larq.quantizers import BayesianSign, bayesian_kernels, binary_kernels
+from bayes_larq._keras import all_layers, is_functional
+from bayes_larq.quantizers import (
+    TRANSPOSED_CONVOLUTIONS,
+    BayesianSign,
+    bayesian_kernels,
+    binary_kernels,
+)
 
-__all__ = ["bayesianize", "debayesianize", "swap_kernel_quantizers"]
+__all__ = ["UnfoldableScale", "bayesianize", "debayesianize", "swap_kernel_quantizers"]
 
 QUANTIZER_ARGUMENTS = ("kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer")
 
@@ -77,11 +82,10 @@ def swap_kernel_quantizers(model: tf.keras.Model, replace: Callable[[Any], Any |
 
     if not isinstance(model, tf.keras.Model):
         raise ValueError(f"Expected a tf.keras.Model; got {type(model).__name__}.")
-    try:
-        clone = tf.keras.models.clone_model(model, clone_function=clone_layer)
-    except (ValueError, NotImplementedError) as error:
-        raise ValueError(f"Cannot clone model {model.name!r} ({error}); only functional "
-                         f"and Sequential models are supported.") from error
+    if not is_functional(model):
+        raise ValueError(f"Cannot clone model {model.name!r}: it is subclassed; only "
+                         f"functional and Sequential models are supported.")
+    clone = tf.keras.models.clone_model(model, clone_function=clone_layer)
     originals = {layer.name: layer for layer in model.layers}
     for layer in clone.layers:
         original = originals.get(layer.name)
@@ -115,13 +119,17 @@ def _single_output(layer):
         return None
 
 
+class UnfoldableScale(ValueError):
+    """A binary layer's scale changed and nothing after it can absorb the change."""
+
+
 def _scale_batch_norm(batch_norm, factor: np.ndarray) -> None:
     """Make `batch_norm` give the same inference output for inputs multiplied by `factor`."""
     epsilon = batch_norm.epsilon
     mean, variance = batch_norm.moving_mean.numpy(), batch_norm.moving_variance.numpy()
     new_variance = factor**2 * (variance + epsilon) - epsilon
     if np.any(new_variance < 0):
-        raise ValueError(
+        raise UnfoldableScale(
             f"Cannot fold the binary scale into {batch_norm.name!r}: its moving variance "
             f"is too small for the factor {float(np.min(factor)):.3g} (epsilon "
             f"{epsilon:g}). Train it briefly first, or pass a BatchNorm with smaller epsilon.")
@@ -130,36 +138,87 @@ def _scale_batch_norm(batch_norm, factor: np.ndarray) -> None:
 
 
 def _channel_scale(quantizer, kernel: tf.Variable) -> np.ndarray:
-    """Per output channel, the magnitude of the quantized kernel (1 for "ste_sign",
+    """Per last kernel axis, the magnitude of the quantized kernel (1 for "ste_sign",
     1/mean(W) for BayesianSign, mean |x| for magnitude_aware_sign, ...)."""
     quantized = np.abs(np.asarray(quantizer(tf.convert_to_tensor(kernel)), np.float64))
     return quantized.reshape(-1, quantized.shape[-1]).mean(axis=0)
 
 
+def _output_factor(kernel, factor: np.ndarray) -> np.ndarray:
+    r"""What a change `factor` of one kernel's scale (per last kernel axis) does to its
+    layer's output: the factor per output channel, or a scalar.
+
+    A kernel or pointwise kernel has its output channels last: `factor` as it is. A
+    depthwise kernel `[..., C_in, M]` scales depthwise channel $c M + m$ by `factor[m]`;
+    in a depthwise layer that is the output, in a separable one it feeds the pointwise
+    convolution, which passes on only a scale common to all its inputs.
+    """
+    layer = kernel.layer
+    if kernel.attribute != "depthwise_kernel":
+        if isinstance(layer, TRANSPOSED_CONVOLUTIONS):
+            raise UnfoldableScale(f"Layer {layer.name!r} ({type(layer).__name__}) changes its "
+                                  f"binary kernel scale per input channel, which no later "
+                                  f"layer can absorb.")
+        return factor
+    if not hasattr(layer, "pointwise_kernel"):
+        return np.tile(factor, kernel.latent.shape[-2])
+    if not np.allclose(factor, factor[0], rtol=1e-6):
+        raise UnfoldableScale(f"Layer {layer.name!r} changes its depthwise kernel scale per "
+                              f"channel; the binary pointwise convolution after it cannot "
+                              f"absorb that. Keep one scale for the whole depthwise kernel.")
+    return factor[:1]
+
+
+def _fold_output_factor(model: tf.keras.Model, layer, factor: np.ndarray,
+                        kernels: list) -> None:
+    r"""Make `layer`, whose output (bias excluded) is now `factor` times the original's,
+    give the original's predictions again.
+
+    With a BatchNormalization right after it (and a linear or ReLU activation, which a
+    positive factor passes through), the bias is multiplied by `factor` so the whole
+    output is, and the BatchNorm absorbs `factor` (`_scale_batch_norm`). Otherwise the
+    layer's `BayesianSign` W is multiplied by `factor`, which divides its scale by it.
+    """
+    batch_norm = _following_batch_norm(model, layer)
+    activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
+    if batch_norm is not None and activation in ("linear", "relu"):
+        bias = getattr(layer, "bias", None) if getattr(layer, "use_bias", False) else None
+        _scale_batch_norm(batch_norm, factor)
+        if bias is not None:
+            bias.assign(bias * tf.cast(factor, bias.dtype))
+        return
+    bayesian = [k.quantizer for k in kernels if isinstance(k.quantizer, BayesianSign)
+                and k.attribute != "depthwise_kernel"]
+    if bayesian and (bayesian[0].scale == "channel" or np.allclose(factor, factor.flat[0])):
+        w = bayesian[0].reconstruction
+        w.assign(w * tf.cast(factor if bayesian[0].scale == "channel" else factor.flat[0],
+                             w.dtype))
+        return
+    raise UnfoldableScale(
+        f"Layer {layer.name!r} changes its binary kernel scale and has no "
+        f"BatchNormalization after it to absorb the change; plain Larq cannot "
+        f"express BayesianSign's scale there. Add a BatchNormalization after it.")
+
+
 def _match_scales(original: tf.keras.Model, clone: tf.keras.Model) -> None:
-    """Fold, per binary layer, the ratio of the clone's kernel scale to the original's
-    into the following BatchNorm (or into W when there is none), so predictions match."""
-    before = {k.layer.name: _channel_scale(k.quantizer, k.latent)
+    """Per binary layer of `clone`, fold the ratio of its kernels' scales to those of
+    `original` (each kernel matched by layer name and kernel attribute) into what follows
+    it, once per layer (`_output_factor`, `_fold_output_factor`), so predictions match."""
+    before = {(k.layer.name, k.attribute): _channel_scale(k.quantizer, k.latent)
               for k in binary_kernels(original)}
+    by_layer = {}
     for kernel in binary_kernels(clone):
-        if kernel.layer.name not in before:
-            continue
-        factor = _channel_scale(kernel.quantizer, kernel.latent) / before[kernel.layer.name]
-        if np.allclose(factor, 1.0, rtol=1e-6):
-            continue
-        batch_norm = _following_batch_norm(clone, kernel.layer)
-        if batch_norm is not None:
-            _scale_batch_norm(batch_norm, factor)
-        elif isinstance(kernel.quantizer, BayesianSign) and (
-                kernel.quantizer.scale == "channel" or np.allclose(factor, factor[0])):
-            w = kernel.quantizer.reconstruction
-            w.assign(w * tf.cast(factor if kernel.quantizer.scale == "channel"
-                                 else factor[0], w.dtype))
-        else:
-            raise ValueError(
-                f"Layer {kernel.layer.name!r} changes its binary kernel scale and has no "
-                f"BatchNormalization after it to absorb the change; plain Larq cannot "
-                f"express BayesianSign's scale there. Add a BatchNormalization after it.")
+        by_layer.setdefault(kernel.layer.name, []).append(kernel)
+    for kernels in by_layer.values():
+        total = np.ones(1)
+        for kernel in kernels:
+            key = (kernel.layer.name, kernel.attribute)
+            if key in before:
+                factor = _channel_scale(kernel.quantizer, kernel.latent) / before[key]
+                if not np.allclose(factor, 1.0, rtol=1e-6):
+                    total = total * _output_factor(kernel, factor)
+        if not np.allclose(total, 1.0, rtol=1e-6):
+            _fold_output_factor(clone, kernels[0].layer, total, kernels)
 
 
 def bayesianize(model: tf.keras.Model, **bayesian_sign: Any) -> tf.keras.Model:
@@ -172,6 +231,8 @@ def bayesianize(model: tf.keras.Model, **bayesian_sign: Any) -> tf.keras.Model:
     Raises:
         ValueError: `model` has no 1-bit kernel quantizer, is subclassed, or a setting
             of `BayesianSign` is invalid.
+        NotImplementedError: a 1-bit kernel BayesianSign does not support (that of a
+            transposed convolution: `quantizers.unsupported_role`).
     """
     BayesianSign.check_settings(bayesian_sign)
     if not binary_kernels(model):

@@ -42,17 +42,19 @@ def convert(model: tf.keras.Model) -> bytes:
     A model with `BayesianSign` kernels is converted through its plain-Larq equivalent
     (`bayes_larq.debayesianize`: "ste_sign" kernels, the scale folded into BatchNorm),
     which predicts the same and gives LCE the pattern it fuses best; where a scale cannot
-    be folded (no BatchNorm after the layer) the model is converted as it is.
+    be folded (`bayesianize.UnfoldableScale`: no BatchNorm after the layer) the model is
+    converted as it is, LCE keeping the scale as a multiplication. Any other error
+    propagates: a model that cannot be converted correctly is not converted.
     """
     import larq_compute_engine as lce
 
-    from bayes_larq.bayesianize import debayesianize
+    from bayes_larq.bayesianize import UnfoldableScale, debayesianize
     from bayes_larq.quantizers import bayesian_kernels
 
     if bayesian_kernels(model):
         try:
             model = debayesianize(model)
-        except ValueError:
+        except UnfoldableScale:
             pass  # a scale with no BatchNorm to fold into: LCE folds it as a multiplier
     return lce.convert_keras_model(model)
 

@@ -1,7 +1,10 @@
 r"""`BayesianSign`: a Larq kernel quantizer that carries the Bayesian kernel loss.
 
-Use it wherever Larq takes a `kernel_quantizer` (`QuantConv2D`, `QuantDense`,
-`QuantDepthwiseConv2D`, ...), by object or by the alias `"bayesian_sign"`:
+Use it as the `kernel_quantizer` of `QuantDense`, `QuantConv1D/2D/3D` and
+`QuantLocallyConnected1D/2D`, or the `pointwise_quantizer` of `QuantSeparableConv1D/2D`,
+by object or by the alias `"bayesian_sign"`, one instance per layer. Depthwise kernels and
+transposed convolutions are refused when the layer is built (`unsupported_role`);
+docs/compatibility.md lists what is supported and tested:
 
 ```python
 import bayes_larq as bl
@@ -18,26 +21,83 @@ layer = lq.layers.QuantConv2D(
 from __future__ import annotations
 
 import inspect
+import weakref
 from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
+from larq import context as lq_context
 from larq import utils as lq_utils
 from larq.quantizers import Quantizer, ste_sign
 
 from bayes_larq import defaults
-from bayes_larq._keras import all_layers, eager_value, reads_a_variable
+from bayes_larq._keras import (
+    LarqMetricsQuantizer,
+    all_layers,
+    calling_layer,
+    eager_value,
+    reads_a_variable,
+)
 from bayes_larq.losses import fused_kernel_loss, kernel_loss
 from bayes_larq.mixture import fallback_mixture, fit_mixture
 
 __all__ = [
-    "BayesianSign", "BinaryKernel", "bayesian_kernels", "bayesian_quantizers",
-    "binary_kernels", "check_bayesian_roles", "scale_gradient", "total_kernel_loss",
+    "TRANSPOSED_CONVOLUTIONS", "BayesianSign", "BinaryKernel", "bayesian_kernels",
+    "bayesian_quantizers", "binary_kernels", "check_bayesian_roles", "scale_gradient",
+    "total_kernel_loss", "unsupported_role",
 ]
 
 # Larq layer attribute holding a kernel quantizer -> attribute holding that kernel.
 KERNEL_ATTRIBUTES = {"kernel_quantizer": "kernel", "depthwise_quantizer": "depthwise_kernel",
                      "pointwise_quantizer": "pointwise_kernel"}
+
+# Layers whose kernel holds the output channels on axis -2 and the input channels last.
+TRANSPOSED_CONVOLUTIONS = (tf.keras.layers.Conv1DTranspose, tf.keras.layers.Conv2DTranspose,
+                           tf.keras.layers.Conv3DTranspose)
+QUANTIZER_ROLES = ("input_quantizer", *KERNEL_ATTRIBUTES)
+SUPPORTED_METRICS = ("flip_ratio",)
+
+
+def _refuse(message: str) -> None:
+    """Raise NotImplementedError(message) from a quantizer called inside a Larq layer.
+
+    Not a ValueError: TensorFlow converts a layer's kernel inside a `try` that catches
+    ValueError and TypeError and raises an unrelated error in their place; and autograph
+    keeps the message of built-in exceptions only, not of subclasses.
+
+    Larq's `quantized_scope` does not restore its state when an exception passes through
+    it, so after the error every later read of a quantized kernel in the process would
+    return the binarized value (weight clipping would then clip the binary kernel). The
+    scope is reset to its default, unquantized, state first.
+    """
+    lq_context.quantized_scope(False).__enter__()
+    raise NotImplementedError(message)
+
+
+def unsupported_role(layer: tf.keras.layers.Layer, role: str) -> str | None:
+    """Why a `BayesianSign` cannot be `layer`'s `role` ("kernel_quantizer", ...), or None.
+
+    BayesianSign fits its mixture and its scale per output channel, on the last kernel
+    axis. That is the output channels of Dense, Conv1D/2D/3D, LocallyConnected1D/2D and
+    the pointwise kernel of SeparableConv1D/2D. It is not for an input quantizer (no
+    kernel), a depthwise kernel (`[..., channels, depth multiplier]`) or the kernel of a
+    transposed convolution (`[..., output channels, input channels]`).
+    """
+    where = f"Layer {layer.name!r} ({type(layer).__name__}) uses BayesianSign as its {role}"
+    if role == "input_quantizer":
+        return (f"{where}. BayesianSign quantizes kernels; binarize activations with "
+                f"input_quantizer='ste_sign'.")
+    if role == "depthwise_quantizer":
+        return (f"{where}, which is not supported: a depthwise kernel's last axis is the "
+                f"depth multiplier, not the output channels. Use depthwise_quantizer="
+                f"'ste_sign' (BayesianSign stays available as the pointwise_quantizer of "
+                f"QuantSeparableConv1D/2D).")
+    if role == "kernel_quantizer" and isinstance(layer, TRANSPOSED_CONVOLUTIONS):
+        return (f"{where}, which is not supported: a transposed convolution's kernel "
+                f"holds the input channels on its last axis. Use kernel_quantizer="
+                f"'ste_sign' there, or UpSampling followed by a QuantConv layer with "
+                f"BayesianSign.")
+    return None
 
 
 def scale_gradient(tensor: tf.Tensor, factor: float) -> tf.Tensor:
@@ -47,7 +107,7 @@ def scale_gradient(tensor: tf.Tensor, factor: float) -> tf.Tensor:
 
 @lq_utils.register_alias("bayesian_sign")
 @lq_utils.register_keras_custom_object
-class BayesianSign(Quantizer):
+class BayesianSign(LarqMetricsQuantizer):
     r"""Binary kernel quantizer with BONN's reconstruction scale and Bayesian kernel loss.
 
     Forward pass (straight-through estimator for the sign, as `larq.quantizers.SteSign`):
@@ -79,7 +139,7 @@ class BayesianSign(Quantizer):
         nu: weight of the mixture prior inside the loss, finite and >= 0.
         reduction: "mean" (default) or "sum" (the paper's).
         scale: "layer" (one scalar, the paper's) or "channel" (one per output channel).
-        clip_value: straight-through gradient clip, as in `SteSign`.
+        clip_value: straight-through gradient clip, as in `SteSign`; None: no clipping.
         min_sigma: lower bound on the mixture standard deviations, > 0.
         prior_gradient: "sum" (default): mu and sigma get the exact gradient of $L_B$.
             "mean": the paper's update, that gradient divided by the number of
@@ -93,6 +153,14 @@ class BayesianSign(Quantizer):
             TensorFlow's). Same values to float rounding, faster on CPU (docs/speed.md).
             False: `losses.kernel_loss` as plain TensorFlow ops, differentiated by
             autodiff.
+        metrics: Larq's quantizer metrics, as in `SteSign`: `["flip_ratio"]` tracks the
+            share of binary weights that flip per step; None takes those of
+            `larq.context.metrics_scope`.
+
+    Under a mixed-precision policy the kernel arrives as float16; the quantizer's
+    variables, $L_B$ and $1/\bar w$ stay float32 and only the output is cast back.
+    The state is fitted to the kernel on the first call, also for a layer rebuilt by
+    `from_config` or `tf.keras.models.clone_model` (`build_from_config`).
 
     Example:
         >>> q = BayesianSign(lam=1e-3)
@@ -105,20 +173,27 @@ class BayesianSign(Quantizer):
                  reduction: str = defaults.REDUCTION, scale: str = defaults.SCALE,
                  clip_value: float = 1.0, min_sigma: float = defaults.MIN_SIGMA,
                  prior_gradient: str = defaults.PRIOR_GRADIENT, jit_compile: bool = True,
-                 **kwargs: Any):
+                 metrics: list[str] | None = None, **kwargs: Any):
         self.initial_lam = defaults.check_non_negative("lam", lam)
         self.initial_nu = defaults.check_non_negative("nu", nu)
         self.reduction = defaults.check_choice("reduction", reduction, defaults.REDUCTIONS)
         self.scale = defaults.check_choice("scale", scale, defaults.SCALES)
-        self.clip_value = defaults.check_positive("clip_value", clip_value)
+        self.clip_value = (None if clip_value is None
+                           else defaults.check_positive("clip_value", clip_value))
         self.min_sigma = defaults.check_positive("min_sigma", min_sigma)
         self.prior_gradient = defaults.check_choice("prior_gradient", prior_gradient,
                                                     defaults.PRIOR_GRADIENTS)
         if not isinstance(jit_compile, bool):
             raise ValueError(f"`jit_compile` must be True or False; got {jit_compile!r}.")
         self.jit_compile = jit_compile
+        unknown = sorted(set(metrics or ()) - set(SUPPORTED_METRICS))
+        if isinstance(metrics, str) or unknown:
+            raise ValueError(f"`metrics` must be a list of {list(SUPPORTED_METRICS)}; got "
+                             f"{metrics!r}.")
+        self.metrics_argument = None if metrics is None else list(metrics)
         self._first_kernel = None
-        super().__init__(**kwargs)
+        self._layer = None
+        super().__init__(metrics=self.metrics_argument, **kwargs)
 
     @classmethod
     def check_settings(cls, settings: dict[str, Any]) -> dict[str, Any]:
@@ -133,9 +208,36 @@ class BayesianSign(Quantizer):
         return settings
 
     def __call__(self, inputs, *args, **kwargs):
+        layer = calling_layer()
         if not self.built:
+            self._check_role(layer)
             self._first_kernel = inputs
+            self._layer = None if layer is None else weakref.ref(layer)
+        else:
+            self._check_same_kernel(inputs, layer)
         return super().__call__(inputs, *args, **kwargs)
+
+    def _check_same_kernel(self, inputs, layer):
+        owner = self._layer() if self._layer is not None else None
+        shape = tf.TensorShape(inputs.shape)
+        if shape == self._kernel_shape and (layer is None or owner is None or layer is owner):
+            return
+        _refuse(f"This BayesianSign was built for the kernel {self._kernel_shape} of layer "
+                f"{getattr(owner, 'name', None)!r} and is now called on {shape} by layer "
+                f"{getattr(layer, 'name', None)!r}. Use one BayesianSign per layer: its W, "
+                f"mu and sigma belong to one kernel (pass \"bayesian_sign\" or a new "
+                f"BayesianSign() to each layer).")
+
+    def _check_role(self, layer):
+        roles = [r for r in QUANTIZER_ROLES if getattr(layer, r, None) is self]
+        reason = unsupported_role(layer, roles[0]) if roles else None
+        if reason:
+            _refuse(reason)
+
+    def build_from_config(self, config):
+        """Keras rebuilds a deserialized layer (`from_config`, `clone_model`) from its
+        input shape, before any kernel exists; BayesianSign instead builds on its first
+        call, where it sees the kernel and fits W, mu and sigma to it (`build`)."""
 
     def build(self, input_shape):
         shape = tf.TensorShape(input_shape)
@@ -163,14 +265,25 @@ class BayesianSign(Quantizer):
         self.log_sigma_neg = self._add_initialised("log_sigma_neg", np.log(stats["sigma_neg"]))
         self.lam = self._add_initialised("lam", np.float32(self.initial_lam), trainable=False)
         self.nu = self._add_initialised("nu", np.float32(self.initial_nu), trainable=False)
+        self._kernel_shape = shape
         super().build(input_shape)
 
     def _add_initialised(self, name, value, trainable=True):
+        # float32 and read as float32 under a mixed-precision policy too: the loss and
+        # the scale are computed in float32 (`call`).
         value = np.asarray(value, np.float32)
         return self.add_weight(
-            name=name, shape=value.shape, trainable=trainable,
-            initializer=tf.keras.initializers.Constant(value),
+            name=name, shape=value.shape, trainable=trainable, dtype=tf.float32,
+            initializer=tf.keras.initializers.Constant(value), experimental_autocast=False,
         )
+
+    @property
+    def non_trainable_weights(self):
+        """lam and nu (Larq's base class would hide every non-trainable weight; only the
+        flip-ratio metric's state is hidden here)."""
+        metric = getattr(self, "flip_ratio", None)
+        hidden = {id(v) for v in metric.variables} if metric is not None else set()
+        return [w for w in Quantizer.non_trainable_weights.fget(self) if id(w) not in hidden]
 
     @property
     def sigma_pos(self):
@@ -196,8 +309,11 @@ class BayesianSign(Quantizer):
         return loss(kernel, self.reconstruction, *mixture, self.lam, self.nu, self.reduction)
 
     def call(self, inputs):
-        self.add_loss(self.kernel_loss(inputs))
-        return ste_sign(inputs, clip_value=self.clip_value) / self.w_bar()
+        kernel = tf.cast(inputs, tf.float32)
+        self.add_loss(self.kernel_loss(kernel))
+        signs = ste_sign(kernel, clip_value=self.clip_value)
+        super().call(signs)  # Larq's metrics (flip_ratio), on the binary kernel
+        return tf.cast(signs / self.w_bar(), inputs.dtype)
 
     def mixture(self) -> dict[str, np.ndarray]:
         """The current mu_pos, mu_neg, sigma_pos, sigma_neg as NumPy arrays."""
@@ -230,6 +346,8 @@ class BayesianSign(Quantizer):
             "min_sigma": self.min_sigma,
             "prior_gradient": self.prior_gradient,
             "jit_compile": self.jit_compile,
+            "metrics": (None if self.metrics_argument is None
+                        else list(self.metrics_argument)),
         }
 
 
@@ -239,6 +357,12 @@ class BinaryKernel(NamedTuple):
     layer: tf.keras.layers.Layer
     quantizer: Any
     latent: tf.Variable
+
+    @property
+    def attribute(self) -> str:
+        """The layer attribute holding the kernel: "kernel", "depthwise_kernel", ..."""
+        return next(name for name in KERNEL_ATTRIBUTES.values()
+                    if getattr(self.layer, name, None) is self.latent)
 
     def mixture(self) -> dict[str, np.ndarray]:
         """The layer's mixture: learned for `BayesianSign`, else the closed-form fit."""
@@ -270,23 +394,14 @@ def binary_kernels(model: tf.keras.layers.Layer) -> list[BinaryKernel]:
 
 
 def check_bayesian_roles(model: tf.keras.layers.Layer) -> None:
-    """Raise ValueError where a `BayesianSign` is used for something other than a kernel.
-
-    As an `input_quantizer` its W, mu and sigma would be built over activations (and a
-    kernel loss added on them) when the batch size is fixed; as a `depthwise_quantizer`
-    the last kernel axis is the depth multiplier, not the output channels, so its per
-    channel mixture would be wrong. Both are refused.
-    """
+    """Raise ValueError where a `BayesianSign` serves in a role it does not support
+    (`unsupported_role`: an input quantizer, a depthwise or transposed kernel)."""
     for layer in all_layers(model):
-        if isinstance(getattr(layer, "input_quantizer", None), BayesianSign):
-            raise ValueError(
-                f"Layer {layer.name!r} uses BayesianSign as its input_quantizer. BayesianSign "
-                f"quantizes kernels; binarize activations with input_quantizer='ste_sign'.")
-        if isinstance(getattr(layer, "depthwise_quantizer", None), BayesianSign):
-            raise ValueError(
-                f"Layer {layer.name!r} uses BayesianSign as its depthwise_quantizer, "
-                f"which is not supported: a depthwise kernel's last axis is the depth "
-                f"multiplier, not output channels. Use 'ste_sign' there.")
+        for role in QUANTIZER_ROLES:
+            if isinstance(getattr(layer, role, None), BayesianSign):
+                reason = unsupported_role(layer, role)
+                if reason:
+                    raise ValueError(reason)
 
 
 def bayesian_kernels(model: tf.keras.layers.Layer) -> list[BinaryKernel]:

@@ -159,3 +159,48 @@ def test_larq_zoo_architectures(name):
     assert direct["LceBconv2d"] == 16
     if name == "QuickNet":
         assert direct["MUL"] == 16
+
+
+def bayesian_layer_model(layer_class, input_shape, use_bias):
+    """One binary layer with a BayesianSign kernel (pointwise kernel, after an ste_sign
+    depthwise one, for a separable convolution) and a BatchNorm after it, trained a
+    little so the moving statistics are not 0 / 1, with W far from 1."""
+    tf.keras.utils.set_random_seed(0)
+    if issubclass(layer_class, tf.keras.layers.SeparableConv1D | tf.keras.layers.SeparableConv2D):
+        kernels = dict(depthwise_quantizer="ste_sign", depthwise_constraint="weight_clip",
+                       pointwise_quantizer=BayesianSign(scale="channel"),
+                       pointwise_constraint="weight_clip")
+    else:
+        kernels = dict(kernel_quantizer=BayesianSign(scale="channel"),
+                       kernel_constraint="weight_clip")
+    inputs = tf.keras.Input(input_shape)
+    x = layer_class(6, 3, padding="same", pad_values=1.0, use_bias=use_bias,
+                    bias_initializer="random_normal", input_quantizer="ste_sign",
+                    name="binary", **kernels)(inputs)
+    x = tf.keras.layers.BatchNormalization(momentum=0.5)(x)
+    x = tf.keras.layers.Flatten()(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(x))
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images(32, input_shape), np.arange(32) % 3, epochs=2, batch_size=8, verbose=0)
+    quantizer = bl.quantizers.bayesian_quantizers(model)[0]
+    quantizer.reconstruction.assign(np.random.default_rng(2).uniform(
+        0.5, 3.0, quantizer.reconstruction.shape))
+    return model
+
+
+@pytest.mark.parametrize("layer_class, input_shape", [
+    (lq.layers.QuantSeparableConv2D, (6, 6, 4)), (lq.layers.QuantSeparableConv1D, (8, 4)),
+    (lq.layers.QuantConv2D, (6, 6, 4))])
+@pytest.mark.parametrize("use_bias", [False, True])
+def test_scale_is_folded_once_per_layer_bias_included(layer_class, input_shape, use_bias):
+    """Each binary kernel is matched to its own scale (a separable convolution has two),
+    and the layer's scale change, which multiplies its output bias included, is folded
+    once: debayesianize, LCE conversion and bayesianize again all predict as the model."""
+    model = bayesian_layer_model(layer_class, input_shape, use_bias)
+    x = images(16, input_shape, seed=3)
+    plain = bl.debayesianize(model)
+    assert not bl.quantizers.bayesian_kernels(plain)
+    assert_same_predictions(model, plain, x)
+    flatbuffer = convert.convert(model)
+    assert convert.compare(model, flatbuffer, x).max_abs_diff < 1e-4
+    assert_same_predictions(model, bl.bayesianize(plain), x)

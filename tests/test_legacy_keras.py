@@ -38,3 +38,15 @@ def test_explicitly_disabled_legacy_keras_is_reported():
     result = run_python("import os\nos.environ['TF_USE_LEGACY_KERAS'] = '0'\nimport bayes_larq")
     assert result.returncode != 0
     assert "TF_USE_LEGACY_KERAS is set to '0'" in result.stderr
+
+
+def test_larq_first_works_with_the_variable_and_is_explained_without_it():
+    with_variable = run_python("import os\nos.environ['TF_USE_LEGACY_KERAS'] = '1'\n"
+                               "import larq, bayes_larq\nprint(bayes_larq.BayesianSign)")
+    assert with_variable.returncode == 0, with_variable.stderr[-2000:]
+    without = run_python("try:\n    import larq\nexcept AttributeError:\n    pass\n"
+                         "import bayes_larq")
+    assert without.returncode != 0
+    message = without.stderr.strip().splitlines()[-1]
+    assert "Larq was imported before bayes_larq" in message
+    assert "Import bayes_larq before larq, or set TF_USE_LEGACY_KERAS=1" in message

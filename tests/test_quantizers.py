@@ -256,3 +256,104 @@ def test_check_settings_names_unknown_and_bad_values():
         BayesianSign.check_settings({"kernel_scale": "layer"})
     with pytest.raises(ValueError, match="`lam` must be a finite number >= 0"):
         BayesianSign.check_settings({"lam": -1})
+
+
+def one_dense(quantizer="bayesian_sign", units=3, inputs=4):
+    tf.keras.utils.set_random_seed(0)
+    x = tf.keras.Input((inputs,))
+    layer = lq.layers.QuantDense(units, kernel_quantizer=quantizer,
+                                 kernel_constraint="weight_clip", name="binary")
+    return tf.keras.Model(x, layer(x))
+
+
+def numpy_forward(model, x):
+    """sign(x) @ sign(kernel) / mean(W), W fitted to the kernel (mixture.fit_mixture)."""
+    kernel = model.get_layer("binary").kernel.latent_variable.numpy()
+    w = kernel.reshape(-1, kernel.shape[-1])
+    w_fit = np.abs(w).sum(0) / np.square(w).sum(0)
+    return x @ np.where(kernel >= 0, 1.0, -1.0) / np.mean(np.broadcast_to(w_fit, w.shape))
+
+
+@pytest.mark.parametrize("rebuild", ["clone_model", "from_config"])
+def test_a_rebuilt_model_fits_its_state_to_its_kernel(rebuild):
+    """Keras builds a deserialized layer from its input shape, without a kernel; the
+    quantizer then waits for its first call to fit W, mu and sigma (not W = 1)."""
+    model = one_dense()
+    rebuilt = (tf.keras.models.clone_model(model) if rebuild == "clone_model"
+               else tf.keras.Model.from_config(model.get_config()))
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_allclose(rebuilt.predict(x, verbose=0), numpy_forward(rebuilt, x),
+                               rtol=1e-5)
+    rebuilt.set_weights(model.get_weights())
+    np.testing.assert_array_equal(rebuilt.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.fixture
+def mixed_float16():
+    tf.keras.mixed_precision.set_global_policy("mixed_float16")
+    yield
+    tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_precision_builds_trains_and_predicts_with_float32_state(mixed_float16):
+    inputs = tf.keras.Input((6, 6, 2))
+    layer = lq.layers.QuantConv2D(4, 3, input_quantizer="ste_sign", kernel_constraint="weight_clip",
+                                  kernel_quantizer=BayesianSign(lam=1.0), name="binary")
+    x = tf.keras.layers.GlobalAveragePooling2D()(layer(inputs))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(2, dtype="float32")(x))
+    q = layer.kernel_quantizer
+    kernel = layer.kernel.latent_variable.numpy()
+    assert [v.dtype for v in q.weights] == [tf.float32] * 7 and model.losses[0].dtype == tf.float32
+    np.testing.assert_allclose(q.reconstruction.numpy(),
+                               bl.mixture.fit_mixture(kernel)["reconstruction"], rtol=1e-6)
+    model.compile(tf.keras.optimizers.Adam(1e-2),
+                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    rng = np.random.default_rng(0)
+    before = [v.numpy().copy() for v in q.trainable_weights]
+    history = model.fit(rng.normal(size=(16, 6, 6, 2)), np.arange(16) % 2, epochs=2,
+                        verbose=0).history
+    assert np.all(np.isfinite(history["loss"]))
+    assert all(np.abs(v.numpy() - b).max() > 0 for v, b in zip(q.trainable_weights, before))
+    assert np.abs(layer.kernel.latent_variable.numpy()).max() <= 1.0  # weight_clip clipped latent
+    assert np.all(np.isfinite(model.predict(rng.normal(size=(3, 6, 6, 2)), verbose=0)))
+
+
+@pytest.mark.parametrize("how", ["argument", "scope"])
+def test_larq_flip_ratio_metric(how):
+    if how == "argument":
+        model = one_dense(BayesianSign(metrics=["flip_ratio"]))
+    else:
+        with lq.context.metrics_scope(["flip_ratio"]):
+            model = one_dense("bayesian_sign")
+    q = model.get_layer("binary").kernel_quantizer
+    model.compile(tf.keras.optimizers.SGD(5.0), "mse")  # big steps: some signs flip
+    rng = np.random.default_rng(1)
+    kernel = model.get_layer("binary").kernel.latent_variable
+    signs = [np.sign(kernel.numpy())]
+    ratios = []
+    for _ in range(4):
+        logs = model.train_on_batch(rng.normal(size=(8, 4)), rng.normal(size=(8, 3)),
+                                    return_dict=True, reset_metrics=False)
+        ratios.append(logs[f"flip_ratio/{q.name}"])
+        signs.append(np.sign(kernel.numpy()))
+    # Larq's FlipRatio: each forward pass compares the binary kernel with the previous
+    # pass's; the result is the mean share of flipped signs over the passes after the first.
+    changed = [np.mean(a != b) for a, b in zip(signs[:-1], signs[1:])]
+    assert min(changed) > 0
+    np.testing.assert_allclose(ratios[1:], [np.mean(changed[:k]) for k in (1, 2, 3)], atol=1e-6)
+    assert len(q.weights) == 7 and len(q.non_trainable_weights) == 2  # metric state hidden
+    assert BayesianSign.from_config(q.get_config()).metrics_argument == (
+        ["flip_ratio"] if how == "argument" else None)
+    with pytest.raises(ValueError, match="`metrics` must be a list of \\['flip_ratio'\\]"):
+        BayesianSign(metrics=["accuracy"])
+
+
+def test_clip_value_none_means_no_gradient_clipping():
+    x = tf.Variable([[3.0, -0.5], [-2.0, 0.25]])
+    q = BayesianSign(clip_value=None)
+    with tf.GradientTape() as tape:
+        y = tf.reduce_sum(q(x) * tf.constant([[1.0, 2.0], [3.0, 4.0]]))
+    gradient = tape.gradient(y, x).numpy()
+    w_bar = q.w_bar().numpy()
+    np.testing.assert_allclose(gradient, np.array([[1.0, 2.0], [3.0, 4.0]]) / w_bar, rtol=1e-6)
+    assert BayesianSign.from_config(q.get_config()).clip_value is None

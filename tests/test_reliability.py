@@ -136,12 +136,19 @@ OTHER_ROWS = [
     ("signals", "SIGINT or SIGTERM delivered inside a destructor, where Python ignores the "
      "exception it raises; then `resume`", "RunInterrupted",
      "Interrupted (SIGINT or SIGTERM): training stops at the next batch, not at the end"),
-    ("Python API", "`BayesianSign` as an input quantizer (fixed batch size)", "ValueError",
+    ("Python API", "`BayesianSign` as an input quantizer (fixed batch size), at build",
+     "NotImplementedError", "uses BayesianSign as its input_quantizer"),
+    ("Python API", "`BayesianSign` as an input quantizer swapped in after the build, in "
+     "`bl.BONN(model)`", "ValueError", "uses BayesianSign as its input_quantizer"),
+    ("Python API", "`BayesianSign` called directly on an activation tensor", "ValueError",
      "called on a tensor that is not a weight variable (an activation?)"),
-    ("Python API", "`BayesianSign` as an input quantizer, in `bl.BONN(model)`", "ValueError",
-     "uses BayesianSign as its input_quantizer"),
-    ("Python API", "`BayesianSign` as a depthwise quantizer, in `bl.BONN(model)`",
-     "ValueError", "not supported: a depthwise kernel's last axis is the depth multiplier"),
+    ("Python API", "`BayesianSign` as a depthwise quantizer, at build",
+     "NotImplementedError", "not supported: a depthwise kernel's last axis is the depth "
+     "multiplier"),
+    ("Python API", "`BayesianSign` on a transposed convolution, at build",
+     "NotImplementedError", "a transposed convolution's kernel holds the input channels"),
+    ("Python API", "one `BayesianSign` shared by two layers", "NotImplementedError",
+     "Use one BayesianSign per layer"),
     ("Python API", "`BayesianSign(clip_value=-1)`", "ValueError",
      "`clip_value` must be a finite number > 0"),
     ("Python API", "`bl.profile`, `bl.models`, `bl.app.runs` after `import bayes_larq as bl`",
@@ -390,14 +397,27 @@ def test_a_signal_swallowed_by_a_destructor_still_stops_training(interrupt, name
 
 
 def test_bayesian_sign_misuse_is_refused():
-    with pytest.raises(ValueError, match="not a weight variable .an activation"):
+    with pytest.raises(NotImplementedError, match="uses BayesianSign as its input_quantizer"):
         _one_layer(input_quantizer=BayesianSign())  # a plain functional model, no BONN
     plain = _one_layer(input_quantizer="ste_sign")
     plain.layers[1].input_quantizer = BayesianSign()  # swapped in after the build
     with pytest.raises(ValueError, match="uses BayesianSign as its input_quantizer"):
         BONN(plain)
-    with pytest.raises(ValueError, match="depthwise kernel's last axis is the depth multiplier"):
-        BONN(_one_layer(depthwise_quantizer=BayesianSign()))
+    activation = tf.function(lambda x: BayesianSign()(x))
+    with pytest.raises(ValueError, match="not a weight variable .an activation"):
+        activation.get_concrete_function(tf.TensorSpec((4, 3)))
+    with pytest.raises(NotImplementedError,
+                       match="depthwise kernel's last axis is the depth multiplier"):
+        _one_layer(depthwise_quantizer=BayesianSign())
+    with pytest.raises(NotImplementedError,
+                       match="transposed convolution's kernel holds the input channels"):
+        lq.layers.QuantConv2DTranspose(3, 3, kernel_quantizer=BayesianSign())(
+            tf.keras.Input((4, 4, 2)))
+    shared, inputs = BayesianSign(), tf.keras.Input((4,))
+    hidden = lq.layers.QuantDense(3, kernel_quantizer=shared)(inputs)
+    with pytest.raises(NotImplementedError, match="Use one BayesianSign per layer"):
+        lq.layers.QuantDense(2, kernel_quantizer=shared)(hidden)
+    assert not lq.context.should_quantize()  # the refusals leave Larq's scope as it was
     with pytest.raises(ValueError, match="`clip_value` must be a finite number > 0"):
         BayesianSign(clip_value=-1)
 
