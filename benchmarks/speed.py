@@ -16,7 +16,9 @@ Variants of the same architecture, data and batch:
   attaches (the in-step record of gradients and sign flips; the callback's NumPy
   summary every 25 steps is not in a step);
 * `... + flip threshold (quantile | rebnn)`: lam recomputed every step by
-  `flips.FlipThreshold` (`--flip-threshold`, `--threshold-every 1`).
+  `flips.FlipThreshold` (`--flip-threshold`, `--threshold-every 1`);
+* `... + distillation`: `bl.BONN(..., teacher=float twin)`: the float twin of the same
+  architecture runs forward (inference mode) in every step for the distribution loss.
 
 Each variant is compiled once and warmed up; then the variants take turns one training
 step at a time (A B C D E, A B C D E, ...: each a call of the Keras train function that
@@ -69,6 +71,10 @@ VARIANTS = {
         "threshold": {"rule": "quantile", "q": 0.9}},
     "kernel loss only + flip threshold (rebnn)": {
         "bonn": True, "wrapper": True, "feature_loss": False, "threshold": {"rule": "rebnn"}},
+    "plain Larq + distillation": {"bonn": False, "wrapper": True, "feature_loss": False,
+                                  "teacher": True},
+    "full BONN + distillation": {"bonn": True, "wrapper": True, "feature_loss": True,
+                                 "teacher": True},
 }
 INPUTS = {"small_cnn": ((28, 28, 1), {}), "resnet18_cifar": ((32, 32, 3), {}),
           "wrn22": ((32, 32, 3), {"width_factor": 1})}
@@ -81,8 +87,10 @@ def build(model_name, variant, seed=0, **compile_options):
                       "jit_compile": variant.get("jit_compile", True)} if variant["bonn"] else {})
     classifier = models.get(model_name, num_classes=10, input_shape=input_shape,
                             bonn=variant["bonn"], **bayesian_sign, **arch)
+    teacher = (models.get(model_name, num_classes=10, input_shape=input_shape, bonn=False,
+                          precision="float", **arch) if variant.get("teacher") else None)
     model = (bl.BONN(classifier, feature_loss=variant["feature_loss"],
-                     flip_threshold=variant.get("threshold"))
+                     flip_threshold=variant.get("threshold"), teacher=teacher)
              if variant["wrapper"] else classifier)
     model.compile(tf.keras.optimizers.Adam(1e-3),
                   tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
