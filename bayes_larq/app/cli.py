@@ -30,6 +30,22 @@ NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$"
 # --------------------------------------------------------------------------- argument types
 
 
+def integer(text: str) -> int:
+    """An integer; its range is the business of the setting's owner (`RunConfig`)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def number(text: str) -> float:
+    """A number; its range is the business of the setting's owner (`RunConfig`)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
 def _integer_at_least(text, minimum):
     try:
         value = int(text)
@@ -100,23 +116,23 @@ def _train_options(parser):
     """The run settings; defaults are SUPPRESSed so `--resume` can tell what was passed."""
     from bayes_larq import models
     from bayes_larq.app import data, runs
-    from bayes_larq.defaults import LAM, NU, PRIOR_GRADIENTS, REDUCTIONS, SCALES, THETA
+    from bayes_larq.defaults import PRIOR_GRADIENTS, REDUCTIONS, SCALES
 
     defaults = runs.RunConfig()
     group = parser.add_argument_group("run settings (defaults in brackets)")
     add = group.add_argument
     add("--model", choices=models.names(), help=f"model from the registry [{defaults.model}]")
     add("--dataset", choices=sorted(data.DATASETS), help=f"dataset [{defaults.dataset}]")
-    add("--epochs", type=positive_int, help=f"epochs [{defaults.epochs}]")
-    add("--batch-size", type=positive_int, help=f"batch size [{defaults.batch_size}]")
+    add("--epochs", type=integer, help=f"epochs [{defaults.epochs}]")
+    add("--batch-size", type=integer, help=f"batch size [{defaults.batch_size}]")
     add("--no-bonn", action="store_true",
         help="plain Larq training: no kernel loss ('ste_sign') and no feature loss")
     add("--no-kernel-loss", action="store_true",
         help="binary kernels use Larq's 'ste_sign' instead of BayesianSign (no L_B)")
     add("--no-feature-loss", action="store_true", help="leave out the feature loss L_F")
-    add("--lam", type=non_negative_float, help=f"kernel-loss weight lambda [{LAM:g}]")
-    add("--nu", type=non_negative_float, help=f"mixture-prior weight nu inside L_B [{NU:g}]")
-    add("--theta", type=non_negative_float, help=f"feature-loss weight theta [{THETA:g}]")
+    add("--lam", type=number, help=f"kernel-loss weight lambda [{defaults.lam:g}]")
+    add("--nu", type=number, help=f"mixture-prior weight nu inside L_B [{defaults.nu:g}]")
+    add("--theta", type=number, help=f"feature-loss weight theta [{defaults.theta:g}]")
     add("--reduction", choices=REDUCTIONS, help=f"L_B reduction [{defaults.reduction}]")
     add("--kernel-scale", choices=SCALES,
         help=f"binary kernel scale 1/mean(W) per layer or channel [{defaults.kernel_scale}]")
@@ -124,37 +140,37 @@ def _train_options(parser):
     add("--precision", choices=models.PRECISIONS,
         help=f"'float': the same architecture without quantizers [{defaults.precision}]")
     add("--optimizer", choices=runs.OPTIMIZERS, help=f"[{defaults.optimizer}]")
-    add("--learning-rate", type=positive_float, help="base learning rate [" + ", ".join(
+    add("--learning-rate", type=number, help="base learning rate [" + ", ".join(
         f"{name}: {rate:g}" for name, rate in runs.DEFAULT_LEARNING_RATES.items()) + "]")
-    add("--momentum", type=share, help=f"SGD momentum [{defaults.momentum}]")
+    add("--momentum", type=number, help=f"SGD momentum [{defaults.momentum}]")
     add("--lr-schedule", choices=runs.LR_SCHEDULES, help=f"[{defaults.lr_schedule}]")
-    add("--w-lr-multiplier", type=positive_float,
+    add("--w-lr-multiplier", type=number,
         help=f"learning-rate multiplier of W [{defaults.w_lr_multiplier:g}]")
-    add("--sigma-lr-multiplier", type=positive_float,
+    add("--sigma-lr-multiplier", type=number,
         help=f"learning-rate multiplier of the mixture sigmas [{defaults.sigma_lr_multiplier:g}]")
     add("--prior-gradient", choices=PRIOR_GRADIENTS,
         help=f"'mean': the paper's averaged mu/sigma gradient [{defaults.prior_gradient}]")
     add("--mixture-update", choices=runs.MIXTURE_UPDATES,
         help=f"'closed_form': set mu/sigma by closed form every --refresh-batches, "
              f"not by gradient [{defaults.mixture_update}]")
-    add("--refresh-batches", type=positive_int, help=f"[{defaults.refresh_batches}]")
-    add("--lam-warmup-epochs", type=non_negative_int,
+    add("--refresh-batches", type=integer, help=f"[{defaults.refresh_batches}]")
+    add("--lam-warmup-epochs", type=integer,
         help=f"ramp lam linearly from 0 over N epochs [{defaults.lam_warmup_epochs}]")
     add("--strategy", choices=runs.STRATEGIES,
         help="tf.distribute strategy: 'multi-worker' reads TF_CONFIG; 'auto' picks "
         "multi-worker, mirrored (several GPUs) or the default [auto]")
     add("--sync-batch-norm", action="store_true",
         help="BatchNorm statistics synchronised across replicas")
-    add("--validation-size", type=positive_int,
+    add("--validation-size", type=integer,
         help="hold out the last N training examples for per-epoch validation; the test "
         "set is then evaluated once, at the end")
     add("--augment", action=argparse.BooleanOptionalAction,
         help="augment the training images (Fashion-MNIST: pad 2, random crop, flip); "
         "--no-augment turns it off [the dataset's default: CIFAR and ImageNet augment, "
         "Fashion-MNIST does not]")
-    add("--seed", type=int, help=f"seed of weights, data order and augmentation [{defaults.seed}]")
-    add("--train-limit", type=positive_int, help="use only the first N training examples")
-    add("--test-limit", type=positive_int, help="use only the first N test examples")
+    add("--seed", type=integer, help=f"seed of weights, data order and augmentation [{defaults.seed}]")
+    add("--train-limit", type=integer, help="use only the first N training examples")
+    add("--test-limit", type=integer, help="use only the first N test examples")
     add("--data-dir", help="Fashion-MNIST IDX directory, or the TFDS data directory")
     add("--arch", type=arch_argument, action="append", metavar="KEY=VALUE",
         help="architecture argument of the builder, repeatable (e.g. width=16)")
@@ -310,10 +326,9 @@ def _train_text(summary, run_dir):
 
 def command_evaluate(args, parser):
     from bayes_larq.app import runs
+    from bayes_larq.app.evaluation import test_data_of
 
-    config = runs.run_config_of(args.path)
-    dataset = args.dataset or (config.dataset if config else "fashion_mnist")
-    data_dir = args.data_dir if args.data_dir is not None else (config.data_dir if config else None)
+    dataset, data_dir = test_data_of(args.path, args.dataset, args.data_dir)
     result = runs.evaluate(runs.load_classifier(args.path), dataset, batch_size=args.batch_size,
                            data_dir=data_dir, limit=args.limit)
     top5 = (f", top-5 accuracy {result.top5_accuracy:.4f}"
@@ -410,6 +425,35 @@ def demo_text(result):
     ])
 
 
+_STEP_COMMANDS = {"train": "bayes-larq train --output {path}",
+                  "resume": "bayes-larq train --resume {path}",
+                  "resume_previous": "bayes-larq train --resume {path} --previous-checkpoint",
+                  "convert": "bayes-larq convert {path}"}
+# Settings whose flag is not --NAME VALUE.
+_SETTING_FLAGS = {("kernel_loss", False): "--no-kernel-loss",
+                  ("feature_loss", False): "--no-feature-loss",
+                  ("include_float", False): "--no-float"}
+
+
+def hint_text(hint) -> str:
+    """A library hint (`bayes_larq.app.errors`) as the command line or flag to use."""
+    from bayes_larq.app.errors import Step
+
+    if isinstance(hint, Step):
+        return _STEP_COMMANDS[hint.name].format(path=hint.path)
+    if hint.has_value and (hint.name, hint.value) in _SETTING_FLAGS:
+        return _SETTING_FLAGS[hint.name, hint.value]
+    flag = "--" + hint.name.replace("_", "-")
+    return f"{flag} {hint.value}" if hint.has_value else flag
+
+
+def error_text(error: BaseException) -> str:
+    """The message of `error` with its hints in command-line terms."""
+    from bayes_larq.app.errors import Hinted
+
+    return error.render(hint_text) if isinstance(error, Hinted) else str(error)
+
+
 COMMANDS = {"train": command_train, "evaluate": command_evaluate, "convert": command_convert,
             "benchmark": command_benchmark, "demo": command_demo}
 
@@ -438,16 +482,16 @@ def main(argv=None):
     try:
         args.handler(args, command_parser)
     except runs.RunInterrupted as interrupted:
-        print(f"\n{interrupted}", file=sys.stderr)
+        print(f"\n{error_text(interrupted)}", file=sys.stderr)
         return EXIT_TERMINATED if interrupted.signal_name == "SIGTERM" else EXIT_INTERRUPTED
     except KeyboardInterrupt as interrupt:
         print(f"\nInterrupted ({getattr(interrupt, 'signal_name', 'SIGINT')}).", file=sys.stderr)
         return (EXIT_TERMINATED if getattr(interrupt, "signal_name", "") == "SIGTERM"
                 else EXIT_INTERRUPTED)
     except (runs.RunError, data.DatasetError) as err:
-        command_parser.error(str(err))
+        command_parser.error(error_text(err))
     except (runs.JobFailed, data.DatasetNotFoundError) as err:
-        print(f"{command_parser.prog}: error: {err}", file=sys.stderr)
+        print(f"{command_parser.prog}: error: {error_text(err)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         signal.signal(signal.SIGTERM, previous_handler)

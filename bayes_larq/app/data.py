@@ -685,6 +685,11 @@ def check_augment(augment):
     return augment
 
 
+def default_augment(spec: DatasetSpec) -> bool:
+    """Whether training data of ``spec`` is augmented when ``augment`` is not given."""
+    return spec.augments_by_default and spec.train_preprocess is not None
+
+
 def _check_augment(spec, augment, training):
     """Whether to augment: ``augment`` checked against ``training``, None -> the default."""
     check_augment(augment)
@@ -694,7 +699,7 @@ def _check_augment(spec, augment, training):
     if augment and spec.train_preprocess is None:
         raise ValueError(f"{spec.name!r} has no training augmentation; use augment=None.")
     if augment is None:
-        return training and spec.augments_by_default and spec.train_preprocess is not None
+        return training and default_augment(spec)
     return augment
 
 

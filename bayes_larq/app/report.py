@@ -11,15 +11,16 @@ binary kernel ("ste_sign", the baseline) it is the closed-form fit
 (`bayes_larq.mixture.fit_mixture`).
 """
 
-import dataclasses
-import json
+from __future__ import annotations
+
 import os
-import pathlib
 
 import numpy as np
 
 from bayes_larq import profile
 from bayes_larq.app import data
+from bayes_larq.app.config import RunConfig
+from bayes_larq.app.rundir import RunDirectory, RunState, read_json, write_json
 from bayes_larq.mixture import (
     MIXTURE_KEYS,
     bimodality_coefficient,
@@ -27,6 +28,13 @@ from bayes_larq.mixture import (
     mixture_density,
 )
 from bayes_larq.quantizers import bayesian_quantizers, binary_kernels
+from bayes_larq.training import BONN
+
+__all__ = ["binarized_kernels", "load_mixture_snapshot", "markdown", "plot_curves",
+           "plot_latents", "run_summary", "save_mixture_snapshot", "update_run_report",
+           "write_diverged_report", "write_run_report"]
+
+HEADING = "# bayes-larq training report"
 
 LOSS_TERMS = (("loss", "total loss"), ("ce_loss", "cross-entropy"),
               ("kernel_loss", "kernel loss $L_B$"), ("feature_loss", "feature loss $L_F$"),
@@ -130,7 +138,8 @@ def _mixture_report(initial, final):
             for name in final}
 
 
-def run_summary(config, bonn, state, initial, final):
+def run_summary(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunState,
+                initial: dict, final: dict) -> dict:
     """The content of report.json for a finished run (a dict of plain numbers).
 
     `initial` and `final` are the run's `binarized_kernels` at initialisation and now.
@@ -142,18 +151,18 @@ def run_summary(config, bonn, state, initial, final):
                  "nu": float(quantizers[0].nu.numpy()) if quantizers else None}
     mac_counts = profile.mac_counts(classifier)
     return {
-        "config": dataclasses.asdict(config),
+        "config": config.as_dict(),
         "effective_loss_weights": effective,
-        "epochs_done": state["epochs_done"],
+        "epochs_done": state.epochs_done,
         # With a held-out validation split the test set is evaluated once, at the end.
-        "validation": (_final_validation_metrics(state["history"])
+        "validation": (_final_validation_metrics(state.history)
                        if config.validation_size else None),
-        "test": state.get("test") or {**_final_validation_metrics(state["history"]),
-                                      "examples": _test_examples(config)},
+        "test": state.test or {**_final_validation_metrics(state.history),
+                               "examples": _test_examples(config)},
         "test_examples": _test_examples(config),
-        "train_seconds": float(sum(state["epoch_seconds"])),
-        "epoch_seconds": state["epoch_seconds"],
-        "history": state["history"],
+        "train_seconds": float(sum(state.epoch_seconds)),
+        "epoch_seconds": list(state.epoch_seconds),
+        "history": list(state.history),
         "model": {
             "name": classifier.name,
             "binarized_layers": len(final),
@@ -165,9 +174,11 @@ def run_summary(config, bonn, state, initial, final):
             "memory_bytes": profile.memory_bytes(classifier),
         },
         "mixture": _mixture_report(initial, final),
-        "files": {"curves": "curves.png", "latents": "latents.png" if final else None,
-                  "model": "model.keras",
-                  "markdown": "report.md", "tensorboard": "tensorboard/"},
+        "files": {"curves": run.relative(run.curves),
+                  "latents": run.relative(run.latents) if final else None,
+                  "model": run.relative(run.classifier),
+                  "markdown": run.relative(run.report_md),
+                  "tensorboard": run.relative(run.tensorboard) + "/"},
     }
 
 
@@ -175,10 +186,10 @@ def _number(value):
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def markdown(summary):
+def markdown(summary: dict) -> str:
     """report.md: settings, results, per-epoch table, mixture table, plots."""
     test, model = summary["test"], summary["model"]
-    lines = ["# bayes-larq training report", ""]
+    lines = [HEADING, ""]
     if summary.get("status") == "diverged":
         lines += ["**Training diverged**: the loss became NaN or infinite. The numbers below "
                   "are those of the last good epoch (its checkpoint is kept).", ""]
@@ -217,9 +228,9 @@ def markdown(summary):
                 _number(stats.get(k)) for k in (*MIXTURE_KEYS, "latent_scale", "bimodality",
                                                  "flip_ratio")) + " |")
     lines += _deployment_lines(summary)
-    lines += ["", "![learning curves](curves.png)", ""]
+    lines += ["", f"![learning curves]({summary['files']['curves']})", ""]
     if summary["files"]["latents"]:
-        lines += ["![latent weights](latents.png)", ""]
+        lines += [f"![latent weights]({summary['files']['latents']})", ""]
     return "\n".join(lines)
 
 
@@ -251,40 +262,36 @@ def _deployment_lines(summary):
     return lines
 
 
-def update_run_report(run_dir, section, payload):
+def update_run_report(run_dir: str | os.PathLike, section: str, payload: dict) -> dict:
     """Add (or replace) `section` of a finished run's report.json and re-render report.md."""
-    path = pathlib.Path(run_dir)
-    summary = json.loads((path / "report.json").read_text())
+    run = RunDirectory(run_dir)
+    summary = read_json(run.report_json)
     summary[section] = payload
-    write_json(path / "report.json", summary)
-    (path / "report.md").write_text(markdown(summary))
+    _write_report(run, summary)
     return summary
 
 
-def write_json(path, payload):
-    """Write JSON atomically: a crash leaves the old file or the new one, never half."""
-    temporary = pathlib.Path(f"{path}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    os.replace(temporary, path)
+def _write_report(run, summary):
+    write_json(run.report_json, summary)
+    run.report_md.write_text(markdown(summary))
 
 
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, pathlib.Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def write_run_report(run, config, bonn, state):
+def write_run_report(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunState) -> dict:
     """Write report.json, report.md, curves.png and latents.png into the run; return the dict."""
     initial = load_mixture_snapshot(run.init_mixture)
     final = binarized_kernels(bonn.classifier)
-    summary = run_summary(config, bonn, state, initial, final)
-    path = pathlib.Path(run.path)
-    write_json(path / "report.json", summary)
-    (path / "report.md").write_text(markdown(summary))
-    plot_curves(state["history"], path / "curves.png",
+    summary = run_summary(run, config, bonn, state, initial, final)
+    _write_report(run, summary)
+    plot_curves(state.history, run.curves,
                 validation_label="validation" if config.validation_size else "test")
-    plot_latents(initial, final, path / "latents.png")
+    plot_latents(initial, final, run.latents)
     return summary
+
+
+def write_diverged_report(run: RunDirectory, config: RunConfig, state: RunState) -> None:
+    """report.json / report.md of a run that diverged in its first epoch (no checkpoint)."""
+    summary = {"status": "diverged", "diverged": state.diverged,
+               "config": config.as_dict(), "epochs_done": 0}
+    write_json(run.report_json, summary)
+    run.report_md.write_text(f"{HEADING}\n\nTraining diverged in the first epoch "
+                             f"({state.diverged}); no epoch finished.\n")
