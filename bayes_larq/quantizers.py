@@ -32,7 +32,8 @@ from bayes_larq.mixture import fallback_mixture, fit_mixture
 
 __all__ = [
     "BayesianSign", "BinaryKernel", "bayesian_kernels", "bayesian_quantizers",
-    "binary_kernels", "check_bayesian_roles", "scale_gradient", "total_kernel_loss",
+    "binary_kernels", "check_bayesian_roles", "is_one_bit", "scale_gradient",
+    "total_kernel_loss",
 ]
 
 # Larq layer attribute holding a kernel quantizer -> attribute holding that kernel.

@@ -22,6 +22,11 @@ import signal
 import sys
 import time
 
+from bayes_larq.app import messages
+
+__all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE",
+           "Terminated", "build_parser", "main"]
+
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 DEFAULT_RUNS_DIR = "runs"
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$")
@@ -313,15 +318,8 @@ def command_train(args, parser):
     else:
         run_dir = args.output or _runs_dir_name(f"{config.model}-{config.dataset}")
         trained = runs.train(config, run_dir, verbose=verbose)
-    print(_train_text(trained.report, trained.run_dir))
+    print(messages.train_text(trained.report, trained.run_dir))
     return trained
-
-
-def _train_text(summary, run_dir):
-    test = summary["test"]
-    top5 = f", top-5 {test['top5_accuracy']:.4f}" if "top5_accuracy" in test else ""
-    return (f"Finished {summary['epochs_done']} epochs in {summary['train_seconds']:.0f} s: "
-            f"test top-1 {test['accuracy']:.4f}{top5}. Report: {run_dir}/report.md")
 
 
 def command_evaluate(args, parser):
@@ -349,42 +347,20 @@ def _latency_options_of(args, include_float=True):
             "include_float": include_float}
 
 
-def _conversion_text(result):
-    agreement = result.agreement
-    return "\n".join([
-        "Operators: " + ", ".join(f"{name} x{count}" for name, count in result.census.items()),
-        f"Keras vs TFLite on {agreement.samples} test images: top-1 agreement "
-        f"{agreement.top1_agreement:.4f}, max |logit difference| {agreement.max_abs_diff:.3g}",
-        f"Wrote {result.tflite_path} ({result.tflite_bytes / 1024:.1f} KiB)"])
-
-
 def command_convert(args, parser):
     from bayes_larq.app import runs
 
     result = runs.convert(args.path, output=args.output, dataset=args.dataset,
                           data_dir=args.data_dir, **_conversion_options(args))
-    print(_conversion_text(result))
+    print(messages.conversion_text(result))
     return result
-
-
-def _benchmark_text(result):
-    flags = result.flags
-    lines = [f"LCE interpreter, {flags['num_threads']} thread(s), indirect_bgemm="
-             f"{flags['use_indirect_bgemm']}, xnnpack={flags['use_xnnpack']}, median of "
-             f"{flags['repeats']} runs, batch 1:",
-             f"  binary {result.binary_ms:8.3f} ms  {result.binary_bytes / 1024:9.1f} KiB"]
-    if result.float_ms is not None:
-        lines += [f"  float  {result.float_ms:8.3f} ms  {result.float_bytes / 1024:9.1f} KiB",
-                  f"  binary is {result.speedup:.2f}x faster and {result.size_ratio:.1f}x "
-                  f"smaller than float"]
-    return "\n".join(lines)
 
 
 def command_benchmark(args, parser):
     from bayes_larq.app import runs
 
     result = runs.benchmark(args.path, **_latency_options_of(args, not args.no_float))
-    print(_benchmark_text(result))
+    print(messages.benchmark_text(result))
     return result
 
 
@@ -397,61 +373,9 @@ def command_demo(args, parser):
     result = runs.demo(config, run_dir, verbose=0 if args.quiet else 1,
                        conversion_options=_conversion_options(args),
                        latency_options=_latency_options_of(args))
-    print(demo_text(result))
+    print(messages.demo_text(result))
     return result
 
-
-def demo_text(result):
-    """The demo summary printed at the end of `bayes-larq demo`."""
-    summary, conversion, bench = result.report, result.conversion, result.benchmark
-    flags, agreement = bench.flags, conversion.agreement
-    return "\n".join([
-        "",
-        f"== bayes-larq demo summary ({result.run_dir}) ==",
-        f"test accuracy:        {summary['test']['accuracy']:.4f} on "
-        f"{summary['test_examples']:,} {summary['config']['dataset']} test images "
-        f"after {summary['epochs_done']} epochs ({summary['train_seconds']:.0f} s)",
-        f"binarized MAC share:  {100 * summary['model']['binarized_mac_share']:.1f}%",
-        f"Keras vs TFLite:      top-1 agreement {agreement.top1_agreement:.4f} on "
-        f"{agreement.samples} test images, max |logit diff| {agreement.max_abs_diff:.3g}; "
-        f"{conversion.census.get('LceBconv2d', 0)} LceBconv2d ops",
-        f"TFLite size:          {bench.binary_bytes / 1024:.1f} KiB (float: "
-        f"{bench.float_bytes / 1024:.1f} KiB)",
-        f"latency, batch 1:     {bench.binary_ms:.3f} ms (float: {bench.float_ms:.3f} ms); "
-        f"{flags['num_threads']} thread(s), indirect_bgemm={flags['use_indirect_bgemm']}, "
-        f"xnnpack={flags['use_xnnpack']}",
-        f"wall time of train + convert + benchmark: {result.seconds:.0f} s",
-        f"report: {result.run_dir}/report.md",
-    ])
-
-
-_STEP_COMMANDS = {"train": "bayes-larq train --output {path}",
-                  "resume": "bayes-larq train --resume {path}",
-                  "resume_previous": "bayes-larq train --resume {path} --previous-checkpoint",
-                  "convert": "bayes-larq convert {path}"}
-# Settings whose flag is not --NAME VALUE.
-_SETTING_FLAGS = {("kernel_loss", False): "--no-kernel-loss",
-                  ("feature_loss", False): "--no-feature-loss",
-                  ("include_float", False): "--no-float"}
-
-
-def hint_text(hint) -> str:
-    """A library hint (`bayes_larq.app.errors`) as the command line or flag to use."""
-    from bayes_larq.app.errors import Step
-
-    if isinstance(hint, Step):
-        return _STEP_COMMANDS[hint.name].format(path=hint.path)
-    if hint.has_value and (hint.name, hint.value) in _SETTING_FLAGS:
-        return _SETTING_FLAGS[hint.name, hint.value]
-    flag = "--" + hint.name.replace("_", "-")
-    return f"{flag} {hint.value}" if hint.has_value else flag
-
-
-def error_text(error: BaseException) -> str:
-    """The message of `error` with its hints in command-line terms."""
-    from bayes_larq.app.errors import Hinted
-
-    return error.render(hint_text) if isinstance(error, Hinted) else str(error)
 
 
 COMMANDS = {"train": command_train, "evaluate": command_evaluate, "convert": command_convert,
@@ -482,16 +406,16 @@ def main(argv=None):
     try:
         args.handler(args, command_parser)
     except runs.RunInterrupted as interrupted:
-        print(f"\n{error_text(interrupted)}", file=sys.stderr)
+        print(f"\n{messages.error_text(interrupted)}", file=sys.stderr)
         return EXIT_TERMINATED if interrupted.signal_name == "SIGTERM" else EXIT_INTERRUPTED
     except KeyboardInterrupt as interrupt:
         print(f"\nInterrupted ({getattr(interrupt, 'signal_name', 'SIGINT')}).", file=sys.stderr)
         return (EXIT_TERMINATED if getattr(interrupt, "signal_name", "") == "SIGTERM"
                 else EXIT_INTERRUPTED)
     except (runs.RunError, data.DatasetError) as err:
-        command_parser.error(error_text(err))
+        command_parser.error(messages.error_text(err))
     except (runs.JobFailed, data.DatasetNotFoundError) as err:
-        print(f"{command_parser.prog}: error: {error_text(err)}", file=sys.stderr)
+        print(f"{command_parser.prog}: error: {messages.error_text(err)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
