@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bayes_larq.app import data
+from bayes_larq.app import data, fashion_mnist, tfds_source
 from fashion_files import idx_bytes, write_fashion_dir, write_idx
 
 # Published per-channel constants (R, G, B), in [0, 1].
@@ -177,7 +177,7 @@ def test_load_fashion_mnist_search_order(tmp_path, no_fashion_anywhere, monkeypa
     arg = write_fashion_dir(tmp_path / "arg", seed=1)
     env = write_fashion_dir(tmp_path / "env", seed=2)
     default = write_fashion_dir(tmp_path / "default", seed=3)
-    monkeypatch.setattr(data, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path / "default"))
+    monkeypatch.setattr(fashion_mnist, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path / "default"))
     monkeypatch.setenv(data.FASHION_MNIST_ENV, str(tmp_path / "env"))
     np.testing.assert_array_equal(data.load_fashion_mnist("train", tmp_path / "arg")[0],
                                   arg["train"][0])
@@ -229,7 +229,8 @@ def test_missing_fashion_mnist_names_every_place(tmp_path, no_fashion_anywhere):
     assert f"${data.FASHION_MNIST_ENV}: not set" in message
     assert str(tmp_path / "no-default") in message
     assert "TFDS" in message and "fashion_mnist" in message
-    assert "apt-get install dataset-fashion-mnist" in message and "--data-dir" in message
+    # The library names the Python argument; the command line renders it as --data-dir.
+    assert "apt-get install dataset-fashion-mnist" in message and "data_dir='<dir>'" in message
     assert "unreachable" in message  # real TFDS: nothing prepared, download not attempted
     assert isinstance(info.value, FileNotFoundError)
 
@@ -594,7 +595,7 @@ def test_bad_names_and_splits():
 
 
 def test_tfds_dataset_missing_offline(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_probably_online", lambda host, port, timeout=3.0: False)
+    monkeypatch.setattr(tfds_source, "_probably_online", lambda host, port, timeout=3.0: False)
     with pytest.raises(data.DatasetNotFoundError) as info:
         data.load("cifar10", "train", 8, training=True, data_dir=str(tmp_path / "tfds"))
     message = str(info.value)

@@ -173,7 +173,8 @@ def _train_options(parser):
         help="augment the training images (Fashion-MNIST: pad 2, random crop, flip); "
         "--no-augment turns it off [the dataset's default: CIFAR and ImageNet augment, "
         "Fashion-MNIST does not]")
-    add("--seed", type=integer, help=f"seed of weights, data order and augmentation [{defaults.seed}]")
+    add("--seed", type=integer,
+        help=f"seed of weights, data order and augmentation [{defaults.seed}]")
     add("--train-limit", type=integer, help="use only the first N training examples")
     add("--test-limit", type=integer, help="use only the first N test examples")
     add("--data-dir", help="Fashion-MNIST IDX directory, or the TFDS data directory")
@@ -225,7 +226,8 @@ def build_parser():
     evaluate.add_argument("--batch-size", type=positive_int, default=256)
     evaluate.add_argument("--limit", type=positive_int, help="only the first N test examples")
 
-    convert = commands.add_parser("convert", help="LCE conversion to .tflite, checked against Keras")
+    convert = commands.add_parser("convert",
+                                  help="LCE conversion to .tflite, checked against Keras")
     _model_source(convert)
     convert.add_argument("--output", type=output_path,
                          help="the .tflite file [RUN_DIR/model.tflite or MODEL.tflite]")

@@ -14,7 +14,8 @@ import pathlib
 from typing import Any, Callable, Union
 
 __all__ = [
-    "Hint", "Hinted", "JobFailed", "RunError", "RunInterrupted", "Setting", "Step",
+    "DatasetError", "DatasetNotFoundError", "Hint", "Hinted", "JobFailed", "RunError",
+    "RunInterrupted", "Setting", "Step",
     "TrainingDiverged", "python_text",
 ]
 
@@ -81,6 +82,18 @@ class RunError(Hinted, ValueError):
 
 class JobFailed(Hinted, Exception):
     """A step that ran but failed (a converted model that disagrees, a missing file)."""
+
+    def __init__(self, *parts: Part):
+        self.parts = parts
+        super().__init__(self.render(python_text))
+
+
+class DatasetError(ValueError):
+    """A dataset file exists but is corrupt, truncated or not what it should be."""
+
+
+class DatasetNotFoundError(Hinted, FileNotFoundError):
+    """A dataset is not available anywhere it was looked for."""
 
     def __init__(self, *parts: Part):
         self.parts = parts

@@ -87,7 +87,8 @@ def plot_curves(history, path, validation_label="test"):
     for axis, (key, title) in zip(axes[0], terms):
         axis.plot(epochs, [logs[key] for logs in history], "o-", label="train")
         if f"val_{key}" in history[0]:
-            axis.plot(epochs, [logs[f"val_{key}"] for logs in history], "s--", label=validation_label)
+            axis.plot(epochs, [logs[f"val_{key}"] for logs in history], "s--",
+                      label=validation_label)
         axis.set(title=title, xlabel="epoch")
         axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
     axes[0][0].legend()
@@ -199,7 +200,8 @@ def markdown(summary: dict) -> str:
     lines += [f"| effective {key} | {_number(value)} |"
               for key, value in summary["effective_loss_weights"].items()]
     lines += ["", "## Results", "",
-              f"* test top-1 accuracy on {summary['test_examples']:,} {summary['config']['dataset']}"
+              f"* test top-1 accuracy on {summary['test_examples']:,} "
+              f"{summary['config']['dataset']}"
               f" test images: **{test.get('accuracy', float('nan')):.4f}**"
               + (f", top-5: {test['top5_accuracy']:.4f}" if "top5_accuracy" in test else ""),
               *([f"* validation top-1 accuracy on the last {summary['config']['validation_size']:,}"
@@ -251,11 +253,13 @@ def _deployment_lines(summary):
     if benchmark:
         flags = benchmark["flags"]
         lines += ["", "## Latency (batch 1, LCE interpreter)", "",
-                  f"{flags['num_threads']} thread(s), indirect_bgemm={flags['use_indirect_bgemm']}, "
+                  f"{flags['num_threads']} thread(s), "
+                  f"indirect_bgemm={flags['use_indirect_bgemm']}, "
                   f"xnnpack={flags['use_xnnpack']}, median of {flags['repeats']} runs after "
                   f"{flags['warmup']} warm-up runs.", "",
                   "| model | latency ms | size KiB |", "| --- | --- | --- |",
-                  f"| binary | {benchmark['binary_ms']:.3f} | {benchmark['binary_bytes'] / 1024:.1f} |"]
+                  f"| binary | {benchmark['binary_ms']:.3f} | "
+                  f"{benchmark['binary_bytes'] / 1024:.1f} |"]
         if benchmark.get("float_ms") is not None:
             lines.append(f"| float twin | {benchmark['float_ms']:.3f} | "
                          f"{benchmark['float_bytes'] / 1024:.1f} |")

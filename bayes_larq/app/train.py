@@ -23,7 +23,14 @@ from bayes_larq import callbacks
 from bayes_larq.app import data, report
 from bayes_larq.app.config import RunConfig
 from bayes_larq.app.distribute import distribution, is_chief, strategy_name
-from bayes_larq.app.errors import JobFailed, RunError, RunInterrupted, Setting, Step, TrainingDiverged
+from bayes_larq.app.errors import (
+    JobFailed,
+    RunError,
+    RunInterrupted,
+    Setting,
+    Step,
+    TrainingDiverged,
+)
 from bayes_larq.app.evaluation import evaluate
 from bayes_larq.app.interrupts import (
     PendingInterruptCheck,
