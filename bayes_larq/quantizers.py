@@ -185,7 +185,8 @@ class BayesianSign(Quantizer):
         """Mean of W: a scalar (`scale="layer"`) or one value per output channel."""
         if self.scale == "layer":
             return tf.reduce_mean(self.reconstruction)
-        return tf.reduce_mean(self.reconstruction, axis=list(range(self.reconstruction.shape.rank - 1)))
+        leading_axes = list(range(self.reconstruction.shape.rank - 1))
+        return tf.reduce_mean(self.reconstruction, axis=leading_axes)
 
     def kernel_loss(self, kernel: tf.Tensor) -> tf.Tensor:
         """$L_B$ of `kernel` under this quantizer's current W, mu, sigma, lam and nu."""

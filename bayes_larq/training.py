@@ -29,7 +29,8 @@ from bayes_larq._keras import is_functional
 from bayes_larq.losses import feature_loss
 from bayes_larq.quantizers import bayesian_quantizers, check_bayesian_roles
 
-__all__ = ["BONN", "MIXTURE_UPDATES", "BayesianFeatureLoss", "ScaledSchedule", "find_feature_tensor"]
+__all__ = ["BONN", "MIXTURE_UPDATES", "BayesianFeatureLoss", "ScaledSchedule",
+           "find_feature_tensor"]
 
 LABEL_RANGE_MARK = "bayes_larq: label out of range"
 

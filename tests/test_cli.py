@@ -138,7 +138,8 @@ def test_entry_points():
     assert "argument --batch-size: expected an integer, got 'zero'" in result.stderr
     script = os.path.join(sysconfig.get_path("scripts"), "bayes-larq")
     version = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=300)
-    assert version.returncode == 0 and version.stdout.strip() == f"bayes-larq {bayes_larq.__version__}"
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"bayes-larq {bayes_larq.__version__}"
 
 
 def test_demo_prints_the_summary(tmp_path, fashion_dir, capsys):

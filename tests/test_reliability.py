@@ -164,7 +164,8 @@ def render():
     for case in CASES:
         groups.setdefault(case.group, []).append(case.row())
     for group, what, code, message in OTHER_ROWS:
-        groups.setdefault(group, []).append(f"| {what} | (process or Python) | {code} | {message} |")
+        row = f"| {what} | (process or Python) | {code} | {message} |"
+        groups.setdefault(group, []).append(row)
     for group, rows in groups.items():
         lines += [f"## {group} ({len(rows)})", "", "| case | command | exit | message contains |",
                   "| --- | --- | --- | --- |", *rows, ""]

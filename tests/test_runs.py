@@ -80,7 +80,8 @@ def test_run_writes_reports_with_the_numbers(finished_run):
 
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, fashion_dir, finished_run):
     run_dir = tmp_path / "interrupted"
-    with pytest.raises(runs.RunInterrupted, match=re.escape(f"runs.resume('{run_dir}')")) as interrupted:
+    resume_call = re.escape(f"runs.resume('{run_dir}')")
+    with pytest.raises(runs.RunInterrupted, match=resume_call) as interrupted:
         runs.train(tiny_config(fashion_dir), run_dir, verbose=0,
                    extra_callbacks=[InterruptAt(epoch=1, batch=1)])
     assert interrupted.value.epochs_done == 1
@@ -176,7 +177,8 @@ def test_validation_split_chooses_on_held_out_training_images(tmp_path, fashion_
     assert summary["test"]["accuracy"] == pytest.approx(
         _numpy_accuracy(classifier, test_images, test_labels), abs=1e-6)
     assert summary["test"]["examples"] == 40
-    assert "validation top-1 accuracy on the last 32" in (tmp_path / "run" / "report.md").read_text()
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert "validation top-1 accuracy on the last 32" in markdown
 
 
 def test_float_twin_run_and_remedy_settings(tmp_path, fashion_dir):
