@@ -117,6 +117,7 @@ def check_cell(name, real_data):
             + f"\n{check.__name__}(globals(), real_data={real_data})\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
 def test_notebook_runs_in_fast_mode(path, monkeypatch, tmp_path):
     monkeypatch.setenv("BAYES_LARQ_FAST", "1")

@@ -300,6 +300,7 @@ CONVERSION_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scope", ["paper", "full"])
 @pytest.mark.parametrize("name,kwargs,shape", CONVERSION_CASES)
 def test_lce_conversion_op_census_and_parity(name, kwargs, shape, scope):

@@ -275,6 +275,7 @@ def _python(*parts, **kwargs):
                           timeout=600, **kwargs)
 
 
+@pytest.mark.slow
 def test_resume_in_a_new_process_repeats_the_uninterrupted_run(fashion_dir, tmp_path):
     """The interrupted run, the resume and the reference each run in their own process."""
     common = f"""
@@ -311,6 +312,7 @@ def test_resume_in_a_new_process_repeats_the_uninterrupted_run(fashion_dir, tmp_
     assert history[0] == history[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, cli.EXIT_INTERRUPTED),
                                            (signal.SIGTERM, cli.EXIT_TERMINATED)],
                          ids=["SIGINT", "SIGTERM"])
