@@ -251,3 +251,29 @@ def test_all_names_exist_and_are_unique():
         exported = getattr(module, "__all__", [])
         assert len(exported) == len(set(exported)), name
         assert [n for n in exported if not hasattr(module, n)] == [], name
+
+
+def unannotated_public_functions(path):
+    """Public module-level functions and public methods of public classes in `path` that
+    lack a return annotation or an annotation of a named parameter."""
+    missing = []
+
+    def check(function, owner=""):
+        if function.name.startswith("_"):
+            return
+        arguments = function.args
+        named = [a for a in arguments.posonlyargs + arguments.args + arguments.kwonlyargs
+                 if a.arg not in ("self", "cls")]
+        if function.returns is None or any(a.annotation is None for a in named):
+            missing.append(f"{owner}{function.name}")
+
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.FunctionDef):
+            check(node)
+    return missing
+
+
+def test_public_functions_of_the_application_and_models_have_type_hints():
+    paths = [p for p in APP + sorted((ROOT / "models").glob("*.py"))]
+    missing = {str(p.relative_to(ROOT)): m for p in paths if (m := unannotated_public_functions(p))}
+    assert missing == {}

@@ -12,6 +12,8 @@ directory, 130 interrupted by Ctrl-C (SIGINT) and 143 terminated by SIGTERM (wha
 schedulers send); both leave a run that `--resume` continues.
 """
 
+from __future__ import annotations
+
 import argparse
 import dataclasses
 import json
@@ -22,7 +24,12 @@ import signal
 import sys
 import time
 
+from typing import TYPE_CHECKING
+
 from bayes_larq.app import messages
+
+if TYPE_CHECKING:
+    from bayes_larq.app import runs
 
 __all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE",
            "Terminated", "build_parser", "main"]
@@ -61,15 +68,15 @@ def _integer_at_least(text, minimum):
     return value
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     return _integer_at_least(text, 1)
 
 
-def non_negative_int(text):
+def non_negative_int(text: str) -> int:
     return _integer_at_least(text, 0)
 
 
-def non_negative_float(text):
+def non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -79,7 +86,7 @@ def non_negative_float(text):
     return value
 
 
-def positive_float(text):
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -89,21 +96,21 @@ def positive_float(text):
     return value
 
 
-def share(text):
+def share(text: str) -> float:
     value = non_negative_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}")
     return value
 
 
-def output_path(text):
+def output_path(text: str) -> pathlib.Path:
     """A path for something to be written; the empty string is refused (it would mean '.')."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a path, got an empty string")
     return pathlib.Path(text)
 
 
-def arch_argument(text):
+def arch_argument(text: str) -> tuple[str, object]:
     """KEY=VALUE, VALUE parsed as JSON when it can be (numbers, booleans), else a string."""
     key, separator, raw = text.partition("=")
     if not separator or not key.isidentifier():
@@ -199,7 +206,7 @@ def _run_config(args):
     return given
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayes-larq", description="Train, evaluate, convert and benchmark BONN binary "
         "networks (Bayesian Optimized 1-bit CNNs) with Larq and LCE.")
@@ -309,7 +316,7 @@ def _train_config(args, parser):
     return runs.RunConfig(**given)
 
 
-def command_train(args, parser):
+def command_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runs.Trained:
     from bayes_larq.app import runs
 
     config = _train_config(args, parser)
@@ -324,7 +331,8 @@ def command_train(args, parser):
     return trained
 
 
-def command_evaluate(args, parser):
+def command_evaluate(args: argparse.Namespace,
+                     parser: argparse.ArgumentParser) -> runs.Evaluation:
     from bayes_larq.app import runs
     from bayes_larq.app.evaluation import test_data_of
 
@@ -349,7 +357,8 @@ def _latency_options_of(args, include_float=True):
             "include_float": include_float}
 
 
-def command_convert(args, parser):
+def command_convert(args: argparse.Namespace,
+                    parser: argparse.ArgumentParser) -> runs.Conversion:
     from bayes_larq.app import runs
 
     result = runs.convert(args.path, output=args.output, dataset=args.dataset,
@@ -358,7 +367,8 @@ def command_convert(args, parser):
     return result
 
 
-def command_benchmark(args, parser):
+def command_benchmark(args: argparse.Namespace,
+                      parser: argparse.ArgumentParser) -> runs.Benchmark:
     from bayes_larq.app import runs
 
     result = runs.benchmark(args.path, **_latency_options_of(args, not args.no_float))
@@ -366,7 +376,7 @@ def command_benchmark(args, parser):
     return result
 
 
-def command_demo(args, parser):
+def command_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runs.Demo:
     from bayes_larq.app import runs
 
     args.resume = None
@@ -396,7 +406,7 @@ def _raise_terminated(signum, frame):
     runs.raise_interrupt(Terminated())
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()

@@ -318,7 +318,7 @@ def _read_tfds_source(spec, stored, carve, data_dir, file_shuffle):
 _SOURCES = {"idx": _read_idx_source, "tfds": _read_tfds_source}
 
 
-def check_augment(augment):
+def check_augment(augment: bool | None) -> bool | None:
     """Return ``augment`` if it is True, False or None; ValueError naming it otherwise."""
     if not (augment is None or isinstance(augment, bool)):
         raise ValueError(f"`augment` must be True, False or None (the dataset's default); "

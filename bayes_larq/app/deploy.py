@@ -10,6 +10,7 @@ import pathlib
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from bayes_larq import convert as lce
 from bayes_larq.app import data, report
@@ -74,7 +75,7 @@ def test_images(dataset: str, samples: int, data_dir: str | None = None) -> np.n
 def convert(path: str | os.PathLike, *, samples: int = 1000, min_top1_agreement: float = 0.99,
             max_logit_diff: float | None = None, output: str | os.PathLike | None = None,
             dataset: str | None = None, data_dir: str | None = None,
-            classifier=None) -> Conversion:
+            classifier: tf.keras.Model | None = None) -> Conversion:
     """Convert a run's classifier (or a .keras file) with LCE, check it, write the .tflite.
 
     The converted model must agree with Keras on the top-1 class of at least

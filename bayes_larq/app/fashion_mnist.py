@@ -31,7 +31,8 @@ def _idx_candidates(prefix, kind, rank):
     return [f"{base}.gz", base, f"{prefix}-{kind}.idx{rank}-ubyte"]
 
 
-def find_files(directory, split):
+def find_files(directory: str | os.PathLike, split: str
+               ) -> tuple[tuple[str, str] | None, str | None]:
     """(images_path, labels_path), or (None, reason) if the directory lacks them."""
     if not os.path.isdir(directory):
         return None, "does not exist" if not os.path.exists(directory) else "not a directory"

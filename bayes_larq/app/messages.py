@@ -3,7 +3,14 @@ command lines and flags (the library renders the same hints for Python)."""
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 from bayes_larq.app.errors import Hint, Hinted, Step
+from bayes_larq.app.rundir import RunDirectory
+
+if TYPE_CHECKING:
+    from bayes_larq.app.deploy import Benchmark, Conversion, Demo
 
 __all__ = ["benchmark_text", "conversion_text", "demo_text", "error_text", "hint_text",
            "train_text"]
@@ -33,15 +40,15 @@ def error_text(error: BaseException) -> str:
     return error.render(hint_text) if isinstance(error, Hinted) else str(error)
 
 
-def train_text(summary: dict, run_dir) -> str:
+def train_text(summary: dict, run_dir: str | os.PathLike) -> str:
     """The line `bayes-larq train` prints at the end."""
     test = summary["test"]
     top5 = f", top-5 {test['top5_accuracy']:.4f}" if "top5_accuracy" in test else ""
     return (f"Finished {summary['epochs_done']} epochs in {summary['train_seconds']:.0f} s: "
-            f"test top-1 {test['accuracy']:.4f}{top5}. Report: {run_dir}/report.md")
+            f"test top-1 {test['accuracy']:.4f}{top5}. Report: {RunDirectory(run_dir).report_md}")
 
 
-def conversion_text(result) -> str:
+def conversion_text(result: Conversion) -> str:
     """What `bayes-larq convert` prints: operators, agreement, the file written."""
     agreement = result.agreement
     return "\n".join([
@@ -51,7 +58,7 @@ def conversion_text(result) -> str:
         f"Wrote {result.tflite_path} ({result.tflite_bytes / 1024:.1f} KiB)"])
 
 
-def benchmark_text(result) -> str:
+def benchmark_text(result: Benchmark) -> str:
     """What `bayes-larq benchmark` prints: latency and size beside the float twin."""
     flags = result.flags
     lines = [f"LCE interpreter, {flags['num_threads']} thread(s), indirect_bgemm="
@@ -65,7 +72,7 @@ def benchmark_text(result) -> str:
     return "\n".join(lines)
 
 
-def demo_text(result) -> str:
+def demo_text(result: Demo) -> str:
     """The demo summary printed at the end of `bayes-larq demo`."""
     summary, conversion, bench = result.report, result.conversion, result.benchmark
     flags, agreement = bench.flags, conversion.agreement
@@ -85,5 +92,5 @@ def demo_text(result) -> str:
         f"{flags['num_threads']} thread(s), indirect_bgemm={flags['use_indirect_bgemm']}, "
         f"xnnpack={flags['use_xnnpack']}",
         f"wall time of train + convert + benchmark: {result.seconds:.0f} s",
-        f"report: {result.run_dir}/report.md",
+        f"report: {RunDirectory(result.run_dir).report_md}",
     ])

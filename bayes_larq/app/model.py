@@ -52,7 +52,10 @@ def new_bonn(config: RunConfig) -> BONN:
     return bonn
 
 
-def make_optimizer(config: RunConfig, learning_rate) -> tf.keras.optimizers.Optimizer:
+def make_optimizer(
+        config: RunConfig,
+        learning_rate: float | tf.keras.optimizers.schedules.LearningRateSchedule,
+) -> tf.keras.optimizers.Optimizer:
     """Adam or SGD (with the run's momentum) at `learning_rate` (a rate or a schedule)."""
     if config.optimizer == "sgd":
         return tf.keras.optimizers.SGD(learning_rate, momentum=float(config.momentum))

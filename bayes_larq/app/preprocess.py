@@ -33,13 +33,19 @@ Pixel values ``x`` (0..255) are then normalised:
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 __all__ = ["imagenet_eval", "imagenet_train", "lazy_tensorflow", "normalise", "pad_crop_flip"]
 
 IMAGENET_CROP_AREA = (0.08, 1.0)
 IMAGENET_CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 
 
-def lazy_tensorflow():
+def lazy_tensorflow() -> ModuleType:
     """TensorFlow, imported when first needed (after bayes_larq selected tf_keras)."""
     import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is used
     import tensorflow as tf
@@ -55,7 +61,7 @@ def _seeds(seed, n):
     )
 
 
-def pad_crop_flip(pad):
+def pad_crop_flip(pad: int) -> Callable[[tf.Tensor, tf.Tensor, int], tf.Tensor]:
     """Zero-pad by ``pad``, random ``size`` x ``size`` crop, random horizontal flip (uint8
     in and out): the augmentation of CIFAR (pad 4) and, on request, Fashion-MNIST (pad 2)."""
 
@@ -70,7 +76,7 @@ def pad_crop_flip(pad):
     return augment
 
 
-def imagenet_train(encoded, seed, size):
+def imagenet_train(encoded: tf.Tensor, seed: tf.Tensor, size: int) -> tf.Tensor:
     """Random resized crop of a JPEG (area 0.08-1, ratio 3/4-4/3) + flip, float32 0..255."""
     tf = lazy_tensorflow()
     box_seed, flip_seed = tf.unstack(_seeds(seed, 2))
@@ -88,7 +94,7 @@ def imagenet_train(encoded, seed, size):
     return tf.ensure_shape(image, [size, size, 3])
 
 
-def imagenet_eval(encoded, size):
+def imagenet_eval(encoded: tf.Tensor, size: int) -> tf.Tensor:
     """Resize the shorter side to round(size * 256 / 224), centre crop size x size."""
     tf = lazy_tensorflow()
     image = tf.io.decode_jpeg(encoded, channels=3)
@@ -102,7 +108,8 @@ def imagenet_eval(encoded, size):
     return tf.ensure_shape(image, [size, size, 3])
 
 
-def normalise(images, mean, std):
+def normalise(images: tf.Tensor, mean: tuple[float, ...] | None,
+              std: tuple[float, ...] | None) -> tf.Tensor:
     """Float32 ``(x / 255 - mean) / std`` per channel; ``x / 127.5 - 1`` if ``mean`` is None."""
     tf = lazy_tensorflow()
     images = tf.cast(images, tf.float32)

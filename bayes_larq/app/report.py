@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from bayes_larq import profile
@@ -30,6 +32,9 @@ from bayes_larq.mixture import (
 from bayes_larq.quantizers import bayesian_quantizers, binary_kernels
 from bayes_larq.training import BONN
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 __all__ = ["binarized_kernels", "load_mixture_snapshot", "markdown", "plot_curves",
            "plot_latents", "run_summary", "save_mixture_snapshot", "update_run_report",
            "write_diverged_report", "write_run_report"]
@@ -41,7 +46,7 @@ LOSS_TERMS = (("loss", "total loss"), ("ce_loss", "cross-entropy"),
               ("accuracy", "top-1 accuracy"))
 
 
-def binarized_kernels(model):
+def binarized_kernels(model: tf.keras.Model) -> dict[str, tuple[np.ndarray, dict]]:
     """{layer name: (latent kernel, mixture)} for every 1-bit kernel of `model`.
 
     `mixture` maps mu_pos, mu_neg, sigma_pos, sigma_neg to per-channel arrays.
@@ -50,7 +55,7 @@ def binarized_kernels(model):
             for kernel in binary_kernels(model)}
 
 
-def save_mixture_snapshot(path, model):
+def save_mixture_snapshot(path: str | os.PathLike, model: tf.keras.Model) -> None:
     """Save `binarized_kernels(model)` as an .npz (keys "<layer>|latent", "<layer>|mu_pos", ...)."""
     arrays = {}
     for name, (latent, mixture) in binarized_kernels(model).items():
@@ -59,7 +64,7 @@ def save_mixture_snapshot(path, model):
     np.savez_compressed(path, **arrays)
 
 
-def load_mixture_snapshot(path):
+def load_mixture_snapshot(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, dict]]:
     """The inverse of `save_mixture_snapshot`: {layer: (latent, mixture)}."""
     layers = {}
     with np.load(path) as stored:
@@ -78,7 +83,8 @@ def _pyplot():
     return plt
 
 
-def plot_curves(history, path, validation_label="test"):
+def plot_curves(history: list[dict], path: str | os.PathLike,
+                validation_label: str = "test") -> None:
     """One panel per loss term and accuracy; training and validation curves over epochs."""
     plt = _pyplot()
     epochs = np.arange(1, len(history) + 1)
@@ -97,7 +103,7 @@ def plot_curves(history, path, validation_label="test"):
     plt.close(figure)
 
 
-def plot_latents(initial, final, path):
+def plot_latents(initial: dict, final: dict, path: str | os.PathLike) -> bool:
     """Rows: binarized layers; columns: init and end. Histogram + fitted mixture.
 
     Returns False (and writes nothing) for a model without binarized kernels.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 import urllib.request
 
 __all__ = ["TFDS_DEFAULT_DIR_TEXT", "TFDSUnavailable", "tfds_load"]
@@ -25,7 +26,8 @@ def _probably_online(host, port, timeout=3.0):
         return False
 
 
-def tfds_load(name, split, data_dir=None, download_host=None, **kwargs):
+def tfds_load(name: str, split: str, data_dir: str | None = None,
+              download_host: tuple[str, int] | None = None, **kwargs: Any) -> Any:
     """``tfds.load(name, split=split, as_supervised=True, ...)``, or raise TFDSUnavailable.
 
     An already prepared dataset is used as is. Otherwise a download is only attempted when
