@@ -1,4 +1,5 @@
-# On a fresh machine: `make test` builds .venv, installs bayes_larq[dev] and runs the suite;
+# On a fresh machine: `make test` builds .venv, installs bayes_larq[dev] and runs the suite
+# (`make lint`: ruff, configured in pyproject.toml);
 # `make demo` also gets Fashion-MNIST (apt) and runs the main job (`bayes-larq demo`).
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +8,7 @@ PY := $(VENV)/bin/python
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test install demo fashion-mnist
+.PHONY: test lint install demo fashion-mnist
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,9 @@ install: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
 
 # Skipped when the IDX files are already there or BAYES_LARQ_FASHION_MNIST_DIR points at them.
 fashion-mnist:

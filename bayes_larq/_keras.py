@@ -1,6 +1,7 @@
 """Every use of Keras / TensorFlow internals in bayes_larq, each with why no public API does it.
 
-Nothing else in the package touches a private attribute of Keras or TensorFlow; when a
+Nothing else in the package touches a private attribute of Keras or TensorFlow (TFLite and
+LCE internals: `bayes_larq._tflite`), and tests/test_layout.py checks it; when a
 Keras release moves one of these, this module is the only place to change. Two related
 mechanisms live where they act, for a reason:
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from bayes_larq import _tflite
 from bayes_larq._keras import all_layers, is_functional
 from bayes_larq.defaults import check_integer
 from bayes_larq.quantizers import is_one_bit
@@ -59,25 +60,14 @@ def convert(model: tf.keras.Model) -> bytes:
     return lce.convert_keras_model(model)
 
 
-def _builtin_op_names():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return {
-        value: name for name, value in vars(schema.BuiltinOperator).items()
-        if not name.startswith("_")
-    }
-
-
 def op_census(flatbuffer: bytes) -> collections.Counter:
     """Count the operators of every subgraph of a TFLite flatbuffer by name.
 
     Custom ops (LceBconv2d, LceQuantize, LceDequantize, LceBMaxPool2d) are named by
     their custom code, builtin ops by their TFLite name (CONV_2D, FULLY_CONNECTED, ...).
     """
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    tflite_model = schema.Model.GetRootAsModel(bytearray(flatbuffer), 0)
-    builtin_names = _builtin_op_names()
+    tflite_model = _tflite.tflite_model(flatbuffer)
+    builtin_names = _tflite.builtin_operator_names()
     code_names = []
     for index in range(tflite_model.OperatorCodesLength()):
         code = tflite_model.OperatorCodes(index)
@@ -95,10 +85,9 @@ def op_census(flatbuffer: bytes) -> collections.Counter:
 def interpreter(flatbuffer: bytes, num_threads: int = 1, use_indirect_bgemm: bool = True,
                 use_xnnpack: bool = True) -> Any:
     """An LCE interpreter (runs the LCE custom ops on x86 and ARM)."""
-    from larq_compute_engine.tflite.python.interpreter import Interpreter
-
-    return Interpreter(flatbuffer, num_threads=num_threads,
-                       use_indirect_bgemm=use_indirect_bgemm, use_xnnpack=use_xnnpack)
+    return _tflite.lce_interpreter(flatbuffer, num_threads=num_threads,
+                                   use_indirect_bgemm=use_indirect_bgemm,
+                                   use_xnnpack=use_xnnpack)
 
 
 def tflite_predict(flatbuffer: bytes, x: np.ndarray, **interpreter_kwargs: Any) -> np.ndarray:

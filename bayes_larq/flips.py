@@ -70,9 +70,9 @@ def push_per_unit_lam(quantizer, latent: tf.Tensor) -> tf.Tensor:
     x = channels_last_2d(latent)
     w = channels_last_2d(tf.convert_to_tensor(quantizer.reconstruction))
     positive = x >= 0
-    mode = tf.where(positive, quantizer.mu_pos * tf.ones_like(x), quantizer.mu_neg * tf.ones_like(x))
-    sigma = tf.where(positive, quantizer.sigma_pos * tf.ones_like(x),
-                     quantizer.sigma_neg * tf.ones_like(x))
+    ones = tf.ones_like(x)
+    mode = tf.where(positive, quantizer.mu_pos * ones, quantizer.mu_neg * ones)
+    sigma = tf.where(positive, quantizer.sigma_pos * ones, quantizer.sigma_neg * ones)
     unit = w + quantizer.nu * mode / tf.square(sigma)
     if quantizer.reduction == "mean":
         unit = unit / tf.cast(tf.size(x), unit.dtype)

@@ -43,8 +43,8 @@ from bayes_larq.mixture import fallback_mixture, fit_mixture
 
 __all__ = [
     "TRANSPOSED_CONVOLUTIONS", "BayesianSign", "BinaryKernel", "bayesian_kernels",
-    "bayesian_quantizers", "binary_kernels", "check_bayesian_roles", "scale_gradient",
-    "total_kernel_loss", "unsupported_role",
+    "bayesian_quantizers", "binary_kernels", "check_bayesian_roles", "is_one_bit",
+    "scale_gradient", "total_kernel_loss", "unsupported_role",
 ]
 
 # Larq layer attribute holding a kernel quantizer -> attribute holding that kernel.
@@ -297,7 +297,8 @@ class BayesianSign(LarqMetricsQuantizer):
         """Mean of W: a scalar (`scale="layer"`) or one value per output channel."""
         if self.scale == "layer":
             return tf.reduce_mean(self.reconstruction)
-        return tf.reduce_mean(self.reconstruction, axis=list(range(self.reconstruction.shape.rank - 1)))
+        leading_axes = list(range(self.reconstruction.shape.rank - 1))
+        return tf.reduce_mean(self.reconstruction, axis=leading_axes)
 
     def kernel_loss(self, kernel: tf.Tensor) -> tf.Tensor:
         """$L_B$ of `kernel` under this quantizer's current W, mu, sigma, lam and nu."""

@@ -36,7 +36,8 @@ from bayes_larq.quantizers import (
     check_bayesian_roles,
 )
 
-__all__ = ["BONN", "BayesianFeatureLoss", "ScaledSchedule", "find_feature_tensor"]
+__all__ = ["BONN", "MIXTURE_UPDATES", "BayesianFeatureLoss", "ScaledSchedule",
+           "find_feature_tensor"]
 
 LABEL_RANGE_MARK = "bayes_larq: label out of range"
 
@@ -295,7 +296,8 @@ class BONN(tf.keras.Model):
         self.group_optimizers = {}
         self.total_tracker = tf.keras.metrics.Mean(name="loss")
         # Only a distilling BONN has this tracker: checkpoints of the others stay as before.
-        self.kd_tracker = tf.keras.metrics.Mean(name="kd_loss") if self.teacher is not None else None
+        self.kd_tracker = (tf.keras.metrics.Mean(name="kd_loss") if self.teacher is not None
+                           else None)
         self.ce_tracker = tf.keras.metrics.Mean(name="ce_loss")
         self.kernel_tracker = tf.keras.metrics.Mean(name="kernel_loss")
         self.feature_tracker = tf.keras.metrics.Mean(name="feature_loss")

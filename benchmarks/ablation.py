@@ -64,7 +64,8 @@ def row(name, reports):
     spread = statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
     return (f"| {name} | {100 * statistics.fmean(accuracies):.2f} +- {100 * spread:.2f} | "
             + ", ".join(f"{100 * a:.2f}" for a in accuracies)
-            + f" | {ratio:.2e} | {statistics.fmean(layer_mean(r, 'bimodality') for r in reports):.3f}"
+            + f" | {ratio:.2e} | "
+            f"{statistics.fmean(layer_mean(r, 'bimodality') for r in reports):.3f}"
             f" | {statistics.fmean(layer_mean(r, 'latent_scale') for r in reports):.4f}"
             f" | {100 * statistics.fmean(layer_mean(r, 'flip_ratio') for r in reports):.1f}% |")
 

@@ -152,7 +152,8 @@ def bonn_pieces(bonn, unfused, x, y):
     pieces["L_B, all layers, unfused"] = kernel_loss_function(kernels, "unfused")
 
     quantizers = bayesian_quantizers(bonn.classifier)
-    pieces["Adam on W, mu, sigma"] = adam_update([v for q in quantizers for v in q.trainable_weights])
+    pieces["Adam on W, mu, sigma"] = adam_update(
+        [v for q in quantizers for v in q.trainable_weights])
     pieces["Adam on W alone"] = adam_update([q.reconstruction for q in quantizers])
 
     features = tf.constant(np.random.default_rng(2).normal(

@@ -57,7 +57,7 @@ import pathlib
 import time
 
 from bayes_larq.app import runs
-from bayes_larq.app.report import write_json
+from bayes_larq.app.rundir import write_json
 
 STAGES = ("screen", "remedies", "theta", "seeds", "final")
 OPTIMIZERS = ("adam", "sgd")

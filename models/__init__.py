@@ -37,6 +37,10 @@ Builders draw no random numbers except through Keras initializers, so
 `tf.keras.utils.set_random_seed(seed)` before building makes a model reproducible.
 """
 
+from typing import Any, Callable
+
+import tensorflow as tf
+
 from .common import PRECISIONS, SCOPES
 from .resnet import resnet18, resnet18_cifar
 from .small import small_cnn
@@ -52,19 +56,19 @@ _REGISTRY = {
 DEFAULT = "small_cnn"
 
 
-def names():
+def names() -> list[str]:
     """The registered model names, sorted."""
     return sorted(_REGISTRY)
 
 
-def builder(name):
+def builder(name: str) -> Callable[..., tf.keras.Model]:
     """The builder function registered under `name`."""
     if name not in _REGISTRY:
         raise ValueError(f"Unknown model {name!r}; valid names: {', '.join(names())}.")
     return _REGISTRY[name]
 
 
-def get(name, **kwargs):
+def get(name: str, **kwargs: Any) -> tf.keras.Model:
     """Build the model registered under `name` with the builder's keyword arguments.
 
     Raises:
@@ -74,7 +78,8 @@ def get(name, **kwargs):
     return builder(name)(**kwargs)
 
 
-def register(name, model_builder):
+def register(name: str, model_builder: Callable[..., tf.keras.Model]
+             ) -> Callable[..., tf.keras.Model]:
     """Register a builder (same signature as above) under a new name."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"A model name must be a non-empty string; got {name!r}.")

@@ -16,6 +16,8 @@ layer, so the architecture code has no binary/float branches of its own.
 """
 
 import numbers
+from collections.abc import Sequence
+from typing import Any, Callable
 
 import larq as lq
 import tensorflow as tf
@@ -24,6 +26,7 @@ from bayes_larq.defaults import check_choice, check_integer
 from bayes_larq.quantizers import BayesianSign
 
 __all__ = ["BINARY_ROLES", "FLOAT_ACTIVATIONS", "LayerFactory", "PRECISIONS", "SCOPES",
+           "bireal_stages",
            "bireal_unit", "check_input_shape", "head", "htanh", "start_builder"]
 
 SCOPES = ("paper", "full")
@@ -45,7 +48,7 @@ BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
 
-def check_input_shape(input_shape):
+def check_input_shape(input_shape: Any) -> tuple[int, int, int]:
     """A (height, width, channels) tuple of positive integers (no batch dimension)."""
     try:
         shape = tuple(input_shape)
@@ -184,8 +187,10 @@ class LayerFactory:
         return f"{name}_{self.scope}_{suffix}"
 
 
-def start_builder(num_classes, input_shape, bonn, scope, precision, float_activation,
-                  bayesian_sign, sync_batch_norm=False):
+def start_builder(num_classes: int, input_shape: tuple[int, int, int], bonn: bool, scope: str,
+                  precision: str, float_activation: str | Callable | None,
+                  bayesian_sign: dict, sync_batch_norm: bool = False
+                  ) -> tuple[int, LayerFactory, tf.Tensor]:
     """Validate the common builder arguments; return (num_classes, factory, image input).
 
     The other arguments are `LayerFactory`'s; `bayesian_sign` is the dict of
@@ -199,12 +204,13 @@ def start_builder(num_classes, input_shape, bonn, scope, precision, float_activa
 
 
 @tf.keras.utils.register_keras_serializable(package="bayes_larq")
-def htanh(x):
+def htanh(x: tf.Tensor) -> tf.Tensor:
     """Hard tanh, clip(x, -1, 1): the function whose gradient the straight-through sign uses."""
     return tf.clip_by_value(x, -1.0, 1.0)
 
 
-def bireal_unit(factory, x, filters, name, strides=1):
+def bireal_unit(factory: LayerFactory, x: tf.Tensor, filters: int, name: str,
+                strides: int = 1) -> tf.Tensor:
     """One Bi-Real unit: binary 3x3 conv -> BatchNorm, plus a real-valued shortcut.
 
     As Larq Zoo's Bi-Real Net: when the unit changes the shape, the shortcut is
@@ -224,7 +230,21 @@ def bireal_unit(factory, x, filters, name, strides=1):
     return tf.keras.layers.Add(name=f"{name}_add")([y, shortcut])
 
 
-def head(factory, x, num_classes):
+def bireal_stages(factory: LayerFactory, x: tf.Tensor, filters: Sequence[int], blocks: int,
+                  prefix: str) -> tf.Tensor:
+    """Stages of `blocks` basic blocks (two Bi-Real units each) per entry of `filters`;
+    every stage after the first starts with a stride-2 unit. Layers are named
+    `{prefix}{stage}_block{block}_unit{1,2}_...` (ResNet: "stage", WRN: "group")."""
+    for stage, stage_filters in enumerate(filters, start=1):
+        for block in range(1, blocks + 1):
+            for conv in (1, 2):
+                strides = 2 if stage > 1 and block == 1 and conv == 1 else 1
+                x = bireal_unit(factory, x, stage_filters,
+                                f"{prefix}{stage}_block{block}_unit{conv}", strides=strides)
+    return x
+
+
+def head(factory: LayerFactory, x: tf.Tensor, num_classes: int) -> tf.Tensor:
     """Global average pooling -> "logits" (no softmax: the model outputs logits)."""
     x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
     return factory.logits(x, num_classes)

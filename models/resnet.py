@@ -15,7 +15,10 @@ starts (3 downsampling shortcuts: 64->128, 128->256, 256->512). Stem and head:
 
 import tensorflow as tf
 
-from .common import bireal_unit, head, start_builder
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from .common import LayerFactory, bireal_stages, head, start_builder
 
 __all__ = ["resnet18", "resnet18_cifar", "resnet_stages"]
 
@@ -23,19 +26,17 @@ STAGE_FILTERS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = 2  # basic blocks of 2 convolutions: 4 x 2 x 2 = 16 binary 3x3 convs
 
 
-def resnet_stages(factory, x, filters=STAGE_FILTERS, blocks=BLOCKS_PER_STAGE):
-    for stage, stage_filters in enumerate(filters, start=1):
-        for block in range(1, blocks + 1):
-            for conv in (1, 2):
-                strides = 2 if stage > 1 and block == 1 and conv == 1 else 1
-                x = bireal_unit(factory, x, stage_filters,
-                                f"stage{stage}_block{block}_unit{conv}", strides=strides)
-    return x
+def resnet_stages(factory: LayerFactory, x: tf.Tensor,
+                  filters: Sequence[int] = STAGE_FILTERS,
+                  blocks: int = BLOCKS_PER_STAGE) -> tf.Tensor:
+    """The four stages of ResNet-18 (layers "stage1_block1_unit1_..." onwards)."""
+    return bireal_stages(factory, x, filters, blocks, prefix="stage")
 
 
-def resnet18(num_classes=1000, input_shape=(224, 224, 3), bonn=True, scope="paper",
-             precision="binary", float_activation=None, sync_batch_norm=False,
-             **bayesian_sign):
+def resnet18(num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 224, 3),
+             bonn: bool = True, scope: str = "paper", precision: str = "binary",
+             float_activation: str | Callable | None = None, sync_batch_norm: bool = False,
+             **bayesian_sign: Any) -> tf.keras.Model:
     """Bi-Real-style ResNet-18 for ImageNet (224x224x3 by default), outputs logits.
 
     Paper scope binarizes the 16 3x3 convolutions; full scope also the 3 1x1
@@ -56,9 +57,10 @@ def resnet18(num_classes=1000, input_shape=(224, 224, 3), bonn=True, scope="pape
     return tf.keras.Model(inputs, outputs, name=factory.model_name("resnet18"))
 
 
-def resnet18_cifar(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
-                   precision="binary", float_activation=None, sync_batch_norm=False,
-                   **bayesian_sign):
+def resnet18_cifar(num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
+                   bonn: bool = True, scope: str = "paper", precision: str = "binary",
+                   float_activation: str | Callable | None = None, sync_batch_norm: bool = False,
+                   **bayesian_sign: Any) -> tf.keras.Model:
     """Bi-Real-style ResNet-18 for CIFAR (3x3 stem, no max-pool), outputs logits.
 
     Same binarization scopes as `resnet18`.

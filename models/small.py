@@ -18,6 +18,8 @@ docs/models.md for the measurement; a unit at 14x14 would add 1.8 M MACs but, be
 memory-bound on CPU, about 60% more time per step). `width` scales every channel count.
 """
 
+from typing import Any, Callable
+
 import tensorflow as tf
 
 from bayes_larq.defaults import check_integer
@@ -30,9 +32,10 @@ __all__ = ["small_cnn"]
 UNITS = ((2, 2), (2, 1), (4, 2), (4, 1))
 
 
-def small_cnn(num_classes=10, input_shape=(28, 28, 1), bonn=True, scope="paper",
-              precision="binary", float_activation=None, width=32, sync_batch_norm=False,
-              **bayesian_sign):
+def small_cnn(num_classes: int = 10, input_shape: tuple[int, int, int] = (28, 28, 1),
+              bonn: bool = True, scope: str = "paper", precision: str = "binary",
+              float_activation: str | Callable | None = None, width: int = 32,
+              sync_batch_norm: bool = False, **bayesian_sign: Any) -> tf.keras.Model:
     """The fast Fashion-MNIST network (4 binary 3x3 convs), outputs logits.
 
     Args:

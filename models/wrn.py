@@ -10,11 +10,13 @@ Each 3x3 convolution is a Bi-Real unit (`common.bireal_unit`) with its own real-
 shortcut, as in the ResNet-18 builders, so all CIFAR/ImageNet models share one unit.
 """
 
+from typing import Any, Callable
+
 import tensorflow as tf
 
 from bayes_larq.defaults import check_integer
 
-from .common import bireal_unit, head, start_builder
+from .common import bireal_stages, head, start_builder
 
 __all__ = ["wrn22"]
 
@@ -22,9 +24,10 @@ BLOCKS_PER_GROUP = 3  # (22 - 4) / 6
 GROUP_WIDTHS = (16, 32, 64)
 
 
-def wrn22(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
-          precision="binary", float_activation=None, width_factor=4,
-          sync_batch_norm=False, **bayesian_sign):
+def wrn22(num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
+          bonn: bool = True, scope: str = "paper", precision: str = "binary",
+          float_activation: str | Callable | None = None, width_factor: int = 4,
+          sync_batch_norm: bool = False, **bayesian_sign: Any) -> tf.keras.Model:
     """Binary WRN-22-`width_factor` for CIFAR, outputs logits.
 
     Args:
@@ -39,12 +42,8 @@ def wrn22(num_classes=10, input_shape=(32, 32, 3), bonn=True, scope="paper",
         sync_batch_norm)
     x = factory.conv(inputs, 16 * k, 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
-    for group, width in enumerate(GROUP_WIDTHS, start=1):
-        for block in range(1, BLOCKS_PER_GROUP + 1):
-            for conv in (1, 2):
-                strides = 2 if group > 1 and block == 1 and conv == 1 else 1
-                x = bireal_unit(factory, x, width * k,
-                                f"group{group}_block{block}_unit{conv}", strides=strides)
+    x = bireal_stages(factory, x, [width * k for width in GROUP_WIDTHS], BLOCKS_PER_GROUP,
+                      prefix="group")
     outputs = head(factory, x, num_classes)
     model = tf.keras.Model(inputs, outputs, name=factory.model_name(f"wrn22_{k}"))
     return model

@@ -2,17 +2,17 @@
 
 import pytest
 
-from bayes_larq.app import data
+from bayes_larq.app import fashion_mnist, tfds_source
 from fashion_files import write_fashion_dir
 
 
 @pytest.fixture
 def no_fashion_anywhere(monkeypatch, tmp_path):
     """No default directory, no env var, and TFDS offline with nothing prepared."""
-    monkeypatch.setattr(data, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path / "no-default"))
-    monkeypatch.delenv(data.FASHION_MNIST_ENV, raising=False)
-    monkeypatch.setattr(data, "_FASHION_TFDS_DATA_DIR", str(tmp_path / "tfds"))
-    monkeypatch.setattr(data, "_probably_online", lambda host, port, timeout=3.0: False)
+    monkeypatch.setattr(fashion_mnist, "DEFAULT_FASHION_MNIST_DIR", str(tmp_path / "no-default"))
+    monkeypatch.delenv(fashion_mnist.FASHION_MNIST_ENV, raising=False)
+    monkeypatch.setattr(fashion_mnist, "_FASHION_TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setattr(tfds_source, "_probably_online", lambda host, port, timeout=3.0: False)
     return tmp_path
 
 

@@ -126,7 +126,8 @@ def test_nested_model_is_bayesianized_inside():
     inputs = tf.keras.Input((12, 12, 3))
     outer = tf.keras.Model(inputs, tf.keras.layers.Softmax()(inner(inputs)))
     bonn_outer = bl.bayesianize(outer)
-    assert len([k for k in binary_kernels(bonn_outer) if isinstance(k.quantizer, BayesianSign)]) == 4
+    bayesian = [k for k in binary_kernels(bonn_outer) if isinstance(k.quantizer, BayesianSign)]
+    assert len(bayesian) == 4
     assert_same_predictions(outer, bonn_outer, images(16))
 
 

@@ -29,7 +29,8 @@ def test_linear_warmup_and_function_schedules_set_every_quantizer():
     np.testing.assert_allclose(history["theta"], [0.25] * 3)
     assert history["kernel_loss"][0] == 0.0 and history["kernel_loss"][2] != 0
     quantizer = bayesian_kernels(bonn)[0].quantizer
-    np.testing.assert_allclose([quantizer.lam.numpy(), quantizer.nu.numpy()], [1e-2, 1.5], rtol=1e-6)
+    np.testing.assert_allclose([quantizer.lam.numpy(), quantizer.nu.numpy()], [1e-2, 1.5],
+                               rtol=1e-6)
     np.testing.assert_allclose(bonn.feature_loss.theta.numpy(), 0.25)
 
 
@@ -105,7 +106,8 @@ def test_mixture_monitor_records_plain_larq_kernels_with_the_fitted_mixture():
 def test_mixture_refresh_reaches_the_stationary_point():
     x, y = toy_data()
     bonn = compiled(binary_classifier())
-    bonn.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[MixtureRefresh(every_n_batches=3)])
+    bonn.fit(x, y, batch_size=16, epochs=1, verbose=0,
+             callbacks=[MixtureRefresh(every_n_batches=3)])
     kernel = bayesian_kernels(bonn)[0]
     q = kernel.quantizer
     with tf.GradientTape() as tape:

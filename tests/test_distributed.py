@@ -77,6 +77,7 @@ def multi_worker_run(tmp_path, fashion_dir, epochs):
                             str(fashion_dir), "--strategy", "multi-worker", "--output", str(multi)]
 
 
+@pytest.mark.slow
 def test_two_workers_equal_one_process(tmp_path, fashion_dir):
     scratch, multi, args = multi_worker_run(tmp_path, fashion_dir, epochs=2)
     outputs = finish(start_workers(args, scratch))
@@ -88,6 +89,7 @@ def test_two_workers_equal_one_process(tmp_path, fashion_dir):
     assert_same_run(multi, tmp_path / "single")
 
 
+@pytest.mark.slow
 def test_killed_worker_then_resume_finishes_and_matches(tmp_path, fashion_dir):
     scratch, multi, args = multi_worker_run(tmp_path, fashion_dir, epochs=60)
     chief, worker = start_workers(args, scratch)

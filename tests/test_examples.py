@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from bayes_larq.app import data
+from bayes_larq.app import data, fashion_mnist
 from fashion_files import write_fashion_dir
 
 EXAMPLES = pathlib.Path(__file__).parents[1] / "examples"
@@ -28,7 +28,7 @@ FAST_EXAMPLES = 512  # the notebooks' fast-mode limit on training and test image
 def real_fashion_mnist_dir():
     """A local directory with the real Fashion-MNIST IDX files, or None."""
     for directory in (os.environ.get(data.FASHION_MNIST_ENV), data.DEFAULT_FASHION_MNIST_DIR):
-        if directory and all(data._find_fashion_files(directory, split)[0] is not None
+        if directory and all(fashion_mnist.find_files(directory, split)[0] is not None
                              for split in ("train", "test")):
             return directory
     return None
@@ -117,6 +117,7 @@ def check_cell(name, real_data):
             + f"\n{check.__name__}(globals(), real_data={real_data})\n")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)
 def test_notebook_runs_in_fast_mode(path, monkeypatch, tmp_path):
     monkeypatch.setenv("BAYES_LARQ_FAST", "1")

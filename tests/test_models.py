@@ -109,7 +109,8 @@ def test_registry_names():
       "float_activation": "gelu"}, "relu.*htanh.*linear"),
     ({"name": "small_cnn", "reduction": "max"}, "mean.*sum"),
     ({"name": "small_cnn", "scale": "pixel"}, "layer.*channel"),
-    ({"name": "small_cnn", "kernel_scale": "layer"}, r"Unknown BayesianSign settings \[.kernel_scale.\]"),
+    ({"name": "small_cnn", "kernel_scale": "layer"},
+     r"Unknown BayesianSign settings \[.kernel_scale.\]"),
     ({"name": "small_cnn", "lam": -1.0}, "lam"),
     ({"name": "small_cnn", "bonn": "yes"}, "True or False"),
 ])
@@ -299,6 +300,7 @@ CONVERSION_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scope", ["paper", "full"])
 @pytest.mark.parametrize("name,kwargs,shape", CONVERSION_CASES)
 def test_lce_conversion_op_census_and_parity(name, kwargs, shape, scope):

@@ -51,7 +51,8 @@ def test_with_unit_w_equals_ste_sign_including_gradient():
         ours = q(x)
         reference = lq.quantizers.ste_sign(x)
         upstream = tf.reshape(tf.range(24, dtype=tf.float32), (4, 6))
-        ours_sum, reference_sum = tf.reduce_sum(ours * upstream), tf.reduce_sum(reference * upstream)
+        ours_sum = tf.reduce_sum(ours * upstream)
+        reference_sum = tf.reduce_sum(reference * upstream)
     np.testing.assert_array_equal(ours.numpy(), reference.numpy())
     np.testing.assert_array_equal(tape.gradient(ours_sum, x).numpy(),
                                   tape.gradient(reference_sum, x).numpy())
@@ -95,7 +96,8 @@ def test_empty_mixture_side_keeps_loss_finite_and_sigma_positive():
 def test_alias_works_in_conv_and_dense_and_larq_counts_them_binary():
     conv = lq.layers.QuantConv2D(4, 3, kernel_quantizer="bayesian_sign",
                                  kernel_constraint="weight_clip", input_quantizer="ste_sign")
-    dense = lq.layers.QuantDense(3, kernel_quantizer="bayesian_sign", kernel_constraint="weight_clip")
+    dense = lq.layers.QuantDense(3, kernel_quantizer="bayesian_sign",
+                                 kernel_constraint="weight_clip")
     inputs = tf.keras.Input((6, 6, 2))
     model = tf.keras.Model(inputs, dense(tf.keras.layers.Flatten()(conv(inputs))))
     assert isinstance(conv.kernel_quantizer, BayesianSign)

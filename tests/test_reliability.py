@@ -58,17 +58,17 @@ CASES = [
       for w in ("0", "-8", "1.5", "abc")],
     Case("bad arguments", "negative seed", ["train", "--seed", "-1", "--data-dir", "{data}",
                                              "--output", "{tmp}/stray"], 2,
-         "`seed` must be an integer >= 0", stray="{tmp}/stray"),
+         "--seed must be an integer >= 0", stray="{tmp}/stray"),
     Case("bad arguments", "seed beyond 2^32 - 1",
          ["train", "--seed", "99999999999999999999", "--data-dir", "{data}", "--output",
-          "{tmp}/stray"], 2, "`seed` must be an integer <= 4294967295", stray="{tmp}/stray"),
+          "{tmp}/stray"], 2, "--seed must be an integer <= 4294967295", stray="{tmp}/stray"),
     Case("bad arguments", "absurd number of epochs",
          ["train", "--epochs", "99999999999999999999999", "--data-dir", "{data}", "--output",
-          "{tmp}/stray"], 2, "`epochs` must be an integer <= 100000", stray="{tmp}/stray"),
+          "{tmp}/stray"], 2, "--epochs must be an integer <= 100000", stray="{tmp}/stray"),
     Case("bad arguments", "learning rate NaN", ["train", "--learning-rate", "nan"], 2,
-         "argument --learning-rate: expected a finite number > 0, got 'nan'"),
+         "--learning-rate must be a finite number > 0; got nan."),
     Case("bad arguments", "negative learning rate", ["train", "--learning-rate", "-1e-3"], 2,
-         "argument --learning-rate: expected a finite number > 0, got '-1e-3'"),
+         "--learning-rate must be a finite number > 0; got -0.001."),
     Case("bad arguments", "unknown dataset for evaluate",
          ["evaluate", "{run}", "--dataset", "mnist"], 2, "invalid choice: 'mnist'"),
     Case("bad arguments", "convert --output is an existing directory",
@@ -171,7 +171,8 @@ def render():
     for case in CASES:
         groups.setdefault(case.group, []).append(case.row())
     for group, what, code, message in OTHER_ROWS:
-        groups.setdefault(group, []).append(f"| {what} | (process or Python) | {code} | {message} |")
+        row = f"| {what} | (process or Python) | {code} | {message} |"
+        groups.setdefault(group, []).append(row)
     for group, rows in groups.items():
         lines += [f"## {group} ({len(rows)})", "", "| case | command | exit | message contains |",
                   "| --- | --- | --- | --- |", *rows, ""]
@@ -281,6 +282,7 @@ def _python(*parts, **kwargs):
                           timeout=600, **kwargs)
 
 
+@pytest.mark.slow
 def test_resume_in_a_new_process_repeats_the_uninterrupted_run(fashion_dir, tmp_path):
     """The interrupted run, the resume and the reference each run in their own process."""
     common = f"""
@@ -317,6 +319,7 @@ def test_resume_in_a_new_process_repeats_the_uninterrupted_run(fashion_dir, tmp_
     assert history[0] == history[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, cli.EXIT_INTERRUPTED),
                                            (signal.SIGTERM, cli.EXIT_TERMINATED)],
                          ids=["SIGINT", "SIGTERM"])

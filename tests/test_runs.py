@@ -1,6 +1,7 @@
 import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -80,7 +81,8 @@ def test_run_writes_reports_with_the_numbers(finished_run):
 
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path, fashion_dir, finished_run):
     run_dir = tmp_path / "interrupted"
-    with pytest.raises(runs.RunInterrupted, match=f"--resume {run_dir}") as interrupted:
+    resume_call = re.escape(f"runs.resume('{run_dir}')")
+    with pytest.raises(runs.RunInterrupted, match=resume_call) as interrupted:
         runs.train(tiny_config(fashion_dir), run_dir, verbose=0,
                    extra_callbacks=[InterruptAt(epoch=1, batch=1)])
     assert interrupted.value.epochs_done == 1
@@ -106,14 +108,14 @@ def test_interrupted_before_the_first_checkpoint_restarts_identically(tmp_path, 
 
 
 def test_run_directory_errors(tmp_path, fashion_dir, finished_run):
-    with pytest.raises(runs.RunError, match="already holds a run .2 epochs done.*--resume"):
+    with pytest.raises(runs.RunError, match=r"already holds a run .2 epochs done.*runs\.resume\("):
         runs.train(tiny_config(fashion_dir), finished_run[0], verbose=0)
     with pytest.raises(runs.RunError, match="is not a run directory"):
         runs.resume(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(runs.RunError, match="Nothing to resume.*no state.json"):
         runs.resume(tmp_path / "empty")
-    with pytest.raises(runs.RunError, match="not finished.*--resume"):
+    with pytest.raises(runs.RunError, match=r"not finished.*runs\.resume\("):
         runs.load_classifier(tmp_path)
     with pytest.raises(runs.RunError, match="No such run directory or model file"):
         runs.load_classifier(tmp_path / "missing.keras")
@@ -163,7 +165,7 @@ def test_validation_split_chooses_on_held_out_training_images(tmp_path, fashion_
                          validation_size=32, train_limit=None, epochs=1)
     summary = runs.train(config, tmp_path / "run", verbose=0).report
     state = runs.RunDirectory(tmp_path / "run").read_state()
-    checkpoint = tf.keras.models.load_model(tmp_path / "run" / "checkpoints" / state["checkpoint"])
+    checkpoint = tf.keras.models.load_model(tmp_path / "run" / "checkpoints" / state.checkpoint)
     assert isinstance(checkpoint.optimizer, tf.keras.optimizers.SGD)
     assert float(checkpoint.optimizer.momentum) == pytest.approx(0.5)
     assert int(checkpoint.optimizer.iterations) == 2  # 64 training images, batch 32
@@ -176,7 +178,8 @@ def test_validation_split_chooses_on_held_out_training_images(tmp_path, fashion_
     assert summary["test"]["accuracy"] == pytest.approx(
         _numpy_accuracy(classifier, test_images, test_labels), abs=1e-6)
     assert summary["test"]["examples"] == 40
-    assert "validation top-1 accuracy on the last 32" in (tmp_path / "run" / "report.md").read_text()
+    markdown = (tmp_path / "run" / "report.md").read_text()
+    assert "validation top-1 accuracy on the last 32" in markdown
 
 
 def test_float_twin_run_and_remedy_settings(tmp_path, fashion_dir):

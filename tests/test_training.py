@@ -24,7 +24,8 @@ def binary_classifier(kernel_quantizer=BayesianSign, seed=0, classes=4, synchron
     x = tf.keras.layers.Conv2D(6, 3, padding="same", use_bias=False)(inputs)
     x = tf.keras.layers.BatchNormalization(synchronized=synchronized_bn)(x)
     x = lq.layers.QuantConv2D(6, 3, padding="same", pad_values=1.0, use_bias=False,
-                              input_quantizer="ste_sign", kernel_quantizer=(kernel_quantizer() if callable(kernel_quantizer)
+                              input_quantizer="ste_sign",
+                              kernel_quantizer=(kernel_quantizer() if callable(kernel_quantizer)
                                                 else kernel_quantizer),
                               kernel_constraint="weight_clip")(x)
     x = tf.keras.layers.BatchNormalization(synchronized=synchronized_bn)(x)
@@ -73,7 +74,8 @@ def test_evaluate_terms_match_independent_references():
     centers = bonn.feature_loss.centers.numpy()
     variances = bonn.feature_loss.sigmas.numpy() ** 2
     residual2 = (features - centers[y]) ** 2
-    expected = 0.3 / 2 * np.mean(np.sum(residual2 + residual2 / variances[y] + np.log(variances[y]), 1))
+    per_example = np.sum(residual2 + residual2 / variances[y] + np.log(variances[y]), 1)
+    expected = 0.3 / 2 * np.mean(per_example)
     np.testing.assert_allclose(results["feature_loss"], expected, rtol=1e-4)
     np.testing.assert_allclose(results["kernel_loss"],
                                float(bl.quantizers.total_kernel_loss(bonn)), rtol=1e-5)
@@ -226,7 +228,8 @@ MIRRORED_SCRIPT = textwrap.dedent("""
             bonn.compile(tf.keras.optimizers.SGD(0.1), CE)
         x, y = toy_data(n=16)
         loss = bonn.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history["loss"][0]
-        return loss, [np.asarray(v.numpy()).tolist() for v in bonn.weights], [v.name for v in bonn.weights]
+        values = [np.asarray(v.numpy()).tolist() for v in bonn.weights]
+        return loss, values, [v.name for v in bonn.weights]
 
     devices = ["/cpu:0", "/cpu:1"]
     single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
@@ -258,8 +261,8 @@ def test_fit_accepts_a_tf_data_dataset_with_integer_labels():
     bonn = compiled(binary_classifier(), theta=0.1)
     history = bonn.fit(dataset, epochs=1, verbose=0).history
     assert np.isfinite(history["feature_loss"][0]) and history["feature_loss"][0] != 0
-    assert set(bonn.evaluate(dataset, return_dict=True, verbose=0)) >= {"loss", "ce_loss",
-                                                                         "kernel_loss", "feature_loss"}
+    logs = bonn.evaluate(dataset, return_dict=True, verbose=0)
+    assert set(logs) >= {"loss", "ce_loss", "kernel_loss", "feature_loss"}
 
 
 def test_sigma_learning_rate_multiplier_scales_only_sigma_updates_on_a_schedule():

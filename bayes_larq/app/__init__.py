@@ -1,10 +1,13 @@
 """The `bayes-larq` application, built on the core library.
 
-* `data`: dataset specs and input pipelines (Fashion-MNIST IDX files, TFDS).
-* `runs`: the job: train / resume / evaluate / convert / benchmark / demo on run
-  directories, each step returning a typed result.
-* `report`: report.json, report.md and the plots of a run.
-* `cli`: the `bayes-larq` command line (argument parsing and printing only).
+In the order the job runs (each module imports only modules above it in this list):
+
+* input data: `errors` (the job's errors and their hints), `idx`, `tfds_source`,
+  `fashion_mnist`, `preprocess`, `data` (dataset specs and the one input pipeline);
+* a run: `config` (`RunConfig`), `interrupts`, `distribute`, `rundir` (the run directory
+  and its files), `report`, `model`, `evaluation`, `train`, `deploy`;
+* `runs`: the job's public names gathered for Python users (`runs.train`, ...);
+* the command line: `messages` (what it prints), `cli` (argument parsing).
 
 The core (`bayes_larq.losses`, `quantizers`, `training`, `callbacks`, `mixture`,
 `profile`, `convert`, `defaults`) never imports this package.

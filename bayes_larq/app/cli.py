@@ -12,6 +12,8 @@ directory, 130 interrupted by Ctrl-C (SIGINT) and 143 terminated by SIGTERM (wha
 schedulers send); both leave a run that `--resume` continues.
 """
 
+from __future__ import annotations
+
 import argparse
 import dataclasses
 import json
@@ -22,12 +24,38 @@ import signal
 import sys
 import time
 
+from typing import TYPE_CHECKING
+
+from bayes_larq.app import messages
+
+if TYPE_CHECKING:
+    from bayes_larq.app import runs
+
+__all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "EXIT_USAGE",
+           "Terminated", "build_parser", "main"]
+
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 DEFAULT_RUNS_DIR = "runs"
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$")
 
 
 # --------------------------------------------------------------------------- argument types
+
+
+def integer(text: str) -> int:
+    """An integer; its range is the business of the setting's owner (`RunConfig`)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def number(text: str) -> float:
+    """A number; its range is the business of the setting's owner (`RunConfig`)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
 def _integer_at_least(text, minimum):
@@ -40,15 +68,15 @@ def _integer_at_least(text, minimum):
     return value
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     return _integer_at_least(text, 1)
 
 
-def non_negative_int(text):
+def non_negative_int(text: str) -> int:
     return _integer_at_least(text, 0)
 
 
-def non_negative_float(text):
+def non_negative_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -58,7 +86,7 @@ def non_negative_float(text):
     return value
 
 
-def positive_float(text):
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -68,21 +96,21 @@ def positive_float(text):
     return value
 
 
-def share(text):
+def share(text: str) -> float:
     value = non_negative_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}")
     return value
 
 
-def output_path(text):
+def output_path(text: str) -> pathlib.Path:
     """A path for something to be written; the empty string is refused (it would mean '.')."""
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a path, got an empty string")
     return pathlib.Path(text)
 
 
-def arch_argument(text):
+def arch_argument(text: str) -> tuple[str, object]:
     """KEY=VALUE, VALUE parsed as JSON when it can be (numbers, booleans), else a string."""
     key, separator, raw = text.partition("=")
     if not separator or not key.isidentifier():
@@ -100,23 +128,23 @@ def _train_options(parser):
     """The run settings; defaults are SUPPRESSed so `--resume` can tell what was passed."""
     from bayes_larq import models
     from bayes_larq.app import data, runs
-    from bayes_larq.defaults import LAM, NU, PRIOR_GRADIENTS, REDUCTIONS, SCALES, THETA
+    from bayes_larq.defaults import PRIOR_GRADIENTS, REDUCTIONS, SCALES
 
     defaults = runs.RunConfig()
     group = parser.add_argument_group("run settings (defaults in brackets)")
     add = group.add_argument
     add("--model", choices=models.names(), help=f"model from the registry [{defaults.model}]")
     add("--dataset", choices=sorted(data.DATASETS), help=f"dataset [{defaults.dataset}]")
-    add("--epochs", type=positive_int, help=f"epochs [{defaults.epochs}]")
-    add("--batch-size", type=positive_int, help=f"batch size [{defaults.batch_size}]")
+    add("--epochs", type=integer, help=f"epochs [{defaults.epochs}]")
+    add("--batch-size", type=integer, help=f"batch size [{defaults.batch_size}]")
     add("--no-bonn", action="store_true",
         help="plain Larq training: no kernel loss ('ste_sign') and no feature loss")
     add("--no-kernel-loss", action="store_true",
         help="binary kernels use Larq's 'ste_sign' instead of BayesianSign (no L_B)")
     add("--no-feature-loss", action="store_true", help="leave out the feature loss L_F")
-    add("--lam", type=non_negative_float, help=f"kernel-loss weight lambda [{LAM:g}]")
-    add("--nu", type=non_negative_float, help=f"mixture-prior weight nu inside L_B [{NU:g}]")
-    add("--theta", type=non_negative_float, help=f"feature-loss weight theta [{THETA:g}]")
+    add("--lam", type=number, help=f"kernel-loss weight lambda [{defaults.lam:g}]")
+    add("--nu", type=number, help=f"mixture-prior weight nu inside L_B [{defaults.nu:g}]")
+    add("--theta", type=number, help=f"feature-loss weight theta [{defaults.theta:g}]")
     add("--reduction", choices=REDUCTIONS, help=f"L_B reduction [{defaults.reduction}]")
     add("--kernel-scale", choices=SCALES,
         help=f"binary kernel scale 1/mean(W) per layer or channel [{defaults.kernel_scale}]")
@@ -124,21 +152,21 @@ def _train_options(parser):
     add("--precision", choices=models.PRECISIONS,
         help=f"'float': the same architecture without quantizers [{defaults.precision}]")
     add("--optimizer", choices=runs.OPTIMIZERS, help=f"[{defaults.optimizer}]")
-    add("--learning-rate", type=positive_float, help="base learning rate [" + ", ".join(
+    add("--learning-rate", type=number, help="base learning rate [" + ", ".join(
         f"{name}: {rate:g}" for name, rate in runs.DEFAULT_LEARNING_RATES.items()) + "]")
-    add("--momentum", type=share, help=f"SGD momentum [{defaults.momentum}]")
+    add("--momentum", type=number, help=f"SGD momentum [{defaults.momentum}]")
     add("--lr-schedule", choices=runs.LR_SCHEDULES, help=f"[{defaults.lr_schedule}]")
-    add("--w-lr-multiplier", type=positive_float,
+    add("--w-lr-multiplier", type=number,
         help=f"learning-rate multiplier of W [{defaults.w_lr_multiplier:g}]")
-    add("--sigma-lr-multiplier", type=positive_float,
+    add("--sigma-lr-multiplier", type=number,
         help=f"learning-rate multiplier of the mixture sigmas [{defaults.sigma_lr_multiplier:g}]")
     add("--prior-gradient", choices=PRIOR_GRADIENTS,
         help=f"'mean': the paper's averaged mu/sigma gradient [{defaults.prior_gradient}]")
     add("--mixture-update", choices=runs.MIXTURE_UPDATES,
         help=f"'closed_form': set mu/sigma by closed form every --refresh-batches, "
              f"not by gradient [{defaults.mixture_update}]")
-    add("--refresh-batches", type=positive_int, help=f"[{defaults.refresh_batches}]")
-    add("--lam-warmup-epochs", type=non_negative_int,
+    add("--refresh-batches", type=integer, help=f"[{defaults.refresh_batches}]")
+    add("--lam-warmup-epochs", type=integer,
         help=f"ramp lam linearly from 0 over N epochs [{defaults.lam_warmup_epochs}]")
     add("--flip-threshold", choices=runs.FLIP_THRESHOLDS,
         help="'quantile': each layer's lam set so that L_B's push at zero equals the "
@@ -159,16 +187,17 @@ def _train_options(parser):
         "multi-worker, mirrored (several GPUs) or the default [auto]")
     add("--sync-batch-norm", action="store_true",
         help="BatchNorm statistics synchronised across replicas")
-    add("--validation-size", type=positive_int,
+    add("--validation-size", type=integer,
         help="hold out the last N training examples for per-epoch validation; the test "
         "set is then evaluated once, at the end")
     add("--augment", action=argparse.BooleanOptionalAction,
         help="augment the training images (Fashion-MNIST: pad 2, random crop, flip); "
         "--no-augment turns it off [the dataset's default: CIFAR and ImageNet augment, "
         "Fashion-MNIST does not]")
-    add("--seed", type=int, help=f"seed of weights, data order and augmentation [{defaults.seed}]")
-    add("--train-limit", type=positive_int, help="use only the first N training examples")
-    add("--test-limit", type=positive_int, help="use only the first N test examples")
+    add("--seed", type=integer,
+        help=f"seed of weights, data order and augmentation [{defaults.seed}]")
+    add("--train-limit", type=integer, help="use only the first N training examples")
+    add("--test-limit", type=integer, help="use only the first N test examples")
     add("--data-dir", help="Fashion-MNIST IDX directory, or the TFDS data directory")
     add("--arch", type=arch_argument, action="append", metavar="KEY=VALUE",
         help="architecture argument of the builder, repeatable (e.g. width=16)")
@@ -191,7 +220,7 @@ def _run_config(args):
     return given
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayes-larq", description="Train, evaluate, convert and benchmark BONN binary "
         "networks (Bayesian Optimized 1-bit CNNs) with Larq and LCE.")
@@ -218,7 +247,8 @@ def build_parser():
     evaluate.add_argument("--batch-size", type=positive_int, default=256)
     evaluate.add_argument("--limit", type=positive_int, help="only the first N test examples")
 
-    convert = commands.add_parser("convert", help="LCE conversion to .tflite, checked against Keras")
+    convert = commands.add_parser("convert",
+                                  help="LCE conversion to .tflite, checked against Keras")
     _model_source(convert)
     convert.add_argument("--output", type=output_path,
                          help="the .tflite file [RUN_DIR/model.tflite or MODEL.tflite]")
@@ -300,7 +330,7 @@ def _train_config(args, parser):
     return runs.RunConfig(**given)
 
 
-def command_train(args, parser):
+def command_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runs.Trained:
     from bayes_larq.app import runs
 
     config = _train_config(args, parser)
@@ -311,23 +341,16 @@ def command_train(args, parser):
     else:
         run_dir = args.output or _runs_dir_name(f"{config.model}-{config.dataset}")
         trained = runs.train(config, run_dir, verbose=verbose)
-    print(_train_text(trained.report, trained.run_dir))
+    print(messages.train_text(trained.report, trained.run_dir))
     return trained
 
 
-def _train_text(summary, run_dir):
-    test = summary["test"]
-    top5 = f", top-5 {test['top5_accuracy']:.4f}" if "top5_accuracy" in test else ""
-    return (f"Finished {summary['epochs_done']} epochs in {summary['train_seconds']:.0f} s: "
-            f"test top-1 {test['accuracy']:.4f}{top5}. Report: {run_dir}/report.md")
-
-
-def command_evaluate(args, parser):
+def command_evaluate(args: argparse.Namespace,
+                     parser: argparse.ArgumentParser) -> runs.Evaluation:
     from bayes_larq.app import runs
+    from bayes_larq.app.evaluation import test_data_of
 
-    config = runs.run_config_of(args.path)
-    dataset = args.dataset or (config.dataset if config else "fashion_mnist")
-    data_dir = args.data_dir if args.data_dir is not None else (config.data_dir if config else None)
+    dataset, data_dir = test_data_of(args.path, args.dataset, args.data_dir)
     result = runs.evaluate(runs.load_classifier(args.path), dataset, batch_size=args.batch_size,
                            data_dir=data_dir, limit=args.limit)
     top5 = (f", top-5 accuracy {result.top5_accuracy:.4f}"
@@ -348,46 +371,26 @@ def _latency_options_of(args, include_float=True):
             "include_float": include_float}
 
 
-def _conversion_text(result):
-    agreement = result.agreement
-    return "\n".join([
-        "Operators: " + ", ".join(f"{name} x{count}" for name, count in result.census.items()),
-        f"Keras vs TFLite on {agreement.samples} test images: top-1 agreement "
-        f"{agreement.top1_agreement:.4f}, max |logit difference| {agreement.max_abs_diff:.3g}",
-        f"Wrote {result.tflite_path} ({result.tflite_bytes / 1024:.1f} KiB)"])
-
-
-def command_convert(args, parser):
+def command_convert(args: argparse.Namespace,
+                    parser: argparse.ArgumentParser) -> runs.Conversion:
     from bayes_larq.app import runs
 
     result = runs.convert(args.path, output=args.output, dataset=args.dataset,
                           data_dir=args.data_dir, **_conversion_options(args))
-    print(_conversion_text(result))
+    print(messages.conversion_text(result))
     return result
 
 
-def _benchmark_text(result):
-    flags = result.flags
-    lines = [f"LCE interpreter, {flags['num_threads']} thread(s), indirect_bgemm="
-             f"{flags['use_indirect_bgemm']}, xnnpack={flags['use_xnnpack']}, median of "
-             f"{flags['repeats']} runs, batch 1:",
-             f"  binary {result.binary_ms:8.3f} ms  {result.binary_bytes / 1024:9.1f} KiB"]
-    if result.float_ms is not None:
-        lines += [f"  float  {result.float_ms:8.3f} ms  {result.float_bytes / 1024:9.1f} KiB",
-                  f"  binary is {result.speedup:.2f}x faster and {result.size_ratio:.1f}x "
-                  f"smaller than float"]
-    return "\n".join(lines)
-
-
-def command_benchmark(args, parser):
+def command_benchmark(args: argparse.Namespace,
+                      parser: argparse.ArgumentParser) -> runs.Benchmark:
     from bayes_larq.app import runs
 
     result = runs.benchmark(args.path, **_latency_options_of(args, not args.no_float))
-    print(_benchmark_text(result))
+    print(messages.benchmark_text(result))
     return result
 
 
-def command_demo(args, parser):
+def command_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runs.Demo:
     from bayes_larq.app import runs
 
     args.resume = None
@@ -396,32 +399,9 @@ def command_demo(args, parser):
     result = runs.demo(config, run_dir, verbose=0 if args.quiet else 1,
                        conversion_options=_conversion_options(args),
                        latency_options=_latency_options_of(args))
-    print(demo_text(result))
+    print(messages.demo_text(result))
     return result
 
-
-def demo_text(result):
-    """The demo summary printed at the end of `bayes-larq demo`."""
-    summary, conversion, bench = result.report, result.conversion, result.benchmark
-    flags, agreement = bench.flags, conversion.agreement
-    return "\n".join([
-        "",
-        f"== bayes-larq demo summary ({result.run_dir}) ==",
-        f"test accuracy:        {summary['test']['accuracy']:.4f} on "
-        f"{summary['test_examples']:,} {summary['config']['dataset']} test images "
-        f"after {summary['epochs_done']} epochs ({summary['train_seconds']:.0f} s)",
-        f"binarized MAC share:  {100 * summary['model']['binarized_mac_share']:.1f}%",
-        f"Keras vs TFLite:      top-1 agreement {agreement.top1_agreement:.4f} on "
-        f"{agreement.samples} test images, max |logit diff| {agreement.max_abs_diff:.3g}; "
-        f"{conversion.census.get('LceBconv2d', 0)} LceBconv2d ops",
-        f"TFLite size:          {bench.binary_bytes / 1024:.1f} KiB (float: "
-        f"{bench.float_bytes / 1024:.1f} KiB)",
-        f"latency, batch 1:     {bench.binary_ms:.3f} ms (float: {bench.float_ms:.3f} ms); "
-        f"{flags['num_threads']} thread(s), indirect_bgemm={flags['use_indirect_bgemm']}, "
-        f"xnnpack={flags['use_xnnpack']}",
-        f"wall time of train + convert + benchmark: {result.seconds:.0f} s",
-        f"report: {result.run_dir}/report.md",
-    ])
 
 
 COMMANDS = {"train": command_train, "evaluate": command_evaluate, "convert": command_convert,
@@ -440,7 +420,7 @@ def _raise_terminated(signum, frame):
     runs.raise_interrupt(Terminated())
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
@@ -452,16 +432,16 @@ def main(argv=None):
     try:
         args.handler(args, command_parser)
     except runs.RunInterrupted as interrupted:
-        print(f"\n{interrupted}", file=sys.stderr)
+        print(f"\n{messages.error_text(interrupted)}", file=sys.stderr)
         return EXIT_TERMINATED if interrupted.signal_name == "SIGTERM" else EXIT_INTERRUPTED
     except KeyboardInterrupt as interrupt:
         print(f"\nInterrupted ({getattr(interrupt, 'signal_name', 'SIGINT')}).", file=sys.stderr)
         return (EXIT_TERMINATED if getattr(interrupt, "signal_name", "") == "SIGTERM"
                 else EXIT_INTERRUPTED)
     except (runs.RunError, data.DatasetError) as err:
-        command_parser.error(str(err))
+        command_parser.error(messages.error_text(err))
     except (runs.JobFailed, data.DatasetNotFoundError) as err:
-        print(f"{command_parser.prog}: error: {err}", file=sys.stderr)
+        print(f"{command_parser.prog}: error: {messages.error_text(err)}", file=sys.stderr)
         return EXIT_FAILURE
     finally:
         signal.signal(signal.SIGTERM, previous_handler)

@@ -11,15 +11,18 @@ binary kernel ("ste_sign", the baseline) it is the closed-form fit
 (`bayes_larq.mixture.fit_mixture`).
 """
 
-import dataclasses
-import json
+from __future__ import annotations
+
 import os
-import pathlib
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bayes_larq import profile
 from bayes_larq.app import data
+from bayes_larq.app.config import RunConfig
+from bayes_larq.app.rundir import RunDirectory, RunState, read_json, write_json
 from bayes_larq.mixture import (
     MIXTURE_KEYS,
     bimodality_coefficient,
@@ -27,13 +30,23 @@ from bayes_larq.mixture import (
     mixture_density,
 )
 from bayes_larq.quantizers import bayesian_quantizers, binary_kernels
+from bayes_larq.training import BONN
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+__all__ = ["binarized_kernels", "load_mixture_snapshot", "markdown", "plot_curves",
+           "plot_latents", "run_summary", "save_mixture_snapshot", "update_run_report",
+           "write_diverged_report", "write_run_report"]
+
+HEADING = "# bayes-larq training report"
 
 LOSS_TERMS = (("loss", "total loss"), ("ce_loss", "cross-entropy"),
               ("kernel_loss", "kernel loss $L_B$"), ("feature_loss", "feature loss $L_F$"),
               ("accuracy", "top-1 accuracy"))
 
 
-def binarized_kernels(model):
+def binarized_kernels(model: tf.keras.Model) -> dict[str, tuple[np.ndarray, dict]]:
     """{layer name: (latent kernel, mixture)} for every 1-bit kernel of `model`.
 
     `mixture` maps mu_pos, mu_neg, sigma_pos, sigma_neg to per-channel arrays.
@@ -42,7 +55,7 @@ def binarized_kernels(model):
             for kernel in binary_kernels(model)}
 
 
-def save_mixture_snapshot(path, model):
+def save_mixture_snapshot(path: str | os.PathLike, model: tf.keras.Model) -> None:
     """Save `binarized_kernels(model)` as an .npz (keys "<layer>|latent", "<layer>|mu_pos", ...)."""
     arrays = {}
     for name, (latent, mixture) in binarized_kernels(model).items():
@@ -51,7 +64,7 @@ def save_mixture_snapshot(path, model):
     np.savez_compressed(path, **arrays)
 
 
-def load_mixture_snapshot(path):
+def load_mixture_snapshot(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, dict]]:
     """The inverse of `save_mixture_snapshot`: {layer: (latent, mixture)}."""
     layers = {}
     with np.load(path) as stored:
@@ -70,7 +83,8 @@ def _pyplot():
     return plt
 
 
-def plot_curves(history, path, validation_label="test"):
+def plot_curves(history: list[dict], path: str | os.PathLike,
+                validation_label: str = "test") -> None:
     """One panel per loss term and accuracy; training and validation curves over epochs."""
     plt = _pyplot()
     epochs = np.arange(1, len(history) + 1)
@@ -79,7 +93,8 @@ def plot_curves(history, path, validation_label="test"):
     for axis, (key, title) in zip(axes[0], terms):
         axis.plot(epochs, [logs[key] for logs in history], "o-", label="train")
         if f"val_{key}" in history[0]:
-            axis.plot(epochs, [logs[f"val_{key}"] for logs in history], "s--", label=validation_label)
+            axis.plot(epochs, [logs[f"val_{key}"] for logs in history], "s--",
+                      label=validation_label)
         axis.set(title=title, xlabel="epoch")
         axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
     axes[0][0].legend()
@@ -88,7 +103,7 @@ def plot_curves(history, path, validation_label="test"):
     plt.close(figure)
 
 
-def plot_latents(initial, final, path):
+def plot_latents(initial: dict, final: dict, path: str | os.PathLike) -> bool:
     """Rows: binarized layers; columns: init and end. Histogram + fitted mixture.
 
     Returns False (and writes nothing) for a model without binarized kernels.
@@ -130,7 +145,8 @@ def _mixture_report(initial, final):
             for name in final}
 
 
-def run_summary(config, bonn, state, initial, final):
+def run_summary(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunState,
+                initial: dict, final: dict) -> dict:
     """The content of report.json for a finished run (a dict of plain numbers).
 
     `initial` and `final` are the run's `binarized_kernels` at initialisation and now.
@@ -142,18 +158,18 @@ def run_summary(config, bonn, state, initial, final):
                  "nu": float(quantizers[0].nu.numpy()) if quantizers else None}
     mac_counts = profile.mac_counts(classifier)
     return {
-        "config": dataclasses.asdict(config),
+        "config": config.as_dict(),
         "effective_loss_weights": effective,
-        "epochs_done": state["epochs_done"],
+        "epochs_done": state.epochs_done,
         # With a held-out validation split the test set is evaluated once, at the end.
-        "validation": (_final_validation_metrics(state["history"])
+        "validation": (_final_validation_metrics(state.history)
                        if config.validation_size else None),
-        "test": state.get("test") or {**_final_validation_metrics(state["history"]),
-                                      "examples": _test_examples(config)},
+        "test": state.test or {**_final_validation_metrics(state.history),
+                               "examples": _test_examples(config)},
         "test_examples": _test_examples(config),
-        "train_seconds": float(sum(state["epoch_seconds"])),
-        "epoch_seconds": state["epoch_seconds"],
-        "history": state["history"],
+        "train_seconds": float(sum(state.epoch_seconds)),
+        "epoch_seconds": list(state.epoch_seconds),
+        "history": list(state.history),
         "model": {
             "name": classifier.name,
             "binarized_layers": len(final),
@@ -165,9 +181,11 @@ def run_summary(config, bonn, state, initial, final):
             "memory_bytes": profile.memory_bytes(classifier),
         },
         "mixture": _mixture_report(initial, final),
-        "files": {"curves": "curves.png", "latents": "latents.png" if final else None,
-                  "model": "model.keras",
-                  "markdown": "report.md", "tensorboard": "tensorboard/"},
+        "files": {"curves": run.relative(run.curves),
+                  "latents": run.relative(run.latents) if final else None,
+                  "model": run.relative(run.classifier),
+                  "markdown": run.relative(run.report_md),
+                  "tensorboard": run.relative(run.tensorboard) + "/"},
     }
 
 
@@ -175,10 +193,10 @@ def _number(value):
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def markdown(summary):
+def markdown(summary: dict) -> str:
     """report.md: settings, results, per-epoch table, mixture table, plots."""
     test, model = summary["test"], summary["model"]
-    lines = ["# bayes-larq training report", ""]
+    lines = [HEADING, ""]
     if summary.get("status") == "diverged":
         lines += ["**Training diverged**: the loss became NaN or infinite. The numbers below "
                   "are those of the last good epoch (its checkpoint is kept).", ""]
@@ -188,7 +206,8 @@ def markdown(summary):
     lines += [f"| effective {key} | {_number(value)} |"
               for key, value in summary["effective_loss_weights"].items()]
     lines += ["", "## Results", "",
-              f"* test top-1 accuracy on {summary['test_examples']:,} {summary['config']['dataset']}"
+              f"* test top-1 accuracy on {summary['test_examples']:,} "
+              f"{summary['config']['dataset']}"
               f" test images: **{test.get('accuracy', float('nan')):.4f}**"
               + (f", top-5: {test['top5_accuracy']:.4f}" if "top5_accuracy" in test else ""),
               *([f"* validation top-1 accuracy on the last {summary['config']['validation_size']:,}"
@@ -217,9 +236,9 @@ def markdown(summary):
                 _number(stats.get(k)) for k in (*MIXTURE_KEYS, "latent_scale", "bimodality",
                                                  "flip_ratio")) + " |")
     lines += _deployment_lines(summary)
-    lines += ["", "![learning curves](curves.png)", ""]
+    lines += ["", f"![learning curves]({summary['files']['curves']})", ""]
     if summary["files"]["latents"]:
-        lines += ["![latent weights](latents.png)", ""]
+        lines += [f"![latent weights]({summary['files']['latents']})", ""]
     return "\n".join(lines)
 
 
@@ -240,51 +259,49 @@ def _deployment_lines(summary):
     if benchmark:
         flags = benchmark["flags"]
         lines += ["", "## Latency (batch 1, LCE interpreter)", "",
-                  f"{flags['num_threads']} thread(s), indirect_bgemm={flags['use_indirect_bgemm']}, "
+                  f"{flags['num_threads']} thread(s), "
+                  f"indirect_bgemm={flags['use_indirect_bgemm']}, "
                   f"xnnpack={flags['use_xnnpack']}, median of {flags['repeats']} runs after "
                   f"{flags['warmup']} warm-up runs.", "",
                   "| model | latency ms | size KiB |", "| --- | --- | --- |",
-                  f"| binary | {benchmark['binary_ms']:.3f} | {benchmark['binary_bytes'] / 1024:.1f} |"]
+                  f"| binary | {benchmark['binary_ms']:.3f} | "
+                  f"{benchmark['binary_bytes'] / 1024:.1f} |"]
         if benchmark.get("float_ms") is not None:
             lines.append(f"| float twin | {benchmark['float_ms']:.3f} | "
                          f"{benchmark['float_bytes'] / 1024:.1f} |")
     return lines
 
 
-def update_run_report(run_dir, section, payload):
+def update_run_report(run_dir: str | os.PathLike, section: str, payload: dict) -> dict:
     """Add (or replace) `section` of a finished run's report.json and re-render report.md."""
-    path = pathlib.Path(run_dir)
-    summary = json.loads((path / "report.json").read_text())
+    run = RunDirectory(run_dir)
+    summary = read_json(run.report_json)
     summary[section] = payload
-    write_json(path / "report.json", summary)
-    (path / "report.md").write_text(markdown(summary))
+    _write_report(run, summary)
     return summary
 
 
-def write_json(path, payload):
-    """Write JSON atomically: a crash leaves the old file or the new one, never half."""
-    temporary = pathlib.Path(f"{path}.tmp")
-    temporary.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    os.replace(temporary, path)
+def _write_report(run, summary):
+    write_json(run.report_json, summary)
+    run.report_md.write_text(markdown(summary))
 
 
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, pathlib.Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def write_run_report(run, config, bonn, state):
+def write_run_report(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunState) -> dict:
     """Write report.json, report.md, curves.png and latents.png into the run; return the dict."""
     initial = load_mixture_snapshot(run.init_mixture)
     final = binarized_kernels(bonn.classifier)
-    summary = run_summary(config, bonn, state, initial, final)
-    path = pathlib.Path(run.path)
-    write_json(path / "report.json", summary)
-    (path / "report.md").write_text(markdown(summary))
-    plot_curves(state["history"], path / "curves.png",
+    summary = run_summary(run, config, bonn, state, initial, final)
+    _write_report(run, summary)
+    plot_curves(state.history, run.curves,
                 validation_label="validation" if config.validation_size else "test")
-    plot_latents(initial, final, path / "latents.png")
+    plot_latents(initial, final, run.latents)
     return summary
+
+
+def write_diverged_report(run: RunDirectory, config: RunConfig, state: RunState) -> None:
+    """report.json / report.md of a run that diverged in its first epoch (no checkpoint)."""
+    summary = {"status": "diverged", "diverged": state.diverged,
+               "config": config.as_dict(), "epochs_done": 0}
+    write_json(run.report_json, summary)
+    run.report_md.write_text(f"{HEADING}\n\nTraining diverged in the first epoch "
+                             f"({state.diverged}); no epoch finished.\n")

@@ -1,0 +1,216 @@
+"""`RunConfig`: the settings of one training run, every one a real value.
+
+A default is the value the run uses, taken from `bayes_larq.defaults` (loss weights,
+reductions, scales) or from the module that owns the setting, so config.json and the
+report show what the run did. Two defaults depend on another setting and are resolved
+when the config is made: `learning_rate` (the optimizer's, `DEFAULT_LEARNING_RATES`) and
+`augment` (the dataset's: CIFAR and ImageNet augment, Fashion-MNIST does not). A stored
+config.json of an older version, with `null` for those and for `lam`, `nu`, `theta`,
+reads as the same defaults.
+
+`validate` checks ranges and the rules between fields; choices are those the owning
+modules declare (`bayes_larq.defaults`, `bayes_larq.models`, `bayes_larq.app.data`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Mapping
+
+from bayes_larq import defaults, flips
+from bayes_larq import models as model_registry
+from bayes_larq.app import data
+from bayes_larq.app.errors import RunError, Setting
+from bayes_larq.defaults import check_choice, check_integer, check_non_negative, check_positive
+from bayes_larq.training import MIXTURE_UPDATES
+
+__all__ = ["DEFAULT_LEARNING_RATES", "FLIP_THRESHOLDS", "LR_SCHEDULES", "MAX_EPOCHS",
+           "MAX_SEED", "OPTIMIZERS", "STRATEGIES", "RunConfig"]
+
+LR_SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("adam", "sgd")
+# The learning rate an optimizer gets when the run does not set one.
+DEFAULT_LEARNING_RATES = {"adam": 1e-3, "sgd": 0.1}
+STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
+FLIP_THRESHOLDS = ("fixed", *flips.FLIP_THRESHOLD_RULES)
+MAX_SEED = 2**32 - 1  # what tf.keras.utils.set_random_seed accepts
+MAX_EPOCHS = 100_000
+# Fields that config.json files written before the defaults were resolved hold as null.
+_FORMERLY_NONE = {"lam": defaults.LAM, "nu": defaults.NU, "theta": defaults.THETA}
+_NAMED_SETTING = re.compile(r"^`(\w+)`(.*)$", re.DOTALL)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Settings of one training run (the `bayes-larq train` options).
+
+    `kernel_loss=False` builds the model with Larq's "ste_sign" instead of
+    `BayesianSign`; `feature_loss=False` leaves out L_F; both False is plain Larq
+    training. `lam`, `nu`, `theta` are the loss weights (defaults: `bayes_larq.defaults`).
+    `arch` holds the builder's architecture arguments (for example `{"width": 16}` for
+    small_cnn).
+
+    Optimisation: `optimizer` "adam" or "sgd" (with `momentum`); `learning_rate` not
+    given takes `DEFAULT_LEARNING_RATES[optimizer]`; `w_lr_multiplier` /
+    `sigma_lr_multiplier` scale the rate (and its schedule) of the reconstruction vectors
+    W and of the mixture sigmas, as the paper trains them slower than the kernels.
+
+    Collapse remedies (see docs/evidence.md): `prior_gradient="mean"` divides the
+    gradient of mu and sigma by the elements per output channel (the paper's update);
+    `mixture_update="closed_form"` sets mu and sigma to the closed-form optimum every
+    `refresh_batches` batches instead of by gradient; `lam_warmup_epochs` ramps lam
+    linearly from 0.
+
+    The flip threshold (docs/method.md): `flip_threshold="fixed"` keeps lam as set;
+    "quantile" recomputes each layer's lam every `threshold_every` steps so that the
+    push of L_B at zero equals the `threshold_quantile` of that layer's data gradient;
+    "drift" the same quantile of its moving average (decay `threshold_decay`);
+    "rebnn" uses ReBNN's rule (`bayes_larq.flips.FlipThreshold`). `flip_diagnostics`
+    records, per binary layer and epoch, the gradients against that threshold and the
+    sign oscillation (`callbacks.FlipDiagnostics`; on one replica only).
+
+    `validation_size`: hold out the last N training examples; per-epoch validation
+    metrics then come from them and the test set is evaluated once, at the end, so
+    settings can be chosen without looking at it.
+
+    `augment`: not given, the dataset's default augmentation (CIFAR and ImageNet augment,
+    Fashion-MNIST does not); True augments Fashion-MNIST too (pad 2, random crop,
+    horizontal flip); False turns augmentation off.
+
+    Distribution (`strategy`, see docs/distributed.md): "one-device", "mirrored" (the
+    local GPUs), "multi-worker" (`MultiWorkerMirroredStrategy`, configured by
+    `TF_CONFIG`), or "auto" (multi-worker when `TF_CONFIG` names several workers,
+    mirrored with several GPUs, else the default strategy). `batch_size` is the global
+    batch. `sync_batch_norm` synchronises BatchNorm statistics across replicas.
+
+    `train_limit`, `test_limit`, `validation_size` and `data_dir` of None: all of the
+    split, no held-out examples, the data's default location.
+    """
+
+    model: str = model_registry.DEFAULT
+    dataset: str = "fashion_mnist"
+    epochs: int = 5
+    batch_size: int = 128
+    kernel_loss: bool = True
+    feature_loss: bool = True
+    lam: float = defaults.LAM
+    nu: float = defaults.NU
+    theta: float = defaults.THETA
+    reduction: str = defaults.REDUCTION
+    kernel_scale: str = defaults.SCALE
+    scope: str = "paper"
+    precision: str = "binary"
+    optimizer: str = "adam"
+    learning_rate: float = None  # resolved: DEFAULT_LEARNING_RATES[optimizer]
+    momentum: float = 0.9
+    lr_schedule: str = "cosine"
+    w_lr_multiplier: float = 1.0
+    sigma_lr_multiplier: float = 1.0
+    prior_gradient: str = defaults.PRIOR_GRADIENT
+    mixture_update: str = "gradient"
+    refresh_batches: int = 50
+    lam_warmup_epochs: int = 0
+    flip_threshold: str = "fixed"
+    threshold_quantile: float = 0.9
+    threshold_every: int = 1
+    threshold_decay: float = 0.99
+    flip_diagnostics: bool = True
+    validation_size: int = None
+    augment: bool = None  # resolved: the dataset's default
+    strategy: str = "auto"
+    sync_batch_norm: bool = False
+    seed: int = 0
+    train_limit: int = None
+    test_limit: int = None
+    data_dir: str = None
+    arch: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, default in _FORMERLY_NONE.items():
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+        if self.learning_rate is None and self.optimizer in DEFAULT_LEARNING_RATES:
+            self.learning_rate = DEFAULT_LEARNING_RATES[self.optimizer]
+        if self.augment is None and self.dataset in data.DATASETS:
+            self.augment = data.default_augment(data.dataset_info(self.dataset))
+
+    def validate(self) -> RunConfig:
+        """Raise RunError naming the bad setting; returns self."""
+        try:
+            self._check()
+        except ValueError as err:
+            raise _setting_error(err) from None
+        return self
+
+    def _check(self):
+        model_registry.builder(self.model)
+        data.dataset_info(self.dataset)
+        for name in ("epochs", "batch_size", "refresh_batches", "threshold_every"):
+            check_integer(name, getattr(self, name))
+        for name in ("train_limit", "test_limit", "validation_size"):
+            check_integer(name, getattr(self, name), allow_none=True)
+        check_integer("lam_warmup_epochs", self.lam_warmup_epochs, minimum=0)
+        check_integer("seed", self.seed, minimum=0, maximum=MAX_SEED)
+        check_integer("epochs", self.epochs, maximum=MAX_EPOCHS)
+        for name in ("lam", "nu", "theta"):
+            check_non_negative(name, getattr(self, name))
+        for name, allowed in (("reduction", defaults.REDUCTIONS),
+                              ("kernel_scale", defaults.SCALES),
+                              ("prior_gradient", defaults.PRIOR_GRADIENTS),
+                              ("scope", model_registry.SCOPES),
+                              ("precision", model_registry.PRECISIONS),
+                              ("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
+                              ("mixture_update", MIXTURE_UPDATES),
+                              ("strategy", STRATEGIES), ("sync_batch_norm", (False, True)),
+                              ("flip_threshold", FLIP_THRESHOLDS),
+                              ("flip_diagnostics", (False, True))):
+            check_choice(name, getattr(self, name), allowed)
+        if self.flip_threshold != "fixed":
+            self.threshold()
+            if not self.kernel_loss:
+                raise RunError("A flip threshold sets the weight of the kernel loss; it needs "
+                               "the kernel loss on (a run with BayesianSign kernels).")
+        data.check_augment(self.augment)
+        if self.precision != "binary" and self.kernel_loss:
+            raise RunError(f"precision={self.precision!r} has no binary kernels for the "
+                           f"kernel loss: set ", Setting("kernel_loss", False), ".")
+        for name in ("learning_rate", "w_lr_multiplier", "sigma_lr_multiplier"):
+            check_positive(name, getattr(self, name))
+        if not 0 <= check_non_negative("momentum", self.momentum) < 1:
+            raise ValueError(f"`momentum` must be in [0, 1); got {self.momentum!r}.")
+
+    def threshold(self) -> flips.FlipThreshold | None:
+        """The run's `FlipThreshold`, or None for `flip_threshold="fixed"`."""
+        if self.flip_threshold == "fixed":
+            return None
+        uses_quantile = self.flip_threshold in ("quantile", "drift")
+        return flips.FlipThreshold(
+            self.flip_threshold, q=self.threshold_quantile if uses_quantile else None,
+            every_n_steps=self.threshold_every,
+            decay=self.threshold_decay if self.flip_threshold == "drift" else None)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
+        """The config of a config.json (RunError for a setting this version does not know)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise RunError(f"Unknown run settings {unknown}; known: {sorted(names)}.")
+        return cls(**values)
+
+    def as_dict(self) -> dict:
+        """The content of config.json."""
+        return dataclasses.asdict(self)
+
+
+def _setting_error(err: ValueError) -> RunError:
+    """RunError of a failed check; a message that starts with a field name (`lam` ...)
+    names it as a Setting, so the command line can show its flag."""
+    if isinstance(err, RunError):
+        return err
+    message = str(err)
+    named = _NAMED_SETTING.match(message)
+    if named and named.group(1) in {f.name for f in dataclasses.fields(RunConfig)}:
+        return RunError(Setting(named.group(1)), named.group(2))
+    return RunError(message)

@@ -1,0 +1,77 @@
+"""The model of a run: the seeded classifier, wrapped in `BONN`, compiled."""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+from bayes_larq import models as model_registry
+from bayes_larq.app import data
+from bayes_larq.app.config import RunConfig
+from bayes_larq.app.distribute import distribution
+from bayes_larq.app.errors import RunError
+from bayes_larq.training import BONN
+
+__all__ = ["TOP5_MIN_CLASSES", "build_model", "compile_bonn", "make_optimizer", "new_bonn",
+           "train_examples"]
+
+TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported for models with more than 10 classes
+
+
+def build_model(config: RunConfig) -> tf.keras.Model:
+    """The classifier of a run, seeded: same config -> same initial weights."""
+    info = data.dataset_info(config.dataset)
+    tf.keras.utils.set_random_seed(config.seed)
+    try:
+        return model_registry.get(
+            config.model, num_classes=info.num_classes, input_shape=info.input_shape,
+            bonn=config.kernel_loss, scope=config.scope, precision=config.precision,
+            lam=config.lam, nu=config.nu, reduction=config.reduction,
+            scale=config.kernel_scale, prior_gradient=config.prior_gradient,
+            sync_batch_norm=config.sync_batch_norm, **config.arch)
+    except (TypeError, ValueError) as err:
+        raise RunError(f"Bad architecture argument for {config.model!r}: {err}") from None
+
+
+def train_examples(config: RunConfig) -> int:
+    """The number of training examples of one epoch."""
+    info = data.dataset_info(config.dataset)
+    available = info.train_examples - (config.validation_size or 0)
+    return min(config.train_limit or available, available)
+
+
+def new_bonn(config: RunConfig) -> BONN:
+    """The run's model, wrapped in `BONN` and compiled, before any training."""
+    with distribution(config).scope():
+        bonn = BONN(build_model(config), feature_loss=config.feature_loss, theta=config.theta,
+                    w_lr_multiplier=config.w_lr_multiplier,
+                    sigma_lr_multiplier=config.sigma_lr_multiplier,
+                    mixture_update=config.mixture_update,
+                    flip_threshold=config.threshold())
+        compile_bonn(bonn, config)
+    return bonn
+
+
+def make_optimizer(
+        config: RunConfig,
+        learning_rate: float | tf.keras.optimizers.schedules.LearningRateSchedule,
+) -> tf.keras.optimizers.Optimizer:
+    """Adam or SGD (with the run's momentum) at `learning_rate` (a rate or a schedule)."""
+    if config.optimizer == "sgd":
+        return tf.keras.optimizers.SGD(learning_rate, momentum=float(config.momentum))
+    return tf.keras.optimizers.Adam(learning_rate)
+
+
+def compile_bonn(bonn: BONN, config: RunConfig) -> None:
+    """Adam or SGD (cosine-decayed over the run, or constant), cross-entropy on logits."""
+    rate = float(config.learning_rate)
+    if config.lr_schedule == "cosine":
+        steps = config.epochs * math.ceil(train_examples(config) / config.batch_size)
+        rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
+    metrics = ["accuracy"]
+    if bonn.num_classes >= TOP5_MIN_CLASSES:
+        metrics.append(tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
+    bonn.compile(make_optimizer(config, rate),
+                 tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                 metrics=metrics)

@@ -1,0 +1,273 @@
+"""Training a run: start, resume, the epoch loop, and the non-chief worker.
+
+Each epoch trains on `data.load(..., epoch=e)`, whose order and augmentation depend only
+on `(seed, e)`, and the checkpoint is written before `state.json` points at it
+(`RunDirectory.save_checkpoint`), so an interrupted run resumed at its last finished
+epoch repeats the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+from typing import Sequence
+
+import tensorflow as tf
+
+from bayes_larq import callbacks
+from bayes_larq.app import data, report
+from bayes_larq.app.config import RunConfig
+from bayes_larq.app.distribute import distribution, is_chief, strategy_name
+from bayes_larq.app.errors import (
+    JobFailed,
+    RunError,
+    RunInterrupted,
+    Setting,
+    Step,
+    TrainingDiverged,
+)
+from bayes_larq.app.evaluation import evaluate
+from bayes_larq.app.interrupts import (
+    PendingInterruptCheck,
+    interrupts_kept_pending,
+    raise_pending_interrupt,
+)
+from bayes_larq.app.model import new_bonn
+from bayes_larq.app.rundir import RunDirectory, RunState
+from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers, binary_kernels
+from bayes_larq.training import BONN
+
+__all__ = ["StopOnNonFiniteLoss", "Trained", "resume", "train"]
+
+
+@dataclasses.dataclass
+class Trained:
+    """A finished training run: its directory, settings, report.json content, classifier."""
+
+    run_dir: pathlib.Path
+    config: RunConfig
+    report: dict
+    classifier: tf.keras.Model = dataclasses.field(repr=False)
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.report["test"]["accuracy"]
+
+
+def train(config: RunConfig, run_dir: str | os.PathLike, verbose: int = 1,
+          extra_callbacks: Sequence[tf.keras.callbacks.Callback] = ()) -> Trained:
+    """Start a new run in `run_dir` and train it to `config.epochs`.
+
+    Raises:
+        RunError: `run_dir` already holds a run (use `resume`) or `config` is invalid.
+        RunInterrupted: Ctrl-C; finished epochs are saved, `resume(run_dir)` continues.
+    """
+    config.validate()
+    distribution(config)  # first: a multi-worker strategy must exist before any op
+    if not str(run_dir).strip():
+        raise RunError("The output directory is empty; name a directory for the run.")
+    run = RunDirectory(run_dir)
+    if not is_chief():
+        return _train_as_worker(config, run, verbose, extra_callbacks)
+    if run.exists():
+        done = run.read_state().epochs_done
+        raise RunError(f"{run.path} already holds a run ({done} epochs done). Resume it with `",
+                       Step("resume", run.path), "` or choose another output directory.")
+    if not run.is_empty_or_run():
+        kind = "a file" if run.path.is_file() else "a non-empty directory that is not a run"
+        raise RunError(f"{run.path} is {kind}; refusing to write a run into it. Choose a new "
+                       f"or empty directory.")
+    for split in ("train", "test"):
+        data.load(config.dataset, split, 1, training=False, data_dir=config.data_dir, limit=1,
+                  holdout=config.validation_size if split == "train" else None)
+    bonn = new_bonn(config)  # before any file is written: a bad setting leaves nothing
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_config(config)
+    report.save_mixture_snapshot(run.init_mixture, bonn.classifier)
+    state = RunState()
+    run.write_state(state)
+    return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
+
+
+def resume(run_dir: str | os.PathLike, verbose: int = 1,
+           extra_callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+           previous_checkpoint: bool = False) -> Trained:
+    """Continue the run in `run_dir` from its last finished epoch (or, with
+    `previous_checkpoint`, from the one before, when the last checkpoint is damaged)."""
+    run = RunDirectory(run_dir)
+    if not run.path.is_dir():
+        raise RunError(f"{run.path} is not a run directory; ", Setting("resume"),
+                       " takes the directory a run was written to.")
+    if not run.exists():
+        raise RunError(f"Nothing to resume in {run.path}: it holds no state.json. Start a "
+                       f"run there with `", Step("train", run.path), "`.")
+    config = run.read_config()
+    distribution(config)
+    state = run.read_state()
+    if state.diverged:
+        raise RunError(f"{run.path} stopped because training diverged ({state.diverged}); "
+                       f"resuming would diverge again. Start a new run with a lower learning "
+                       f"rate or lam.")
+    if previous_checkpoint:
+        state = run.roll_back(state)
+    if not is_chief():
+        return _train_as_worker(config, run, verbose, extra_callbacks, state)
+    # Interrupted before the first checkpoint: the seeded build gives the same start.
+    bonn = new_bonn(config) if state.checkpoint is None else _restore(run, state, config)
+    return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
+
+
+def _restore(run, state, config):
+    """The BONN model of the state's checkpoint, under the run's strategy."""
+    loaded = run.load_checkpoint(state)
+    if strategy_name(config) == "default":
+        return loaded
+    # Keras cannot load a .keras file inside a distribution scope (its metric variables
+    # are on-read variables that reject the stored arrays), so the model is built in
+    # the scope and takes the loaded state.
+    bonn = new_bonn(config)
+    bonn.copy_state_from(loaded)
+    return bonn
+
+
+def _train_as_worker(config, run, verbose, extra_callbacks, state=None):
+    """A non-chief worker: trains in step with the chief (reading the chief's run when it
+    resumes) but writes only to a scratch directory, deleted at the end."""
+    scratch = RunDirectory(tempfile.mkdtemp(prefix="bayes-larq-worker-"))
+    try:
+        scratch.write_config(config)
+        if state is None or state.checkpoint is None:
+            bonn = new_bonn(config)
+            state = RunState()
+            report.save_mixture_snapshot(scratch.init_mixture, bonn.classifier)
+        else:
+            bonn = _restore(run, state, config)
+            shutil.copyfile(run.init_mixture, scratch.init_mixture)
+        scratch.write_state(state)
+        return _train_epochs(scratch, config, bonn, state, verbose, extra_callbacks)
+    finally:
+        shutil.rmtree(scratch.path, ignore_errors=True)
+
+
+class _RunProgbar(tf.keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, numbering epochs of the whole run (one `fit` per epoch)."""
+
+    def __init__(self, epochs):
+        super().__init__(count_mode="steps")
+        self.run_epochs = epochs
+
+    def set_params(self, params):
+        super().set_params(dict(params, epochs=self.run_epochs, verbose=1))
+
+
+class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
+    """Raise TrainingDiverged at the first batch whose loss is not finite.
+
+    Unlike Keras' `TerminateOnNaN` (which finishes the epoch's bookkeeping), it stops
+    before the epoch's weights can be checkpointed, so the last checkpoint stays good.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(f"loss {float(loss)} at epoch {self.epoch + 1}, "
+                                   f"batch {batch + 1}")
+
+
+def _callbacks(run, config, bonn, verbose, extra_callbacks):
+    found = list(extra_callbacks)
+    if verbose:
+        found.insert(0, _RunProgbar(config.epochs))  # first: prints before stats are added
+    found.append(tf.keras.callbacks.TensorBoard(str(run.tensorboard), write_graph=False,
+                                                profile_batch=0))
+    if binary_kernels(bonn.classifier):
+        found.append(callbacks.MixtureMonitor(log_dir=run.tensorboard / "mixture"))
+        if config.flip_diagnostics and distribution(config).num_replicas_in_sync == 1:
+            found.append(callbacks.FlipDiagnostics(log_dir=run.tensorboard / "flips"))
+    if bayesian_kernels(bonn.classifier):
+        if config.mixture_update == "closed_form":
+            found.append(callbacks.MixtureRefresh(config.refresh_batches))
+        if config.lam_warmup_epochs:
+            lam = bayesian_quantizers(bonn.classifier)[0].initial_lam
+            found.append(callbacks.LossWeightScheduler(
+                "lam", callbacks.linear_warmup(lam, config.lam_warmup_epochs)))
+    return found
+
+
+def _validation_data(config):
+    """Per-epoch validation: the held-out training examples if any, else the test set."""
+    if config.validation_size:
+        return data.load(config.dataset, "holdout", config.batch_size, training=False,
+                         data_dir=config.data_dir, holdout=config.validation_size)
+    return data.load(config.dataset, "test", config.batch_size, training=False,
+                     data_dir=config.data_dir, limit=config.test_limit)
+
+
+def _train_epochs(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunState,
+                  verbose, extra_callbacks) -> Trained:
+    # Every random op of training (the data order) draws from (global seed, op seed);
+    # setting the global seed here makes a resumed process repeat the original one.
+    tf.keras.utils.set_random_seed(config.seed)
+    with interrupts_kept_pending():
+        try:
+            validation = _validation_data(config)
+            fit_callbacks = [StopOnNonFiniteLoss(), PendingInterruptCheck(),
+                             *_callbacks(run, config, bonn, verbose, extra_callbacks)]
+            for epoch in range(state.epochs_done, config.epochs):
+                train_data = data.load(
+                    config.dataset, "train", config.batch_size, training=True,
+                    data_dir=config.data_dir, limit=config.train_limit,
+                    shuffle_seed=config.seed, epoch=epoch, holdout=config.validation_size,
+                    augment=config.augment)
+                start = time.perf_counter()
+                history = bonn.fit(train_data, validation_data=validation,
+                                   initial_epoch=epoch, epochs=epoch + 1, verbose=0,
+                                   callbacks=fit_callbacks)
+                seconds = time.perf_counter() - start
+                logs = {key: float(values[-1]) for key, values in history.history.items()}
+                state = run.save_checkpoint(bonn, state, logs, seconds)
+                raise_pending_interrupt()
+            if config.validation_size and state.test is None:
+                test = evaluate(bonn.classifier, config.dataset, data_dir=config.data_dir,
+                                limit=config.test_limit)
+                state = dataclasses.replace(state, test=test.as_dict())
+                run.write_state(state)
+            bonn.classifier.save(run.classifier)
+            summary = report.write_run_report(run, config, bonn, state)
+            return Trained(run.path, config, summary, bonn.classifier)
+        except TrainingDiverged as diverged:
+            state = dataclasses.replace(state, diverged=str(diverged))
+            run.write_state(state)
+            _write_stopped_report(run, config, state)
+            raise JobFailed(
+                f"Training diverged: {diverged}. The last good checkpoint "
+                f"({state.checkpoint or 'none: it diverged in the first epoch'}) is kept "
+                f"in {run.path}. Likely causes: a learning rate too high "
+                f"({config.learning_rate:g}), a kernel-loss weight lam too large "
+                f"({config.lam:g}), or NaN in the inputs. Start a new run with smaller "
+                f"values.") from None
+        except KeyboardInterrupt as interrupt:
+            raise RunInterrupted(
+                run.path, state.epochs_done, config.epochs,
+                signal_name=getattr(interrupt, "signal_name", "SIGINT")) from None
+
+
+def _write_stopped_report(run, config, state):
+    """report.json / report.md of a run that stopped early, from its last good checkpoint."""
+    if state.checkpoint is None:
+        report.write_diverged_report(run, config, state)
+        return
+    report.write_run_report(run, config, run.load_checkpoint(state), state)
+    report.update_run_report(run.path, "status", "diverged")
