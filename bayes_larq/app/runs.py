@@ -67,7 +67,8 @@ from bayes_larq.training import MIXTURE_UPDATES
 
 __all__ = [
     "DEFAULT_LEARNING_RATES", "FLIP_THRESHOLDS", "LR_SCHEDULES", "MAX_EPOCHS", "MAX_SEED",
-    "MIXTURE_UPDATES", "OPTIMIZERS", "STRATEGIES", "TOP5_MIN_CLASSES", "Benchmark", "Conversion", "Demo",
+    "MIXTURE_UPDATES", "OPTIMIZERS", "STRATEGIES", "TOP5_MIN_CLASSES", "Benchmark",
+    "Conversion", "Demo",
     "Evaluation", "JobFailed", "RunConfig", "RunDirectory", "RunError", "RunInterrupted",
     "RunState", "StopOnNonFiniteLoss", "Trained", "TrainingDiverged", "benchmark",
     "build_model", "compile_bonn", "convert", "demo", "distribution", "evaluate",
