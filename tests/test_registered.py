@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import bayes_larq.models  # noqa: F401  - registers htanh
 from bayes_larq.models.common import htanh
+from bayes_larq.flips import FlipThreshold
 from bayes_larq.quantizers import BayesianSign
 from bayes_larq.training import BONN, BayesianFeatureLoss, ScaledSchedule
 
@@ -47,8 +48,9 @@ def saved_and_loaded(model, path):
     return tf.keras.models.load_model(path)
 
 
-def bonn_model():
-    bonn = BONN(quantized_classifier(BayesianSign(lam=1e-3, nu=1e-2)), theta=1e-2)
+def bonn_model(**bonn_kwargs):
+    bonn = BONN(quantized_classifier(BayesianSign(lam=1e-3, nu=1e-2)), theta=1e-2,
+                **bonn_kwargs)
     schedule = ScaledSchedule(tf.keras.optimizers.schedules.CosineDecay(1e-3, 10), 0.5)
     bonn.compile(tf.keras.optimizers.Adam(schedule),
                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -66,6 +68,8 @@ CASES = {
     "ScaledSchedule": (lambda: ScaledSchedule(
         tf.keras.optimizers.schedules.CosineDecay(0.1, 100), 0.25), (".keras",)),
     "BONN": (bonn_model, (".keras",)),
+    "FlipThreshold": (lambda: FlipThreshold("drift", 0.7, every_n_steps=3, decay=0.95),
+                      (".keras",)),
     "bayes_larq>htanh": (lambda: htanh, (".keras", ".h5")),
 }
 # Found by this test: tf_keras's H5 writer stores a registered function as the generic
@@ -111,6 +115,8 @@ def _model_holding(name):
         return quantized_classifier(activation=obj), images()
     if name == "BONN":
         return obj, images()
+    if name == "FlipThreshold":
+        return bonn_model(flip_threshold=obj), images()
     if name == "ScaledSchedule":
         model = quantized_classifier()
         model.compile(tf.keras.optimizers.SGD(obj), "mse")
