@@ -64,6 +64,11 @@ def check_positive(name: str, value: Any) -> float:
     return _finite_at_least(name, value, 0.0, inclusive=False)
 
 
+# The largest batch size or example count accepted: tf.data and TensorFlow's int32 shapes
+# take no more; a larger value is a typo that would fail deep inside TensorFlow.
+MAX_COUNT = 2**31 - 1
+
+
 def check_integer(name: str, value: Any, minimum: int = 1, allow_none: bool = False,
                   maximum: int | None = None) -> int | None:
     """Return `value` as an int, or raise ValueError if it is not an integer in

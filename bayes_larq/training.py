@@ -247,10 +247,20 @@ class BONN(tf.keras.Model):
                  temperature: float = 1.0, **kwargs: Any):
         kwargs.setdefault("name", f"bonn_{model.name}")
         super().__init__(**kwargs)
+        if isinstance(model, tf.keras.Sequential) and not model.built:
+            raise ValueError(f"BONN needs a built model; the Sequential model {model.name} "
+                             f"is not built: start it with tf.keras.Input(shape), or call "
+                             f"model.build(input_shape) first.")
         if not is_functional(model):
             raise ValueError("BONN wraps functional (or Sequential) Keras models; got a "
                              f"subclassed model {type(model).__name__}.")
         check_bayesian_roles(model)
+        if len(model.outputs) != 1:
+            raise ValueError(f"BONN trains a classifier with one output; {model.name} has "
+                             f"{len(model.outputs)}, and BONN would train only the first. "
+                             f"Wrap a model of the output to train.")
+        if not isinstance(feature_loss, bool):
+            raise ValueError(f"`feature_loss` must be True or False; got {feature_loss!r}.")
         if model.outputs[0].shape.rank != 2:
             raise ValueError(f"BONN needs a classifier with output [batch, num_classes]; "
                              f"{model.name} outputs {model.outputs[0].shape}.")

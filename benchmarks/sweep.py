@@ -52,6 +52,7 @@ docs/evidence.md. `--stages` limits what runs (e.g. `--stages screen`).
 """
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import time
@@ -152,6 +153,23 @@ def cell_groups(last_stage):
             [c for c in cells if c not in first and is_extension(c)]]
 
 
+def checked_report(path, config):
+    """The report at `path`; SystemExit when it was made with other settings than `config`
+    (the location of the data aside), so that no result stands for settings it lacks."""
+    report = json.loads(path.read_text())
+    fields = {f.name for f in dataclasses.fields(runs.RunConfig)}
+    stored = runs.RunConfig(**{key: value for key, value in report.get("config", {}).items()
+                               if key in fields}).as_dict()
+    differ = {key: (stored[key], value) for key, value in config.as_dict().items()
+              if key != "data_dir" and stored[key] != value}
+    if differ:
+        shown = ", ".join(f"{key}: {old!r} there, {new!r} here" for key, (old, new) in
+                          differ.items())
+        raise SystemExit(f"{path} was made with other settings ({shown}). Pass another "
+                         f"--results and --output for these settings.")
+    return report
+
+
 class Sweep:
     """Runs cells, remembers their reports, and copies each report into the results."""
 
@@ -163,17 +181,21 @@ class Sweep:
         name = cell_name(optimizer, overrides)
         run_dir = self.output / name / f"seed-{seed}"
         stored = self.results / name / f"seed-{seed}.json"
+        config = self.config(optimizer, overrides, seed)
         if stored.exists():
-            report = json.loads(stored.read_text())
+            report = checked_report(stored, config)
         else:
             if not (run_dir / "report.json").exists():
                 self.train_or_resume(optimizer, overrides, seed, run_dir)
             stored.parent.mkdir(parents=True, exist_ok=True)
-            report = json.loads((run_dir / "report.json").read_text())
+            report = checked_report(run_dir / "report.json", config)
             write_json(stored, report)  # atomic: a sweep stopped here leaves no half file
         self.reports.setdefault(name, {})[seed] = report
         print(f"{name} seed {seed}: {outcome(report)}", flush=True)
         return report
+
+    def config(self, optimizer, overrides, seed):
+        return runs.RunConfig(**{**self.base, **overrides, "optimizer": optimizer, "seed": seed})
 
     def train_or_resume(self, optimizer, overrides, seed, run_dir):
         """Train (or resume) one run; a run that diverges leaves its diverged report.json."""
@@ -181,9 +203,7 @@ class Sweep:
             if runs.RunDirectory(run_dir).exists():
                 runs.resume(run_dir, verbose=0)
             else:
-                config = runs.RunConfig(**{**self.base, **overrides, "optimizer": optimizer,
-                                           "seed": seed})
-                runs.train(config, run_dir, verbose=0)
+                runs.train(self.config(optimizer, overrides, seed), run_dir, verbose=0)
         except runs.JobFailed:
             report_file = run_dir / "report.json"
             if not (report_file.exists() and diverged(json.loads(report_file.read_text()))):
@@ -288,6 +308,10 @@ def main(argv=None):
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
+    for name in ("epochs", "validation_size", "train_limit", "test_limit"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be an integer >= 1; got {value}")
     base = {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": args.epochs,
             "validation_size": args.validation_size, "train_limit": args.train_limit,
             "test_limit": args.test_limit, "data_dir": args.data_dir}

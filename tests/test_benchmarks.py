@@ -263,3 +263,23 @@ def test_threshold_section_averages_layers_at_the_first_and_last_epoch(tmp_path)
     assert "| 3 | 1.50e-04 | 2.00e-05 | 60.00% |" in rows[1]
     assert (tmp_path / "threshold.png").read_bytes()[:4] == b"\x89PNG"
     assert evidence.threshold_section({}, tmp_path, pathlib.Path("figures")) == []
+
+
+def test_a_stored_sweep_result_is_used_only_for_the_settings_it_was_made_with(tmp_path):
+    base = {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": 15}
+    made = sweep.Sweep(tmp_path / "runs", tmp_path / "results", base=base)
+    stored = tmp_path / "results" / sweep.cell_name("adam", sweep.PLAIN) / "seed-0.json"
+    stored.parent.mkdir(parents=True)
+    config = made.config("adam", sweep.PLAIN, 0).as_dict()
+    stored.write_text(json.dumps({"config": {**config, "lam": None, "data_dir": "/elsewhere"},
+                                  "validation": None, "test": {"accuracy": 0.9}}))
+    assert made.run("adam", sweep.PLAIN, 0)["test"]["accuracy"] == 0.9
+    shorter = sweep.Sweep(tmp_path / "runs", tmp_path / "results", base={**base, "epochs": 1})
+    with pytest.raises(SystemExit, match="made with other settings .epochs: 15 there, 1 here"):
+        shorter.run("adam", sweep.PLAIN, 0)
+
+
+def test_sweep_refuses_zero_epochs(capsys):
+    with pytest.raises(SystemExit):
+        sweep.main(["--epochs", "0"])
+    assert "--epochs must be an integer >= 1; got 0" in capsys.readouterr().err

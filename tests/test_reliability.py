@@ -13,6 +13,7 @@ import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
 
 import dataclasses
 import json
+import os
 import pathlib
 import shutil
 import signal
@@ -43,11 +44,18 @@ class Case:
     message: str
     prepare: str = ""  # name of a preparation step (see PREPARE)
     stray: str = ""  # a path that must not exist afterwards
+    tf_config: str = ""  # the TF_CONFIG environment variable of the command, if any
 
     def row(self):
         shown = " ".join(a if a.strip() else '""' for a in self.args)
         shown = shown.replace("{data}", "DATA").replace("{run}", "RUN").replace("{tmp}", "TMP")
-        return f"| {self.what} | `bayes-larq {shown}` | {self.exit_code} | {self.message} |"
+        env = f"TF_CONFIG='{self.tf_config}' " if self.tf_config else ""
+        return (f"| {self.what} | `{env}bayes-larq {shown}` | {self.exit_code} | "
+                f"{self.message} |")
+
+
+HUGE = "100000000000000000000"  # 1e20
+WORKER_1 = '{"type": "worker", "index": 1}'
 
 
 CASES = [
@@ -80,8 +88,72 @@ CASES = [
     Case("bad arguments", "benchmark a file that is not a TFLite model",
          ["benchmark", "{tmp}/notes.txt", "--no-float"], 2, "is not a TFLite model",
          prepare="notes"),
+    *[Case("bad arguments", f"benchmark a {what} model.tflite (it crashed the interpreter)",
+           ["benchmark", "{tmp}/bad.tflite", "--no-float"], 2,
+           "is not a TFLite model the LCE interpreter can run", prepare=f"tflite:{what}")
+      for what in ("truncated", "byte-flipped")],
     Case("bad arguments", "resume a file", ["train", "--resume", "{tmp}/notes.txt"], 2,
          "is not a run directory", prepare="notes"),
+    *[Case("bad arguments", f"huge {flag}", ["train", *TINY, "--data-dir", "{data}", flag, HUGE,
+                                              "--output", "{tmp}/stray"], 2,
+           f"{flag} must be an integer <= 2147483647", stray="{tmp}/stray")
+      for flag in ("--batch-size", "--train-limit", "--test-limit")],
+    Case("bad arguments", "huge evaluate --batch-size", ["evaluate", "{run}", "--batch-size",
+                                                         HUGE], 2,
+         "--batch-size must be an integer <= 2147483647"),
+    Case("bad arguments", "huge convert --samples", ["convert", "{run}", "--output",
+                                                     "{tmp}/m.tflite", "--samples", HUGE], 2,
+         "--samples must be an integer <= 2147483647", stray="{tmp}/m.tflite"),
+    Case("bad arguments", "--validation-size larger than the training set",
+         ["train", *TINY, "--data-dir", "{data}", "--validation-size", "1000", "--output",
+          "{tmp}/stray"], 2, "--validation-size is too large", stray="{tmp}/stray"),
+    Case("bad arguments", "benchmark --threads 100000",
+         ["benchmark", "{run}", "--no-float", "--threads", "100000"], 2,
+         "--threads must be an integer <= "),
+    # settings the run would not use: refused, naming the flag
+    *[Case("settings without effect", what, ["train", *TINY, "--data-dir", "{data}", *flags,
+                                             "--output", "{tmp}/stray"], 2,
+           f"{flags[-2]} has no effect in this run: it needs {needs}", stray="{tmp}/stray")
+      for what, flags, needs in (
+          ("--lam without the kernel loss", ["--no-bonn", "--lam", "0.5"], "the kernel loss"),
+          ("--w-lr-multiplier without BayesianSign", ["--no-kernel-loss", "--w-lr-multiplier",
+                                                       "0.1"], "the kernel loss"),
+          ("--theta without the feature loss", ["--no-bonn", "--theta", "0.1"],
+           "the feature loss"),
+          ("--momentum with Adam", ["--momentum", "0.5"], "optimizer='sgd'"),
+          ("--refresh-batches with gradient mixture updates", ["--refresh-batches", "5"],
+           "mixture_update='closed_form'"),
+          ("--threshold-decay without the drift threshold", ["--flip-threshold", "quantile",
+                                                             "--threshold-decay", "0.5"],
+           "flip_threshold='drift'"))],
+    # TF_CONFIG: a stale or malformed one is refused before anything is written
+    *[Case("TF_CONFIG", what, ["train", *TINY, "--data-dir", "{data}", *strategy, "--output",
+                               "{tmp}/stray"], 2, message, stray="{tmp}/stray",
+           tf_config=tf_config)
+      for what, tf_config, strategy, message in (
+          ("a non-chief task without a cluster", f'{{"task": {WORKER_1}}}', [],
+           "its task is a 'worker', a job its cluster (empty) does not have"),
+          ("a worker index beyond a one-worker cluster",
+           f'{{"cluster": {{"worker": ["localhost:1"]}}, "task": {WORKER_1}}}', [],
+           "its task index 1 is not an integer in [0, 1)"),
+          ("an evaluator task with --strategy auto",
+           '{"cluster": {"worker": ["localhost:1"], "evaluator": ["localhost:2"]}, '
+           '"task": {"type": "evaluator", "index": 0}}', [],
+           "makes this process the non-chief task"),
+          ("TF_CONFIG='[]'", "[]", [], "TF_CONFIG is malformed: it is not a JSON object"),
+          ("a cluster that is a list", '{"cluster": []}', [], '"cluster" must map each job'),
+          ("multi-worker without a task", '{"cluster": {"worker": ["localhost:1"]}}',
+           ["--strategy", "multi-worker"], "needs TF_CONFIG with the cluster and this task"),
+          ("multi-worker, a non-integer index",
+           '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": "0"}}',
+           ["--strategy", "multi-worker"], "its task index '0' is not an integer"),
+          ("multi-worker, workers not a list",
+           '{"cluster": {"worker": "localhost:1"}, "task": {"type": "worker", "index": 0}}',
+           ["--strategy", "multi-worker"], '"cluster" must map each job'),
+          ("multi-worker, a chief task without a chief",
+           '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, '
+           '"task": {"type": "chief", "index": 0}}', ["--strategy", "multi-worker"],
+           "its task is a 'chief', a job its cluster (['worker']) does not have"))],
     # 2. divergence: exit 1, the last good checkpoint kept, a report written
     Case("divergence", "learning rate 1e30",
          ["train", *TINY, "--data-dir", "{data}", "--learning-rate", "1e30", "--output",
@@ -110,9 +182,39 @@ CASES = [
          "cannot be loaded", prepare="delete_checkpoint"),
     Case("corrupt run", "latest checkpoint truncated", ["train", "--resume", "{tmp}/copy"], 2,
          "--previous-checkpoint", prepare="truncate_checkpoint"),
+    *[Case("corrupt run", f"state.json with {what}", ["train", "--resume", "{tmp}/copy"], 2,
+           message, prepare=f"state:{edit}")
+      for what, edit, message in (
+          ('"epochs_done": "1"', '{"epochs_done": "1"}', "epochs_done '1' is not an integer"),
+          ('"epochs_done": -1', '{"epochs_done": -1}', "epochs_done -1 is not an integer >= 0"),
+          ('"history": "x"', '{"history": "x"}', "history is not a list of the 2 finished"),
+          ('"epochs_done": 5 of 2 epochs',
+           '{"epochs_done": 5, "history": [{}, {}, {}, {}, {}], "epoch_seconds": [1, 1, 1, 1, 1]}',
+           "says 5 epochs are done, more than the 2"))],
+    *[Case("corrupt run", f"config.json with {what}", ["train", "--resume", "{tmp}/copy"], 2,
+           message, prepare=f"config:{edit}")
+      for what, edit, message in (
+          ('"kernel_loss": "false" (a string)', '{"kernel_loss": "false"}',
+           "kernel_loss='false' is not a bool"),
+          ('"model": [...]', '{"model": ["small_cnn"]}', "is not a str"),
+          ('"data_dir": 5', '{"data_dir": 5}', "data_dir=5 is not a str"),
+          ("no epochs key", '{"epochs": null}', "The stored settings lack ['epochs']"),
+          ('an edited "arch"', '{"arch": {"width": 8}, "epochs": 3}',
+           "does not match the checkpoint"),
+          ('an edited "lam"', '{"lam": 0.5, "epochs": 3}', "does not match the checkpoint"))],
     Case("corrupt run", "resume from the previous checkpoint",
          ["train", "--resume", "{tmp}/copy", "--previous-checkpoint", "--quiet"], 0,
          "Finished 3 epochs", prepare="truncate_checkpoint"),
+    # a run killed while it started: one command continues it
+    Case("interrupted start", "--output on a run stopped before its state.json",
+         ["train", *TINY, "--data-dir", "{data}", "--output", "{tmp}/copy"], 2,
+         "Start it again with `bayes-larq train --resume", prepare="config_only"),
+    Case("interrupted start", "--resume a run stopped before its state.json",
+         ["train", "--resume", "{tmp}/copy", "--quiet"], 0, "Finished 2 epochs",
+         prepare="config_only"),
+    Case("interrupted start", "--resume a run whose config.json was deleted",
+         ["train", "--resume", "{tmp}/copy"], 2, "config.json was deleted; restore it",
+         prepare="no_config"),
     # 7. data sources are never silently replaced
     Case("data", "--data-dir that does not exist",
          ["train", *TINY, "--data-dir", "{tmp}/nowhere", "--output", "{tmp}/stray"], 2,
@@ -128,6 +230,12 @@ CASES = [
 OTHER_ROWS = [
     ("resume", "a run interrupted in epoch 2 in one process and resumed with `bayes-larq "
      "train --resume RUN` in another equals the uninterrupted run bit for bit", "0", ""),
+    ("run lock", "a second training on a run directory being trained (`--resume RUN` or "
+     "`--output RUN`)", "2", "is being trained by another process (pid PID)"),
+    ("run lock", "`--resume` after the training holding the lock was killed (SIGKILL)", "0",
+     "(the kernel released its flock)"),
+    ("resume", "`--resume RUN` of a finished, converted run: nothing to train, report.json "
+     "kept as it is (with its conversion)", "0", "Finished N epochs"),
     ("signals", "SIGTERM during training (`kill PID`), then `--resume`", "143",
      "Interrupted (SIGTERM): N of M epochs are saved in RUN. Resume with: bayes-larq train "
      "--resume RUN"),
@@ -151,6 +259,14 @@ OTHER_ROWS = [
      "Use one BayesianSign per layer"),
     ("Python API", "`BayesianSign(clip_value=-1)`", "ValueError",
      "`clip_value` must be a finite number > 0"),
+    ("Python API", "`bl.BONN` on a two-output model (it trained only the first)", "ValueError",
+     "BONN trains a classifier with one output"),
+    ("Python API", "`bl.BONN(Sequential([...]))` without an `Input` (it said \"subclassed\")",
+     "ValueError", "is not built: start it with tf.keras.Input(shape)"),
+    ("Python API", "`bl.BONN(model, feature_loss=\"no\")` (a string counted as true)",
+     "ValueError", "`feature_loss` must be True or False"),
+    ("Python API", "`RunConfig` with a setting the run will not use (`kernel_loss=False, "
+     "lam=0.5`), in `runs.train`", "UserWarning", "has no effect in this run"),
     ("Python API", "`bl.profile`, `bl.models`, `bl.app.runs` after `import bayes_larq as bl`",
      "works", "(tests/test_layout.py)"),
 ]
@@ -211,15 +327,48 @@ PREPARE = {
     "escape_state": lambda run, tmp, data: (_copy_run(run, tmp) / "state.json").write_text(
         json.dumps({**json.loads((run / "state.json").read_text()),
                     "checkpoint": "../../../etc/passwd"})),
-    "delete_checkpoint": lambda run, tmp, data: _latest_checkpoint(_copy_run(run, tmp)).unlink(),
+    "delete_checkpoint": lambda run, tmp, data: _latest_checkpoint(
+        _rewind(_copy_run(run, tmp))).unlink(),
     "truncate_checkpoint": lambda run, tmp, data: _truncate(_latest_checkpoint(
         _rewind(_copy_run(run, tmp)))),
     "train_only": lambda run, tmp, data: _train_only(data, tmp / "train-only"),
+    "tflite:truncated": lambda run, tmp, data: (tmp / "bad.tflite").write_bytes(
+        (run / "model.tflite").read_bytes()[:-4000]),
+    "tflite:byte-flipped": lambda run, tmp, data: (tmp / "bad.tflite").write_bytes(
+        _flipped((run / "model.tflite").read_bytes(), at=(0, 1, 2))),
+    "config_only": lambda run, tmp, data: _config_only(_copy_run(run, tmp)),
+    "no_config": lambda run, tmp, data: (_copy_run(run, tmp) / "config.json").unlink(),
+    **{f"state:{edit}": lambda run, tmp, data, edit=edit: _edit_json(
+        _copy_run(run, tmp) / "state.json", edit) for edit in (
+        case.prepare.partition(":")[2] for case in CASES if case.prepare.startswith("state:"))},
+    **{f"config:{edit}": lambda run, tmp, data, edit=edit: _edit_json(
+        _copy_run(run, tmp) / "config.json", edit) for edit in (
+        case.prepare.partition(":")[2] for case in CASES if case.prepare.startswith("config:"))},
     "empty_idx": lambda run, tmp, data: _empty_idx(tmp / "empty-idx"),
     "diverged": lambda run, tmp, data: cli.main(
         ["train", *TINY, "--data-dir", str(data), "--learning-rate", "1e30", "--output",
          str(tmp / "nan"), "--quiet"]),
 }
+
+
+def _edit_json(path, edit):
+    """Set the keys of the JSON object `edit` in the file (null deletes the key)."""
+    values = {**json.loads(path.read_text()), **json.loads(edit)}
+    path.write_text(json.dumps({k: v for k, v in values.items() if v is not None}))
+
+
+def _flipped(payload, at):
+    """`payload` with the bytes at the offsets `at` inverted (here: the root table offset)."""
+    flipped = bytearray(payload)
+    for offset in at:
+        flipped[offset] ^= 0xFF
+    return bytes(flipped)
+
+
+def _config_only(copy):
+    for entry in copy.iterdir():
+        if entry.name != "config.json":
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
 
 
 def _rewind(copy):
@@ -248,7 +397,10 @@ def _empty_idx(target):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.group}: {c.what}" for c in CASES])
-def test_bad_input_gives_a_clear_message(case, trained_run, fashion_dir, tmp_path, capsys):
+def test_bad_input_gives_a_clear_message(case, trained_run, fashion_dir, tmp_path, capsys,
+                                         monkeypatch):
+    if case.tf_config:
+        monkeypatch.setenv("TF_CONFIG", case.tf_config)
     if case.prepare:
         PREPARE[case.prepare](trained_run, tmp_path, fashion_dir)
         capsys.readouterr()
@@ -348,6 +500,70 @@ def test_signal_saves_says_how_to_resume_and_resume_finishes(signum, code, tmp_p
     assert f"Finished {done + 1} epochs" in out
     history = json.loads((run_dir / "report.json").read_text())["history"]
     assert len(history) == done + 1 and np.isfinite(history[-1]["loss"])
+
+
+def _rewound_copy(run_dir, tmp):
+    return _rewind(_copy_run(run_dir, tmp))
+
+
+@pytest.mark.parametrize("args", [["--resume", "{run}"], ["--output", "{fresh}", *TINY]],
+                         ids=["--resume", "--output"])
+def test_one_training_per_run_directory(args, trained_run, fashion_dir, tmp_path, capsys):
+    copy, fresh = _rewound_copy(trained_run, tmp_path), tmp_path / "fresh"
+    args = [a.format(run=copy, fresh=fresh) for a in args]
+    held = runs.RunDirectory(fresh if "--output" in args else copy)
+    with held.locked():
+        with pytest.raises(SystemExit) as refused:
+            cli.main(["train", *args, "--data-dir", str(fashion_dir)] if "--output" in args
+                     else ["train", *args])
+    assert refused.value.code == 2
+    assert f"is being trained by another process (pid {os.getpid()})" in capsys.readouterr().err
+    assert not (fresh / "config.json").exists()
+    assert cli.main(["train", "--resume", str(copy), "--quiet"]) == 0  # the lock is released
+
+
+def test_a_killed_training_leaves_no_stale_lock(trained_run, tmp_path):
+    copy = _rewound_copy(trained_run, tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom bayes_larq.app.rundir import "
+         "RunDirectory\nwith RunDirectory(sys.argv[1]).locked():\n    print('locked', "
+         "flush=True)\n    time.sleep(600)", str(copy)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(runs.RunError, match="being trained by another process"):
+        runs.resume(copy, verbose=0)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=60)
+    assert runs.resume(copy, verbose=0).report["epochs_done"] == 3
+
+
+def test_resuming_a_finished_run_keeps_its_report(trained_run, tmp_path, capsys):
+    copy = _copy_run(trained_run, tmp_path)
+    before = (copy / "report.json").read_text()
+    assert "conversion" in json.loads(before)
+    assert cli.main(["train", "--resume", str(copy), "--quiet"]) == 0
+    assert "Finished 2 epochs" in capsys.readouterr().out
+    assert (copy / "report.json").read_text() == before
+
+
+def test_bonn_refuses_models_it_cannot_train():
+    inputs = tf.keras.Input((4,))
+    two_outputs = tf.keras.Model(inputs, [tf.keras.layers.Dense(3)(inputs),
+                                          tf.keras.layers.Dense(2)(inputs)])
+    with pytest.raises(ValueError, match="BONN trains a classifier with one output"):
+        BONN(two_outputs)
+    with pytest.raises(ValueError, match="is not built: start it with tf.keras.Input"):
+        BONN(tf.keras.Sequential([tf.keras.layers.Dense(3)]))
+    one_output = tf.keras.Model(inputs, tf.keras.layers.Dense(3)(inputs))
+    with pytest.raises(ValueError, match="`feature_loss` must be True or False"):
+        BONN(one_output, feature_loss="no")
+
+
+def test_a_setting_without_effect_warns_in_the_python_api(fashion_dir, tmp_path):
+    config = runs.RunConfig(epochs=1, batch_size=32, train_limit=64, test_limit=40,
+                            data_dir=str(fashion_dir), arch={"width": 4}, kernel_loss=False,
+                            lam=0.5)
+    with pytest.warns(UserWarning, match="RunConfig.lam has no effect in this run"):
+        runs.train(config, tmp_path / "run", verbose=0)
 
 
 def _one_layer(**quantizers):

@@ -15,13 +15,12 @@ modules declare (`bayes_larq.defaults`, `bayes_larq.models`, `bayes_larq.app.dat
 from __future__ import annotations
 
 import dataclasses
-import re
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from bayes_larq import defaults, flips
 from bayes_larq import models as model_registry
 from bayes_larq.app import data
-from bayes_larq.app.errors import RunError, Setting
+from bayes_larq.app.errors import RunError, Setting, setting_error
 from bayes_larq.defaults import check_choice, check_integer, check_non_negative, check_positive
 from bayes_larq.training import MIXTURE_UPDATES
 
@@ -38,7 +37,26 @@ MAX_SEED = 2**32 - 1  # what tf.keras.utils.set_random_seed accepts
 MAX_EPOCHS = 100_000
 # Fields that config.json files written before the defaults were resolved hold as null.
 _FORMERLY_NONE = {"lam": defaults.LAM, "nu": defaults.NU, "theta": defaults.THETA}
-_NAMED_SETTING = re.compile(r"^`(\w+)`(.*)$", re.DOTALL)
+# Settings every config.json holds (later ones default when absent from older files).
+_STORED_SINCE_THE_START = ("model", "dataset", "epochs", "batch_size", "seed")
+_BAYESIAN_SIGN = ("lam", "nu", "reduction", "kernel_scale", "prior_gradient", "mixture_update",
+                  "lam_warmup_epochs", "w_lr_multiplier", "sigma_lr_multiplier")
+# (settings, what they need, the condition): a setting takes effect only when it holds.
+_NEEDS = (
+    (_BAYESIAN_SIGN, "the kernel loss (BayesianSign kernels), which this run turns off",
+     lambda config: config.kernel_loss),
+    (("theta",), "the feature loss, which this run turns off",
+     lambda config: config.feature_loss),
+    (("momentum",), "optimizer='sgd'", lambda config: config.optimizer == "sgd"),
+    (("refresh_batches",), "mixture_update='closed_form'",
+     lambda config: config.mixture_update == "closed_form"),
+    (("threshold_every",), "a flip threshold other than 'fixed'",
+     lambda config: config.flip_threshold != "fixed"),
+    (("threshold_quantile",), "flip_threshold 'quantile' or 'drift'",
+     lambda config: config.flip_threshold in ("quantile", "drift")),
+    (("threshold_decay",), "flip_threshold='drift'",
+     lambda config: config.flip_threshold == "drift"),
+)
 
 
 @dataclasses.dataclass
@@ -140,16 +158,17 @@ class RunConfig:
         try:
             self._check()
         except ValueError as err:
-            raise _setting_error(err) from None
+            raise setting_error(err, {f.name for f in dataclasses.fields(RunConfig)}) from None
         return self
 
     def _check(self):
         model_registry.builder(self.model)
         data.dataset_info(self.dataset)
-        for name in ("epochs", "batch_size", "refresh_batches", "threshold_every"):
+        for name in ("epochs", "refresh_batches", "threshold_every"):
             check_integer(name, getattr(self, name))
+        check_integer("batch_size", self.batch_size, maximum=defaults.MAX_COUNT)
         for name in ("train_limit", "test_limit", "validation_size"):
-            check_integer(name, getattr(self, name), allow_none=True)
+            check_integer(name, getattr(self, name), allow_none=True, maximum=defaults.MAX_COUNT)
         check_integer("lam_warmup_epochs", self.lam_warmup_epochs, minimum=0)
         check_integer("seed", self.seed, minimum=0, maximum=MAX_SEED)
         check_integer("epochs", self.epochs, maximum=MAX_EPOCHS)
@@ -180,6 +199,25 @@ class RunConfig:
         if not 0 <= check_non_negative("momentum", self.momentum) < 1:
             raise ValueError(f"`momentum` must be in [0, 1); got {self.momentum!r}.")
 
+    def settings_without_effect(self, names: Collection[str] | None = None) -> dict[str, str]:
+        """{setting: what it needs} for each of `names` (default: the settings that differ
+        from their defaults) that this run would not use."""
+        if names is None:
+            names = [f.name for f in dataclasses.fields(self)
+                     if f.default is not dataclasses.MISSING
+                     and getattr(self, f.name) != f.default]
+        return {name: needs for settings, needs, holds in _NEEDS if not holds(self)
+                for name in settings if name in names}
+
+    def check_settings_used(self, names: Collection[str]) -> RunConfig:
+        """RunError naming the first of `names` that this run would not use."""
+        unused = self.settings_without_effect(names)
+        if unused:
+            name, needs = next(iter(unused.items()))
+            raise RunError(Setting(name), f" has no effect in this run: it needs {needs}. "
+                           f"Leave it out, or turn on what it needs.")
+        return self
+
     def threshold(self) -> flips.FlipThreshold | None:
         """The run's `FlipThreshold`, or None for `flip_threshold="fixed"`."""
         if self.flip_threshold == "fixed":
@@ -193,10 +231,15 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RunConfig:
         """The config of a config.json (RunError for a setting this version does not know)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
         if unknown:
-            raise RunError(f"Unknown run settings {unknown}; known: {sorted(names)}.")
+            raise RunError(f"Unknown run settings {unknown}; known: {sorted(fields)}.")
+        missing = [name for name in _STORED_SINCE_THE_START if name not in values]
+        if missing:
+            raise RunError(f"The stored settings lack {missing}: config.json was edited.")
+        for name, value in values.items():
+            _check_stored_type(fields[name], value)
         return cls(**values)
 
     def as_dict(self) -> dict:
@@ -204,13 +247,14 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def _setting_error(err: ValueError) -> RunError:
-    """RunError of a failed check; a message that starts with a field name (`lam` ...)
-    names it as a Setting, so the command line can show its flag."""
-    if isinstance(err, RunError):
-        return err
-    message = str(err)
-    named = _NAMED_SETTING.match(message)
-    if named and named.group(1) in {f.name for f in dataclasses.fields(RunConfig)}:
-        return RunError(Setting(named.group(1)), named.group(2))
-    return RunError(message)
+def _check_stored_type(field: dataclasses.Field, value: Any) -> None:
+    """RunError unless a stored setting has its field's type (a JSON bool for a bool: the
+    string "false" is true in Python; null only where the default is)."""
+    if value is None and (field.default is None or field.name in _FORMERLY_NONE):
+        return
+    kind = field.type.split(" ")[0]
+    allowed = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,),
+               "dict": (dict,), "list": (list,)}.get(kind)
+    if allowed and not isinstance(value, allowed) or (isinstance(value, bool) and kind != "bool"):
+        raise RunError(f"The stored setting {field.name}={value!r} is not a {kind}: "
+                       f"config.json was edited. Restore it, or start a new run.")

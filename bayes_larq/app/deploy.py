@@ -15,15 +15,23 @@ import tensorflow as tf
 from bayes_larq import convert as lce
 from bayes_larq.app import data, report
 from bayes_larq.app.config import RunConfig
-from bayes_larq.app.errors import JobFailed, RunError, Setting, Step
+from bayes_larq.app.errors import JobFailed, RunError, Setting, Step, checked_setting
 from bayes_larq.app.evaluation import load_classifier, test_data_of
 from bayes_larq.app.model import build_model
 from bayes_larq.app.rundir import RunDirectory, run_config_of
 from bayes_larq.app.train import train
-from bayes_larq.defaults import check_integer
+from bayes_larq.defaults import MAX_COUNT, check_integer
 
 __all__ = ["Benchmark", "Conversion", "Demo", "benchmark", "convert", "demo", "float_twin",
            "test_images"]
+
+MAX_REPEATS = 100_000  # timed (or warm-up) interpreter runs of one benchmark
+
+
+def max_threads() -> int:
+    """The most interpreter threads a benchmark may ask for: 4 per CPU. More only contend
+    for the cores (and 100,000 would start that many threads)."""
+    return 4 * (os.cpu_count() or 1)
 
 
 @dataclasses.dataclass
@@ -84,6 +92,7 @@ def convert(path: str | os.PathLike, *, samples: int = 1000, min_top1_agreement:
     directory the result is added to report.json / report.md. `classifier` skips
     loading the model when it is already in memory.
     """
+    checked_setting(check_integer, "samples", samples, maximum=MAX_COUNT)
     path = pathlib.Path(path)
     run = RunDirectory(path) if path.is_dir() else None
     dataset, data_dir = test_data_of(path, dataset, data_dir)
@@ -119,9 +128,9 @@ def benchmark(path: str | os.PathLike, *, threads: int = 1, repeats: int = 50, w
               include_float: bool = True) -> Benchmark:
     """Median batch-1 latency of a run's model.tflite (or a .tflite file) in the LCE
     interpreter, and of the float twin of its architecture; added to the run's report."""
-    check_integer("repeats", repeats)
-    check_integer("warmup", warmup, minimum=0)
-    check_integer("threads", threads)
+    checked_setting(check_integer, "repeats", repeats, maximum=MAX_REPEATS)
+    checked_setting(check_integer, "warmup", warmup, minimum=0, maximum=MAX_REPEATS)
+    checked_setting(check_integer, "threads", threads, maximum=max_threads())
     path = pathlib.Path(path)
     run = RunDirectory(path) if path.is_dir() else None
     tflite = run.tflite if run else path

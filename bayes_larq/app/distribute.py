@@ -14,18 +14,47 @@ import tensorflow as tf
 from bayes_larq.app.config import RunConfig
 from bayes_larq.app.errors import RunError, Setting
 
-__all__ = ["distribution", "is_chief", "strategy_name"]
+__all__ = ["distribution", "is_chief", "strategy_name", "trains_as_worker"]
 
 _STRATEGIES: dict[str, tf.distribute.Strategy] = {}
 
 
 def _cluster():
-    """The `TF_CONFIG` of this process: ({job: [addresses]}, task), or ({}, {})."""
+    """The `TF_CONFIG` of this process: ({job: [addresses]}, task), or ({}, {}); RunError
+    naming the fault when it is malformed."""
     try:
         tf_config = json.loads(os.environ.get("TF_CONFIG") or "{}")
     except json.JSONDecodeError as err:
         raise RunError(f"TF_CONFIG is not valid JSON ({err}).") from None
-    return tf_config.get("cluster", {}), tf_config.get("task", {})
+    if not isinstance(tf_config, dict):
+        raise _tf_config_error("it is not a JSON object")
+    cluster, task = tf_config.get("cluster", {}), tf_config.get("task", {})
+    if not isinstance(cluster, dict) or not all(
+            isinstance(addresses, list) for addresses in cluster.values()):
+        raise _tf_config_error('"cluster" must map each job ("chief", "worker") to a list '
+                               'of addresses')
+    if not isinstance(task, dict):
+        raise _tf_config_error('"task" must be an object {"type": ..., "index": ...}')
+    if task:
+        _check_task(cluster, task)
+    return cluster, task
+
+
+def _check_task(cluster, task):
+    kind, index = task.get("type"), task.get("index", 0)
+    if kind not in cluster:
+        raise _tf_config_error(f'its task is a {kind!r}, a job its cluster '
+                               f'({sorted(cluster) or "empty"}) does not have')
+    if isinstance(index, bool) or not isinstance(index, int) or not (
+            0 <= index < len(cluster[kind])):
+        raise _tf_config_error(f'its task index {index!r} is not an integer in [0, '
+                               f'{len(cluster[kind])}) for the {len(cluster[kind])} '
+                               f'{kind!r} address(es)')
+
+
+def _tf_config_error(fault):
+    return RunError(f"TF_CONFIG is malformed: {fault} (see docs/distributed.md). Fix it, or "
+                    f"unset TF_CONFIG to train in this process alone.")
 
 
 def strategy_name(config: RunConfig) -> str:
@@ -45,7 +74,7 @@ def distribution(config: RunConfig) -> tf.distribute.Strategy:
     name = strategy_name(config)
     if name not in _STRATEGIES:
         if name == "multi-worker":
-            if not _cluster()[0]:
+            if not all(_cluster()):
                 raise RunError(Setting("strategy", "multi-worker"), " needs TF_CONFIG with "
                                "the cluster and this task (see docs/distributed.md).")
             _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
@@ -67,3 +96,22 @@ def is_chief() -> bool:
     if task.get("type") == "chief":
         return True
     return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in cluster
+
+
+def trains_as_worker(config: RunConfig) -> bool:
+    """True for a non-chief worker of a multi-worker run (it writes no run directory).
+
+    A non-chief `TF_CONFIG` task with a strategy that is not multi-worker (a stale
+    TF_CONFIG in the shell) is refused: that process would train alone and keep nothing.
+    """
+    if is_chief():
+        return False
+    _, task = _cluster()
+    name = strategy_name(config)
+    if name != "multi-worker" or task.get("type") != "worker":
+        raise RunError(f"TF_CONFIG makes this process the non-chief task {task} of a cluster, "
+                       f"but the run's strategy is {name!r}: it would train without "
+                       f"writing the run. Unset TF_CONFIG to train in this process alone, or "
+                       f"start every worker of the cluster with ",
+                       Setting("strategy", "multi-worker"), ".")
+    return True

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from typing import Any, Callable, Union
+import re
+from typing import Any, Callable, Collection, Union
 
 __all__ = [
     "DatasetError", "DatasetNotFoundError", "Hint", "Hinted", "JobFailed", "RunError",
     "RunInterrupted", "Setting", "Step",
-    "TrainingDiverged", "python_text",
+    "TrainingDiverged", "checked_setting", "python_text", "setting_error",
 ]
 
+_NAMED_SETTING = re.compile(r"^`(\w+)`(.*)$", re.DOTALL)
 STEPS = ("train", "resume", "resume_previous", "convert")
 _UNSET = object()
 
@@ -113,3 +115,24 @@ class RunInterrupted(Hinted, KeyboardInterrupt):
         self.parts = (f"Interrupted ({signal_name}): {epochs_done} of {epochs} epochs are "
                       f"saved in {run_dir}. Resume with: ", Step("resume", pathlib.Path(run_dir)))
         super().__init__(self.render(python_text))
+
+
+def setting_error(err: ValueError, settings: Collection[str]) -> RunError:
+    """RunError of a failed check; a message that starts with one of `settings` (`lam`
+    ...) names it as a Setting, so the command line can show its flag."""
+    if isinstance(err, RunError):
+        return err
+    message = str(err)
+    named = _NAMED_SETTING.match(message)
+    if named and named.group(1) in settings:
+        return RunError(Setting(named.group(1)), named.group(2))
+    return RunError(message)
+
+
+def checked_setting(check: Callable[..., Any], name: str, value: Any, **limits: Any) -> Any:
+    """`check(name, value, **limits)` (a `bayes_larq.defaults` check), its ValueError
+    raised as a RunError naming the setting."""
+    try:
+        return check(name, value, **limits)
+    except ValueError as err:
+        raise setting_error(err, {name}) from None

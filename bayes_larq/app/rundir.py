@@ -12,7 +12,8 @@ A run directory holds:
 * `model.keras`: the trained classifier (what `evaluate` and `convert` use);
 * `tensorboard/`: TensorBoard logs (losses, metrics, mixture scalars, latent histograms);
 * `report.json`, `report.md`, `curves.png`, `latents.png` (`bayes_larq.app.report`);
-* `model.tflite` after `convert`.
+* `model.tflite` after `convert`;
+* `.lock`: held by the training that writes the run (`RunDirectory.locked`).
 
 Every file name is defined here once (`RunDirectory` attributes and the constants
 below). The checkpoint is written before `state.json` points at it, and every JSON file
@@ -23,11 +24,13 @@ else must hold for one directory (such as one training at a time) belongs to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import pathlib
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -39,6 +42,7 @@ __all__ = ["CHECKPOINT_SUFFIX", "RunDirectory", "RunState", "read_json", "run_co
            "write_json"]
 
 CHECKPOINT_SUFFIX = ".keras"
+LOCK_NAME = ".lock"
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -127,6 +131,7 @@ class RunDirectory:
         self.curves = self.path / "curves.png"
         self.latents = self.path / "latents.png"
         self.tflite = self.path / "model.tflite"
+        self.lock = self.path / LOCK_NAME
 
     def relative(self, path: pathlib.Path) -> str:
         """`path` as the report names it: relative to the run directory."""
@@ -142,11 +147,40 @@ class RunDirectory:
         """True when a new run may be written here: a missing or empty directory."""
         if self.path.is_file():
             return False
-        return not self.path.exists() or not any(self.path.iterdir())
+        return not self.path.exists() or not any(
+            entry.name != LOCK_NAME for entry in self.path.iterdir())
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run's lock: one training per run directory at a time.
+
+        An `flock` on `.lock`, held open while the training runs: the kernel releases it
+        when the process ends in any way (SIGKILL included), so a killed run leaves no
+        stale lock, unlike a pid file, whose pid may be reused by another process. The
+        holder's pid is written into the file only to name it in the error.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip()
+                raise RunError(f"{self.path} is being trained by another process "
+                               f"(pid {holder or 'unknown'}); wait for it to finish or stop "
+                               f"it, or choose another output directory.") from None
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(descriptor)  # releases the flock
 
     def read_config(self) -> RunConfig:
         if not self.config.exists():
-            raise RunError(f"{self.path} is not a bayes-larq run directory (no config.json).")
+            lost = " (it has a state.json: config.json was deleted; restore it)" if (
+                self.exists()) else ""
+            raise RunError(f"{self.path} is not a bayes-larq run directory (no "
+                           f"config.json){lost}.")
         values = read_json(self.config)
         if not isinstance(values, dict):
             raise RunError(f"{self.config} is corrupt: it does not hold the run's settings. "
@@ -161,14 +195,24 @@ class RunDirectory:
         if not isinstance(values, dict) or not set(RunState.REQUIRED) <= set(values):
             raise RunError(f"{self.state} is corrupt: it lacks {sorted(RunState.REQUIRED)}. "
                            f"Restore it or start a new run.")
-        checkpoint = values["checkpoint"]
+        checkpoint, done = values["checkpoint"], values["epochs_done"]
         if checkpoint is not None and (not isinstance(checkpoint, str)
                                        or pathlib.Path(checkpoint).name != checkpoint):
             raise RunError(f"{self.state} is corrupt: its checkpoint {checkpoint!r} is not a "
                            f"file name in {self.checkpoints}.")
-        return RunState(values["epochs_done"], checkpoint, values["history"],
-                        values["epoch_seconds"], values.get("test"),
-                        values.get("diverged"))
+        if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+            raise self._corrupt_state(f"epochs_done {done!r} is not an integer >= 0")
+        for key in ("history", "epoch_seconds"):
+            if not isinstance(values[key], list) or len(values[key]) != done:
+                raise self._corrupt_state(f"{key} is not a list of the {done} finished epochs")
+        if not all(isinstance(logs, dict) for logs in values["history"]):
+            raise self._corrupt_state("history is not a list of per-epoch logs")
+        return RunState(done, checkpoint, values["history"], values["epoch_seconds"],
+                        values.get("test"), values.get("diverged"))
+
+    def _corrupt_state(self, fault):
+        return RunError(f"{self.state} is corrupt: {fault}. Restore it, or start a new run "
+                        f"in another directory.")
 
     def write_state(self, state: RunState) -> None:
         write_json(self.state, state.as_dict())
@@ -193,9 +237,14 @@ class RunDirectory:
 
     def load_checkpoint(self, state: RunState) -> tf.keras.Model:
         """The BONN model of the state's checkpoint."""
+        from bayes_larq.training import BONN
+
         path = self.checkpoints / state.checkpoint
         try:
-            return tf.keras.models.load_model(path)
+            loaded = tf.keras.models.load_model(path)
+            if not isinstance(loaded, BONN):
+                raise ValueError(f"it holds a {type(loaded).__name__}, not the run's BONN model")
+            return loaded
         except (OSError, ValueError) as err:
             previous = self.checkpoints / checkpoint_name(state.epochs_done - 1)
             hint = ((f" The previous checkpoint {previous.name} is intact: resume from it "

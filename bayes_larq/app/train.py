@@ -15,6 +15,7 @@ import pathlib
 import shutil
 import tempfile
 import time
+import warnings
 from typing import Sequence
 
 import tensorflow as tf
@@ -22,7 +23,7 @@ import tensorflow as tf
 from bayes_larq import callbacks
 from bayes_larq.app import data, report
 from bayes_larq.app.config import RunConfig
-from bayes_larq.app.distribute import distribution, is_chief, strategy_name
+from bayes_larq.app.distribute import distribution, strategy_name, trains_as_worker
 from bayes_larq.app.errors import (
     JobFailed,
     RunError,
@@ -31,14 +32,14 @@ from bayes_larq.app.errors import (
     Step,
     TrainingDiverged,
 )
-from bayes_larq.app.evaluation import evaluate
+from bayes_larq.app.evaluation import evaluate, load_classifier
 from bayes_larq.app.interrupts import (
     PendingInterruptCheck,
     interrupts_kept_pending,
     raise_pending_interrupt,
 )
-from bayes_larq.app.model import new_bonn
-from bayes_larq.app.rundir import RunDirectory, RunState
+from bayes_larq.app.model import build_model, new_bonn
+from bayes_larq.app.rundir import RunDirectory, RunState, read_json
 from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers, binary_kernels
 from bayes_larq.training import BONN
 
@@ -68,12 +69,48 @@ def train(config: RunConfig, run_dir: str | os.PathLike, verbose: int = 1,
         RunInterrupted: Ctrl-C; finished epochs are saved, `resume(run_dir)` continues.
     """
     config.validate()
+    for name, needs in config.settings_without_effect().items():
+        warnings.warn(f"RunConfig.{name} has no effect in this run: it needs {needs}.",
+                      stacklevel=2)
     distribution(config)  # first: a multi-worker strategy must exist before any op
     if not str(run_dir).strip():
         raise RunError("The output directory is empty; name a directory for the run.")
     run = RunDirectory(run_dir)
-    if not is_chief():
+    if trains_as_worker(config):
         return _train_as_worker(config, run, verbose, extra_callbacks)
+    _check_new_run(run)
+    _check_data(config)
+    bonn = new_bonn(config)  # before any file is written: a bad setting leaves nothing
+    with run.locked():
+        _check_new_run(run)  # again, under the lock: another training may have started
+        _write_start(run, config, bonn)
+        return _train_epochs(run, config, bonn, RunState(), verbose, extra_callbacks)
+
+
+def _write_start(run, config, bonn):
+    """The files of a run before its first epoch; state.json last, as it marks a run."""
+    run.write_config(config)
+    report.save_mixture_snapshot(run.init_mixture, bonn.classifier)
+    run.write_state(RunState())
+
+
+def _check_data(config):
+    """Both splits readable, and the held-out examples leave some to train on."""
+    for split in ("train", "test"):
+        try:
+            data.load(config.dataset, split, 1, training=False, data_dir=config.data_dir,
+                      limit=1, holdout=config.validation_size if split == "train" else None)
+        except data.DatasetError:
+            raise
+        except ValueError as err:  # the holdout check
+            raise RunError(Setting("validation_size"), f" is too large: {err}") from None
+
+
+def _check_new_run(run):
+    if run.config.exists() and not run.exists():
+        raise RunError(f"{run.path} holds a run stopped while it started (config.json, no "
+                       f"state.json). Start it again with `", Step("resume", run.path),
+                       "` or choose another output directory.")
     if run.exists():
         done = run.read_state().epochs_done
         raise RunError(f"{run.path} already holds a run ({done} epochs done). Resume it with `",
@@ -82,16 +119,6 @@ def train(config: RunConfig, run_dir: str | os.PathLike, verbose: int = 1,
         kind = "a file" if run.path.is_file() else "a non-empty directory that is not a run"
         raise RunError(f"{run.path} is {kind}; refusing to write a run into it. Choose a new "
                        f"or empty directory.")
-    for split in ("train", "test"):
-        data.load(config.dataset, split, 1, training=False, data_dir=config.data_dir, limit=1,
-                  holdout=config.validation_size if split == "train" else None)
-    bonn = new_bonn(config)  # before any file is written: a bad setting leaves nothing
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(config)
-    report.save_mixture_snapshot(run.init_mixture, bonn.classifier)
-    state = RunState()
-    run.write_state(state)
-    return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
 
 
 def resume(run_dir: str | os.PathLike, verbose: int = 1,
@@ -103,28 +130,56 @@ def resume(run_dir: str | os.PathLike, verbose: int = 1,
     if not run.path.is_dir():
         raise RunError(f"{run.path} is not a run directory; ", Setting("resume"),
                        " takes the directory a run was written to.")
-    if not run.exists():
+    if not run.exists() and not run.config.exists():
         raise RunError(f"Nothing to resume in {run.path}: it holds no state.json. Start a "
                        f"run there with `", Step("train", run.path), "`.")
     config = run.read_config()
     distribution(config)
+    if trains_as_worker(config):  # reads the chief's run, which holds the lock
+        return _train_as_worker(config, run, verbose, extra_callbacks,
+                                _state_to_resume(run, previous_checkpoint))
+    with run.locked():
+        if not run.exists():  # stopped while starting, before state.json: start again
+            bonn = new_bonn(config)
+            _write_start(run, config, bonn)
+            return _train_epochs(run, config, bonn, RunState(), verbose, extra_callbacks)
+        state = _state_to_resume(run, previous_checkpoint)
+        _check_progress(run, config, state)
+        if _is_finished(run, config, state):  # nothing to train: keep the report as it is
+            return Trained(run.path, config, read_json(run.report_json),
+                           load_classifier(run.classifier))
+        # Interrupted before the first checkpoint: the seeded build gives the same start.
+        bonn = new_bonn(config) if state.checkpoint is None else _restore(run, state, config)
+        return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
+
+
+def _state_to_resume(run, previous_checkpoint):
     state = run.read_state()
     if state.diverged:
         raise RunError(f"{run.path} stopped because training diverged ({state.diverged}); "
                        f"resuming would diverge again. Start a new run with a lower learning "
                        f"rate or lam.")
-    if previous_checkpoint:
-        state = run.roll_back(state)
-    if not is_chief():
-        return _train_as_worker(config, run, verbose, extra_callbacks, state)
-    # Interrupted before the first checkpoint: the seeded build gives the same start.
-    bonn = new_bonn(config) if state.checkpoint is None else _restore(run, state, config)
-    return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
+    return run.roll_back(state) if previous_checkpoint else state
+
+
+def _check_progress(run, config, state):
+    if state.epochs_done > config.epochs:
+        raise RunError(f"{run.state} says {state.epochs_done} epochs are done, more than the "
+                       f"{config.epochs} of {run.config}: one of them was edited. Restore "
+                       f"them, or start a new run in another directory.")
+
+
+def _is_finished(run, config, state):
+    """A finished run (report and classifier written), which resuming would only rewrite,
+    dropping what convert and benchmark added to its report."""
+    return (state.epochs_done == config.epochs and (state.test or not config.validation_size)
+            and run.has_report() and run.classifier.exists())
 
 
 def _restore(run, state, config):
     """The BONN model of the state's checkpoint, under the run's strategy."""
     loaded = run.load_checkpoint(state)
+    _check_checkpoint_matches(run, config, state, loaded)
     if strategy_name(config) == "default":
         return loaded
     # Keras cannot load a .keras file inside a distribution scope (its metric variables
@@ -133,6 +188,20 @@ def _restore(run, state, config):
     bonn = new_bonn(config)
     bonn.copy_state_from(loaded)
     return bonn
+
+
+def _check_checkpoint_matches(run, config, state, bonn):
+    """RunError when config.json contradicts the checkpoint (it was edited)."""
+    expected = [tuple(w.shape) for w in build_model(config).weights]
+    quantizers = bayesian_quantizers(bonn.classifier)
+    stored = [(q.initial_lam, q.initial_nu) for q in quantizers[:1]]
+    wanted = [(config.lam, config.nu)] if config.kernel_loss else []
+    if [tuple(w.shape) for w in bonn.classifier.weights] != expected or stored != wanted:
+        raise RunError(f"{run.config} does not match the checkpoint "
+                       f"{state.checkpoint}: its architecture or loss weights (arch, "
+                       f"lam, nu, kernel_loss) differ from those the run trained with, so "
+                       f"config.json was edited. Restore it, or start a new run with the new "
+                       f"settings.")
 
 
 def _train_as_worker(config, run, verbose, extra_callbacks, state=None):
