@@ -243,8 +243,15 @@ def bayesianize(model: tf.keras.Model, **bayesian_sign: Any) -> tf.keras.Model:
         model, lambda q: BayesianSign(**bayesian_sign)
         if id(q) in binary and not isinstance(q, BayesianSign) else None,
         attributes=("kernel_quantizer", "pointwise_quantizer"))
+    # A kernel that already had a BayesianSign keeps its learned W, mu and sigma.
+    learned = {(k.layer.name, k.attribute): k.quantizer for k in bayesian_kernels(model)}
     for kernel in bayesian_kernels(clone):
-        kernel.quantizer.reset_from_kernel(kernel.latent.numpy())
+        kept = learned.get((kernel.layer.name, kernel.attribute))
+        if kept is None:
+            kernel.quantizer.reset_from_kernel(kernel.latent.numpy())
+        else:
+            for target, source in zip(kernel.quantizer.weights, kept.weights):
+                target.assign(source)
     _match_scales(model, clone)
     return clone
 

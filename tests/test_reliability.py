@@ -27,7 +27,9 @@ import pytest
 import tensorflow as tf
 
 import processes
+import bayes_larq as bl
 from bayes_larq import BONN, BayesianSign
+from bayes_larq.quantizers import bayesian_quantizers
 from bayes_larq.app import cli, runs
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -170,6 +172,19 @@ CASES = [
          "argument --output: expected a path, got an empty string"),
     Case("output", "--output is a file", ["train", "--data-dir", "{data}", "--output",
                                           "{tmp}/notes.txt"], 2, "is a file", prepare="notes"),
+    Case("output", "--output under a file", ["train", *TINY, "--data-dir", "{data}", "--output",
+                                             "{tmp}/notes.txt/run"], 2,
+         "Cannot write the run directory", prepare="notes"),
+    Case("output", "convert --output into a missing directory (it failed after converting)",
+         ["convert", "{run}", "--samples", "40", "--output", "{tmp}/missing/m.tflite"], 2,
+         "does not exist; create it first", stray="{tmp}/missing"),
+    Case("output", "convert a run whose report.json is garbage (it failed after writing "
+         "model.tflite)", ["convert", "{tmp}/copy", "--samples", "40"], 2,
+         "report.json is unreadable or corrupt", prepare="garbage_report",
+         stray="{tmp}/copy/model.tflite"),
+    Case("output", "evaluate RUN/checkpoints (it advised --resume on it)",
+         ["evaluate", "{run}/checkpoints"], 2,
+         "is a directory but not a bayes-larq run directory"),
     # 4. corrupt run directories
     Case("corrupt run", "truncated config.json", ["train", "--resume", "{tmp}/copy"], 2,
          "config.json is unreadable or corrupt", prepare="truncate_config"),
@@ -202,6 +217,9 @@ CASES = [
           ('an edited "arch"', '{"arch": {"width": 8}, "epochs": 3}',
            "does not match the checkpoint"),
           ('an edited "lam"', '{"lam": 0.5, "epochs": 3}', "does not match the checkpoint"))],
+    *[Case("corrupt run", f"init_mixture.npz {what} (the report could never be written)",
+           ["train", "--resume", "{tmp}/copy", "--quiet"], 0, "Finished 3 epochs",
+           prepare=f"init_mixture:{what}") for what in ("deleted", "garbage")],
     Case("corrupt run", "resume from the previous checkpoint",
          ["train", "--resume", "{tmp}/copy", "--previous-checkpoint", "--quiet"], 0,
          "Finished 3 epochs", prepare="truncate_checkpoint"),
@@ -222,6 +240,9 @@ CASES = [
     Case("data", "--data-dir with only the training files",
          ["train", *TINY, "--data-dir", "{tmp}/train-only", "--output", "{tmp}/stray"], 2,
          "'test' is not in", prepare="train_only", stray="{tmp}/stray"),
+    Case("data", "an IDX header with 255 dimensions",
+         ["train", *TINY, "--data-dir", "{tmp}/idx-255", "--output", "{tmp}/stray"], 2,
+         "IDX header declares 255 dimensions", prepare="idx_255", stray="{tmp}/stray"),
     Case("data", "IDX files with a header and no images",
          ["train", *TINY, "--data-dir", "{tmp}/empty-idx", "--output", "{tmp}/stray"], 2,
          "holds no images", prepare="empty_idx", stray="{tmp}/stray"),
@@ -259,6 +280,8 @@ OTHER_ROWS = [
      "Use one BayesianSign per layer"),
     ("Python API", "`BayesianSign(clip_value=-1)`", "ValueError",
      "`clip_value` must be a finite number > 0"),
+    ("Python API", "`bl.bayesianize` on a model already using `BayesianSign` (it reset them)",
+     "keeps W, mu and sigma", ""),
     ("Python API", "`bl.BONN` on a two-output model (it trained only the first)", "ValueError",
      "BONN trains a classifier with one output"),
     ("Python API", "`bl.BONN(Sequential([...]))` without an `Input` (it said \"subclassed\")",
@@ -336,6 +359,12 @@ PREPARE = {
         (run / "model.tflite").read_bytes()[:-4000]),
     "tflite:byte-flipped": lambda run, tmp, data: (tmp / "bad.tflite").write_bytes(
         _flipped((run / "model.tflite").read_bytes(), at=(0, 1, 2))),
+    "garbage_report": lambda run, tmp, data: _garbage_report(_copy_run(run, tmp)),
+    "idx_255": lambda run, tmp, data: _idx_255(data, tmp / "idx-255"),
+    "init_mixture:deleted": lambda run, tmp, data: (
+        _rewind(_copy_run(run, tmp)) / "init_mixture.npz").unlink(),
+    "init_mixture:garbage": lambda run, tmp, data: (
+        _rewind(_copy_run(run, tmp)) / "init_mixture.npz").write_text("garbage"),
     "config_only": lambda run, tmp, data: _config_only(_copy_run(run, tmp)),
     "no_config": lambda run, tmp, data: (_copy_run(run, tmp) / "config.json").unlink(),
     **{f"state:{edit}": lambda run, tmp, data, edit=edit: _edit_json(
@@ -363,6 +392,19 @@ def _flipped(payload, at):
     for offset in at:
         flipped[offset] ^= 0xFF
     return bytes(flipped)
+
+
+def _garbage_report(copy):
+    (copy / "report.json").write_text("garbage")
+    (copy / "model.tflite").unlink()
+
+
+def _idx_255(data, target):
+    import gzip
+
+    shutil.copytree(data, target)
+    header = bytes([0, 0, 0x08, 255]) + (1).to_bytes(4, "big") * 255
+    (target / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + b"\0"))
 
 
 def _config_only(copy):
@@ -543,6 +585,22 @@ def test_resuming_a_finished_run_keeps_its_report(trained_run, tmp_path, capsys)
     assert cli.main(["train", "--resume", str(copy), "--quiet"]) == 0
     assert "Finished 2 epochs" in capsys.readouterr().out
     assert (copy / "report.json").read_text() == before
+
+
+def test_bayesianize_keeps_what_a_bayesian_sign_learned():
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((8, 8, 4))
+    x = lq.layers.QuantConv2D(8, 3, kernel_quantizer="ste_sign", use_bias=False)(inputs)
+    x = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.BatchNormalization()(x))
+    bayesian = bl.bayesianize(tf.keras.Model(inputs, tf.keras.layers.Dense(3)(x)))
+    quantizer = bayesian_quantizers(bayesian)[0]
+    learned = [np.random.default_rng(i).uniform(0.5, 1.5, w.shape).astype(np.float32)
+               for i, w in enumerate(quantizer.weights)]
+    for weight, value in zip(quantizer.weights, learned):
+        weight.assign(value)
+    again = bayesian_quantizers(bl.bayesianize(bayesian))[0]
+    for weight, value in zip(again.weights, learned):
+        np.testing.assert_array_equal(weight.numpy(), value, err_msg=weight.name)
 
 
 def test_bonn_refuses_models_it_cannot_train():

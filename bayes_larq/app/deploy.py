@@ -18,7 +18,7 @@ from bayes_larq.app.config import RunConfig
 from bayes_larq.app.errors import JobFailed, RunError, Setting, Step, checked_setting
 from bayes_larq.app.evaluation import load_classifier, test_data_of
 from bayes_larq.app.model import build_model
-from bayes_larq.app.rundir import RunDirectory, run_config_of
+from bayes_larq.app.rundir import RunDirectory, read_json, run_config_of
 from bayes_larq.app.train import train
 from bayes_larq.defaults import MAX_COUNT, check_integer
 
@@ -101,6 +101,11 @@ def convert(path: str | os.PathLike, *, samples: int = 1000, min_top1_agreement:
     if output.is_dir():
         raise RunError(Setting("output"), f" {output} is a directory; give the .tflite "
                        f"file's path.")
+    if not output.parent.is_dir():
+        raise RunError(Setting("output"), f" {output}: its directory {output.parent} does "
+                       f"not exist; create it first or give another path.")
+    if run and run.has_report():
+        read_json(run.report_json)  # a corrupt report fails now, before anything is written
     classifier = classifier if classifier is not None else load_classifier(path)
     flatbuffer = lce.convert(classifier)
     agreement = lce.compare(classifier, flatbuffer, test_images(dataset, samples, data_dir))

@@ -24,6 +24,8 @@ _IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 
+_MAX_DIMENSIONS = 32  # the most NumPy arrays may have on every NumPy version
+
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (the MNIST / Fashion-MNIST format), gzipped or raw, into NumPy.
@@ -68,8 +70,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if code not in _IDX_DTYPES:
         valid = ", ".join(f"0x{c:02x} ({d.name})" for c, d in _IDX_DTYPES.items())
         raise DatasetError(f"{path}: unknown IDX data type code 0x{code:02x}; valid: {valid}")
-    if ndim == 0:
-        raise DatasetError(f"{path}: IDX header declares 0 dimensions")
+    if not 0 < ndim <= _MAX_DIMENSIONS:
+        raise DatasetError(f"{path}: IDX header declares {ndim} dimensions; an IDX file "
+                           f"has 1 to {_MAX_DIMENSIONS} (images 3, labels 1)")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DatasetError(

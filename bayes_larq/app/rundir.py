@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
@@ -36,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from bayes_larq.app.config import RunConfig
-from bayes_larq.app.errors import RunError, Step
+from bayes_larq.app.errors import JobFailed, RunError, Step
 
 __all__ = ["CHECKPOINT_SUFFIX", "RunDirectory", "RunState", "read_json", "run_config_of",
            "write_json"]
@@ -159,8 +160,11 @@ class RunDirectory:
         stale lock, unlike a pid file, whose pid may be reused by another process. The
         holder's pid is written into the file only to name it in the error.
         """
-        self.path.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise unwritable(self.path, err) from None
         try:
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -260,6 +264,17 @@ class RunDirectory:
         if previous is None or not (self.checkpoints / previous.checkpoint).exists():
             raise RunError(f"{self.path} has no previous checkpoint to resume from.")
         return previous
+
+
+def unwritable(path: pathlib.Path, err: OSError) -> Exception:
+    """The error of a run directory that cannot be written: JobFailed (exit 1) for a full
+    disk, which freeing space fixes; RunError (exit 2) otherwise (another directory does)."""
+    reason = f"{type(err).__name__}: {err.strerror or err}"
+    if err.errno == errno.ENOSPC:
+        return JobFailed(f"No space left on the device of {path} ({reason}). Free some "
+                         f"space, then resume with `", Step("resume", path), "`.")
+    return RunError(f"Cannot write the run directory {path} ({reason}); it is under a file, "
+                    f"read-only or not yours? Choose another output directory.")
 
 
 def run_config_of(path: str | os.PathLike) -> RunConfig | None:

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import zipfile
 from typing import Sequence
 
 import tensorflow as tf
@@ -25,6 +26,7 @@ from bayes_larq.app import data, report
 from bayes_larq.app.config import RunConfig
 from bayes_larq.app.distribute import distribution, strategy_name, trains_as_worker
 from bayes_larq.app.errors import (
+    DatasetNotFoundError,
     JobFailed,
     RunError,
     RunInterrupted,
@@ -39,7 +41,7 @@ from bayes_larq.app.interrupts import (
     raise_pending_interrupt,
 )
 from bayes_larq.app.model import build_model, new_bonn
-from bayes_larq.app.rundir import RunDirectory, RunState, read_json
+from bayes_larq.app.rundir import RunDirectory, RunState, read_json, unwritable
 from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers, binary_kernels
 from bayes_larq.training import BONN
 
@@ -80,7 +82,10 @@ def train(config: RunConfig, run_dir: str | os.PathLike, verbose: int = 1,
         return _train_as_worker(config, run, verbose, extra_callbacks)
     _check_new_run(run)
     _check_data(config)
-    bonn = new_bonn(config)  # before any file is written: a bad setting leaves nothing
+    try:
+        bonn = new_bonn(config)  # before any file is written: a bad setting leaves nothing
+    except OUT_OF_MEMORY:
+        raise _out_of_memory(config) from None
     with run.locked():
         _check_new_run(run)  # again, under the lock: another training may have started
         _write_start(run, config, bonn)
@@ -145,6 +150,7 @@ def resume(run_dir: str | os.PathLike, verbose: int = 1,
             return _train_epochs(run, config, bonn, RunState(), verbose, extra_callbacks)
         state = _state_to_resume(run, previous_checkpoint)
         _check_progress(run, config, state)
+        _restore_mixture_snapshot(run, config)
         if _is_finished(run, config, state):  # nothing to train: keep the report as it is
             return Trained(run.path, config, read_json(run.report_json),
                            load_classifier(run.classifier))
@@ -160,6 +166,15 @@ def _state_to_resume(run, previous_checkpoint):
                        f"resuming would diverge again. Start a new run with a lower learning "
                        f"rate or lam.")
     return run.roll_back(state) if previous_checkpoint else state
+
+
+def _restore_mixture_snapshot(run, config):
+    """Rewrite init_mixture.npz when it is missing or corrupt (the report needs it): the
+    seeded build gives the same initial model."""
+    try:
+        report.load_mixture_snapshot(run.init_mixture)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        report.save_mixture_snapshot(run.init_mixture, build_model(config))
 
 
 def _check_progress(run, config, state):
@@ -331,6 +346,21 @@ def _train_epochs(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunSt
             raise RunInterrupted(
                 run.path, state.epochs_done, config.epochs,
                 signal_name=getattr(interrupt, "signal_name", "SIGINT")) from None
+        except DatasetNotFoundError:
+            raise
+        except OSError as err:  # a full disk, the run directory removed or read-only
+            raise unwritable(run.path, err) from None
+        except OUT_OF_MEMORY:
+            raise _out_of_memory(config) from None
+
+
+OUT_OF_MEMORY = (MemoryError, tf.errors.ResourceExhaustedError)
+
+
+def _out_of_memory(config):
+    return JobFailed(f"Out of memory (batch size {config.batch_size}, arch {config.arch}). "
+                     f"Start a new run with a smaller ", Setting("batch_size"), " or ",
+                     Setting("arch"), ".")
 
 
 def _write_stopped_report(run, config, state):
