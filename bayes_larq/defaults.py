@@ -15,7 +15,8 @@ import numbers
 from typing import Any, Iterable
 
 __all__ = [
-    "LAM", "NU", "THETA", "REDUCTION", "REDUCTIONS", "SCALE", "SCALES", "PRIOR_GRADIENT",
+    "LAM", "MAX_COUNT", "NU", "THETA", "REDUCTION", "REDUCTIONS", "SCALE", "SCALES",
+    "PRIOR_GRADIENT",
     "PRIOR_GRADIENTS", "MIN_SIGMA", "check_choice", "check_non_negative", "check_integer",
     "check_positive",
 ]

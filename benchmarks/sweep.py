@@ -296,12 +296,13 @@ def run_sweep(sweep, last_stage):
         run_seed_stages(sweep, OPTIMIZERS, last_stage)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("runs/sweep"))
-    parser.add_argument("--results", type=pathlib.Path,
-                        default=pathlib.Path("benchmarks/results/sweep"))
-    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+def parse_arguments(argv, description, output, results, stages=STAGES):
+    """The options of a sweep script (this one and benchmarks/threshold.py): (arguments,
+    the settings every cell shares)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path(output))
+    parser.add_argument("--results", type=pathlib.Path, default=pathlib.Path(results))
+    parser.add_argument("--stages", nargs="+", choices=stages, default=list(stages))
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--validation-size", type=int, default=10_000)
     parser.add_argument("--train-limit", type=int, default=None)
@@ -315,6 +316,12 @@ def main(argv=None):
     base = {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": args.epochs,
             "validation_size": args.validation_size, "train_limit": args.train_limit,
             "test_limit": args.test_limit, "data_dir": args.data_dir}
+    return args, base
+
+
+def main(argv=None):
+    args, base = parse_arguments(argv, __doc__.split("\n\n")[0], "runs/sweep",
+                                 "benchmarks/results/sweep")
     sweep = Sweep(args.output, args.results, base)
     start = time.perf_counter()
     # Every stage needs the ones before it to choose its cells, so earlier stages are

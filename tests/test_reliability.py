@@ -12,6 +12,7 @@ Regenerate the doc: `python tests/test_reliability.py > docs/reliability.md`.
 import bayes_larq  # noqa: F401  - selects tf_keras before TensorFlow is touched
 
 import dataclasses
+import errno
 import json
 import os
 import pathlib
@@ -217,6 +218,9 @@ CASES = [
           ('an edited "arch"', '{"arch": {"width": 8}, "epochs": 3}',
            "does not match the checkpoint"),
           ('an edited "lam"', '{"lam": 0.5, "epochs": 3}', "does not match the checkpoint"))],
+    Case("corrupt run", "a checkpoint that is a plain classifier",
+         ["train", "--resume", "{tmp}/copy"], 2, "not the run's BONN model",
+         prepare="classifier_checkpoint"),
     *[Case("corrupt run", f"init_mixture.npz {what} (the report could never be written)",
            ["train", "--resume", "{tmp}/copy", "--quiet"], 0, "Finished 3 epochs",
            prepare=f"init_mixture:{what}") for what in ("deleted", "garbage")],
@@ -255,6 +259,8 @@ OTHER_ROWS = [
      "`--output RUN`)", "2", "is being trained by another process (pid PID)"),
     ("run lock", "`--resume` after the training holding the lock was killed (SIGKILL)", "0",
      "(the kernel released its flock)"),
+    ("resume", "a full disk while saving a checkpoint", "1",
+     "No space left on the device of RUN ... then resume with `bayes-larq train --resume RUN`"),
     ("resume", "`--resume RUN` of a finished, converted run: nothing to train, report.json "
      "kept as it is (with its conversion)", "0", "Finished N epochs"),
     ("signals", "SIGTERM during training (`kill PID`), then `--resume`", "143",
@@ -365,6 +371,8 @@ PREPARE = {
         _rewind(_copy_run(run, tmp)) / "init_mixture.npz").unlink(),
     "init_mixture:garbage": lambda run, tmp, data: (
         _rewind(_copy_run(run, tmp)) / "init_mixture.npz").write_text("garbage"),
+    "classifier_checkpoint": lambda run, tmp, data: shutil.copy(
+        run / "model.keras", _latest_checkpoint(_rewind(_copy_run(run, tmp)))),
     "config_only": lambda run, tmp, data: _config_only(_copy_run(run, tmp)),
     "no_config": lambda run, tmp, data: (_copy_run(run, tmp) / "config.json").unlink(),
     **{f"state:{edit}": lambda run, tmp, data, edit=edit: _edit_json(
@@ -576,6 +584,20 @@ def test_a_killed_training_leaves_no_stale_lock(trained_run, tmp_path):
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=60)
     assert runs.resume(copy, verbose=0).report["epochs_done"] == 3
+
+
+def test_a_full_disk_is_an_environment_error_that_resume_continues(trained_run, tmp_path,
+                                                                     monkeypatch, capsys):
+    copy = _rewound_copy(trained_run, tmp_path)
+
+    def no_space(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs.RunDirectory, "save_checkpoint", no_space)
+    assert cli.main(["train", "--resume", str(copy), "--quiet"]) == cli.EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "No space left on the device of" in err and "Traceback" not in err
+    assert f"then resume with `bayes-larq train --resume {copy}`" in err
 
 
 def test_resuming_a_finished_run_keeps_its_report(trained_run, tmp_path, capsys):

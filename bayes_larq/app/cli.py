@@ -327,7 +327,7 @@ def _train_config(args, parser):
         return None
     if getattr(args, "previous_checkpoint", False):
         parser.error("--previous-checkpoint goes with --resume RUN_DIR")
-    return runs.RunConfig(**given).check_settings_used(given)
+    return runs.RunConfig(**given).validate().check_settings_used(given)
 
 
 def command_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runs.Trained:

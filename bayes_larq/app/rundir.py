@@ -39,8 +39,8 @@ import tensorflow as tf
 from bayes_larq.app.config import RunConfig
 from bayes_larq.app.errors import JobFailed, RunError, Step
 
-__all__ = ["CHECKPOINT_SUFFIX", "RunDirectory", "RunState", "read_json", "run_config_of",
-           "write_json"]
+__all__ = ["CHECKPOINT_SUFFIX", "LOCK_NAME", "RunDirectory", "RunState", "read_json",
+           "run_config_of", "unwritable", "write_json"]
 
 CHECKPOINT_SUFFIX = ".keras"
 LOCK_NAME = ".lock"
