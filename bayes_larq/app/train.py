@@ -141,8 +141,10 @@ def resume(run_dir: str | os.PathLike, verbose: int = 1,
     config = run.read_config()
     distribution(config)
     if trains_as_worker(config):  # reads the chief's run, which holds the lock
-        return _train_as_worker(config, run, verbose, extra_callbacks,
-                                _state_to_resume(run, previous_checkpoint))
+        state = _state_to_resume(run, previous_checkpoint) if run.exists() else RunState()
+        if _is_finished(run, config, state):  # as the chief does: nothing to train
+            return _finished(run, config)
+        return _train_as_worker(config, run, verbose, extra_callbacks, state)
     with run.locked():
         if not run.exists():  # stopped while starting, before state.json: start again
             bonn = new_bonn(config)
@@ -152,8 +154,7 @@ def resume(run_dir: str | os.PathLike, verbose: int = 1,
         _check_progress(run, config, state)
         _restore_mixture_snapshot(run, config)
         if _is_finished(run, config, state):  # nothing to train: keep the report as it is
-            return Trained(run.path, config, read_json(run.report_json),
-                           load_classifier(run.classifier))
+            return _finished(run, config)
         # Interrupted before the first checkpoint: the seeded build gives the same start.
         bonn = new_bonn(config) if state.checkpoint is None else _restore(run, state, config)
         return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
@@ -175,6 +176,10 @@ def _restore_mixture_snapshot(run, config):
         report.load_mixture_snapshot(run.init_mixture)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
         report.save_mixture_snapshot(run.init_mixture, build_model(config))
+
+
+def _finished(run, config):
+    return Trained(run.path, config, read_json(run.report_json), load_classifier(run.classifier))
 
 
 def _check_progress(run, config, state):
