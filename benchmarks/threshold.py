@@ -23,6 +23,12 @@ job's default). Stages (`--stages` says how far to go):
    when this script's seed-0 plain run reproduces the sweep's bit for bit (same
    per-epoch losses and accuracies), and are rerun here otherwise.
 
+4. wrn (seed 0): the paper's WRN family, `wrn22` with width factor 1 (16-16-32-64, 18
+   binary 3x3 convolutions) on the same data, `--wrn-epochs` epochs (default 5: the
+   budget of this 2-core machine; plain Larq gets the same): plain Larq, the paper's
+   setting and the best cell of stage 3, to see whether the freeze, and whatever
+   helps, carries over from `small_cnn`. Results under --results/wrn22-k1-epochsN/.
+
 A cell already in --results is read back, an interrupted run is resumed (see
 benchmarks/sweep.py, whose `Sweep` runs the cells). `benchmarks/evidence.py` turns the
 results into docs/evidence.md.
@@ -37,7 +43,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import sweep  # noqa: E402
 
-STAGES = ("regimes", "calibrated", "seeds")
+STAGES = ("regimes", "calibrated", "seeds", "wrn")
 OPTIMIZER = "adam"
 NU = 1e-4
 GRID_LAMS = (1e-9, 1e-8, 1e-7)
@@ -103,6 +109,12 @@ def best_cell(runner):
     return runner.best(OPTIMIZER, candidates)
 
 
+def wrn_cells(best):
+    """Plain Larq, the paper's setting and `best`, without repeats."""
+    cells = [sweep.PLAIN, kernel_cell(sweep.PAPER_SETTING["lam"])]
+    return cells + ([best] if best not in cells else [])
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("runs/threshold"))
@@ -114,6 +126,7 @@ def main(argv=None):
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--wrn-epochs", type=int, default=5)
     args = parser.parse_args(argv)
     base = {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": args.epochs,
             "validation_size": args.validation_size, "train_limit": args.train_limit,
@@ -127,6 +140,13 @@ def main(argv=None):
         plain_seeds(runner)
         for seed in SEEDS:
             runner.run(OPTIMIZER, best_cell(runner), seed)
+    if last >= 3:
+        budget = f"wrn22-k1-epochs{args.wrn_epochs}"
+        deeper = sweep.Sweep(args.output / budget, args.results / budget,
+                             {**base, "model": "wrn22", "arch": {"width_factor": 1},
+                              "epochs": args.wrn_epochs})
+        for overrides in wrn_cells(best_cell(runner)):
+            deeper.run(OPTIMIZER, overrides, 0)
     print(f"threshold done in {(time.perf_counter() - start) / 60:.0f} min", flush=True)
 
 
