@@ -34,7 +34,6 @@ benchmarks/sweep.py, whose `Sweep` runs the cells). `benchmarks/evidence.py` tur
 results into docs/evidence.md.
 """
 
-import argparse
 import json
 import pathlib
 import sys
@@ -116,21 +115,11 @@ def wrn_cells(best):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("runs/threshold"))
-    parser.add_argument("--results", type=pathlib.Path,
-                        default=pathlib.Path("benchmarks/results/threshold"))
-    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--validation-size", type=int, default=10_000)
-    parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--test-limit", type=int, default=None)
-    parser.add_argument("--data-dir", default=None)
+    parser = sweep.screen_parser("threshold", STAGES)
+    parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("--wrn-epochs", type=int, default=5)
     args = parser.parse_args(argv)
-    base = {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": args.epochs,
-            "validation_size": args.validation_size, "train_limit": args.train_limit,
-            "test_limit": args.test_limit, "data_dir": args.data_dir}
+    base = sweep.base_settings(args)
     runner = sweep.Sweep(args.output, args.results, base)
     last = max(STAGES.index(stage) for stage in args.stages)
     start = time.perf_counter()
