@@ -201,6 +201,18 @@ def _train_options(parser):
     add("--data-dir", help="Fashion-MNIST IDX directory, or the TFDS data directory")
     add("--arch", type=arch_argument, action="append", metavar="KEY=VALUE",
         help="architecture argument of the builder, repeatable (e.g. width=16)")
+    add("--teacher", metavar="RUN_DIR|float-twin",
+        help="distil from a finished float run (its model.keras), or from the float twin "
+        "of this run, trained first in RUN/teacher/ [none]")
+    add("--kd-weight", type=number,
+        help=f"share of the distribution loss in the task loss, in [0, 1]; 1: the "
+        f"teacher's distribution instead of the labels [{defaults.kd_weight:g}]")
+    add("--temperature", type=number,
+        help=f"softmax temperature of the distribution loss [{defaults.temperature:g}]")
+    add("--two-step", action="store_true",
+        help="step 1: binary activations with real kernels; step 2: binary kernels from "
+        "step 1's weights")
+    add("--step1-epochs", type=integer, help="epochs of step 1 of --two-step [half --epochs]")
     for action in group._group_actions:
         action.default = argparse.SUPPRESS
 
