@@ -245,3 +245,10 @@ def test_old_config_files_read_with_the_new_defaults(float_run):
     assert runs.RunConfig.from_dict(stored).validate() == runs.RunConfig.from_dict(
         _json(float_run / "config.json"))
     assert teacher.twin_config(runs.RunConfig()).precision == "float"
+
+
+def test_a_run_without_the_options_writes_what_it_did_before(float_run):
+    report = _json(float_run / "report.json")
+    assert "teacher" not in report and "steps" not in report
+    assert not (float_run / "teacher.json").exists() and not (float_run / "teacher").exists()
+    assert "kd_loss" not in report["history"][0]

@@ -185,8 +185,7 @@ def run_summary(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunStat
             "memory_bytes": profile.memory_bytes(classifier),
         },
         "mixture": _mixture_report(initial, final),
-        "teacher": read_json(run.teacher_record) if run.teacher_record.exists() else None,
-        "steps": _steps_report(config, state.history),
+        **_distillation_report(run, config, state.history),
         "files": {"curves": run.relative(run.curves),
                   "latents": run.relative(run.latents) if final else None,
                   "model": run.relative(run.classifier),
@@ -195,10 +194,18 @@ def run_summary(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunStat
     }
 
 
+def _distillation_report(run, config, history):
+    """The "teacher" (its teacher.json) and "steps" sections, only for runs that have them."""
+    sections = {}
+    if run.teacher_record.exists():
+        sections["teacher"] = read_json(run.teacher_record)
+    if config.two_step:
+        sections["steps"] = _steps_report(config, history)
+    return sections
+
+
 def _steps_report(config, history):
-    """Step 1 and step 2 of a two-step run: their epochs and last logs (None otherwise)."""
-    if not config.two_step:
-        return None
+    """Step 1 and step 2 of a two-step run: their epochs and last logs."""
     first = config.step1_epochs
     spans = ((1, "real", 1, first), (2, "bayesian_sign" if config.kernel_loss else "ste_sign",
                                       first + 1, config.epochs))

@@ -179,6 +179,10 @@ def _restore(run, state, config, teacher=None):
 def _train_as_worker(config, run, verbose, extra_callbacks, state=None):
     """A non-chief worker: trains in step with the chief (reading the chief's run when it
     resumes) but writes only to a scratch directory, deleted at the end."""
+    if config.teacher is not None:
+        raise RunError("Distillation runs on one machine for now: a teacher does not go with "
+                       "a multi-worker strategy. Leave out ", Setting("teacher"), " or train "
+                       "on the chief alone.")
     scratch = RunDirectory(tempfile.mkdtemp(prefix="bayes-larq-worker-"))
     try:
         scratch.write_config(config)
