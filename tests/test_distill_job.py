@@ -129,17 +129,22 @@ def test_two_step_with_a_teacher_and_ste_sign(float_run, fashion_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_while_the_twin_trains_resumes_as_uninterrupted(fashion_dir, tmp_path):
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, cli.EXIT_TERMINATED),
+                                           (signal.SIGKILL, -signal.SIGKILL)],
+                         ids=["SIGTERM", "SIGKILL"])
+def test_a_signal_while_the_twin_trains_resumes_as_uninterrupted(signum, code, fashion_dir,
+                                                                 tmp_path):
     common = ["--batch-size", "32", "--train-limit", "96", "--test-limit", "40",
               "--arch", "width=4", "--data-dir", str(fashion_dir), "--lr-schedule", "constant",
               "--teacher", "float-twin", "--quiet"]
     run_dir = tmp_path / "b"
     process = processes.start(["train", "--epochs", "40", *common, "--output", str(run_dir)])
     processes.wait_for_epochs(process, run_dir / "teacher")
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, err = process.communicate(timeout=120)
-    assert process.returncode == cli.EXIT_TERMINATED, err
-    assert f"Resume with: bayes-larq train --resume {run_dir}" in err
+    assert process.returncode == code, err
+    if signum == signal.SIGTERM:
+        assert f"Resume with: bayes-larq train --resume {run_dir}" in err
     done = processes.epochs_done(run_dir / "teacher")
     assert 1 <= done < 40 and processes.epochs_done(run_dir) == 0
     for directory in (run_dir, run_dir / "teacher"):
