@@ -296,32 +296,36 @@ def run_sweep(sweep, last_stage):
         run_seed_stages(sweep, OPTIMIZERS, last_stage)
 
 
-def parse_arguments(argv, description, output, results, stages=STAGES):
-    """The options of a sweep script (this one and benchmarks/threshold.py): (arguments,
-    the settings every cell shares)."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path(output))
-    parser.add_argument("--results", type=pathlib.Path, default=pathlib.Path(results))
+def screen_parser(name, stages):
+    """The arguments of a screen over `small_cnn` cells (this sweep, benchmarks/threshold.py):
+    run and results directories, stages, and the data budget of every cell."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=pathlib.Path, default=pathlib.Path("runs") / name)
+    parser.add_argument("--results", type=pathlib.Path,
+                        default=pathlib.Path("benchmarks/results") / name)
     parser.add_argument("--stages", nargs="+", choices=stages, default=list(stages))
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--validation-size", type=int, default=10_000)
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def base_settings(args):
+    """The run settings every cell of a screen shares."""
     for name in ("epochs", "validation_size", "train_limit", "test_limit"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be an integer >= 1; got {value}")
-    base = {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": args.epochs,
+            raise SystemExit(f"--{name.replace('_', '-')} must be an integer >= 1; got {value}")
+    return {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": args.epochs,
             "validation_size": args.validation_size, "train_limit": args.train_limit,
             "test_limit": args.test_limit, "data_dir": args.data_dir}
-    return args, base
 
 
 def main(argv=None):
-    args, base = parse_arguments(argv, __doc__.split("\n\n")[0], "runs/sweep",
-                                 "benchmarks/results/sweep")
+    args = screen_parser("sweep", STAGES).parse_args(argv)
+    base = base_settings(args)
     sweep = Sweep(args.output, args.results, base)
     start = time.perf_counter()
     # Every stage needs the ones before it to choose its cells, so earlier stages are

@@ -23,6 +23,12 @@ job's default). Stages (`--stages` says how far to go):
    when this script's seed-0 plain run reproduces the sweep's bit for bit (same
    per-epoch losses and accuracies), and are rerun here otherwise.
 
+4. wrn (seed 0): the paper's WRN family, `wrn22` with width factor 1 (16-16-32-64, 18
+   binary 3x3 convolutions) on the same data, `--wrn-epochs` epochs (default 5: the
+   budget of this 2-core machine; plain Larq gets the same): plain Larq, the paper's
+   setting and the best cell of stage 3, to see whether the freeze, and whatever
+   helps, carries over from `small_cnn`. Results under --results/wrn22-k1-epochsN/.
+
 A cell already in --results is read back, an interrupted run is resumed (see
 benchmarks/sweep.py, whose `Sweep` runs the cells). `benchmarks/evidence.py` turns the
 results into docs/evidence.md.
@@ -36,7 +42,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import sweep  # noqa: E402
 
-STAGES = ("regimes", "calibrated", "seeds")
+STAGES = ("regimes", "calibrated", "seeds", "wrn")
 OPTIMIZER = "adam"
 NU = 1e-4
 GRID_LAMS = (1e-9, 1e-8, 1e-7)
@@ -102,9 +108,18 @@ def best_cell(runner):
     return runner.best(OPTIMIZER, candidates)
 
 
+def wrn_cells(best):
+    """Plain Larq, the paper's setting and `best`, without repeats."""
+    cells = [sweep.PLAIN, kernel_cell(sweep.PAPER_SETTING["lam"])]
+    return cells + ([best] if best not in cells else [])
+
+
 def main(argv=None):
-    args, base = sweep.parse_arguments(argv, __doc__.split("\n\n")[0], "runs/threshold",
-                                       "benchmarks/results/threshold", STAGES)
+    parser = sweep.screen_parser("threshold", STAGES)
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument("--wrn-epochs", type=int, default=5)
+    args = parser.parse_args(argv)
+    base = sweep.base_settings(args)
     runner = sweep.Sweep(args.output, args.results, base)
     last = max(STAGES.index(stage) for stage in args.stages)
     start = time.perf_counter()
@@ -114,6 +129,13 @@ def main(argv=None):
         plain_seeds(runner)
         for seed in SEEDS:
             runner.run(OPTIMIZER, best_cell(runner), seed)
+    if last >= 3:
+        budget = f"wrn22-k1-epochs{args.wrn_epochs}"
+        deeper = sweep.Sweep(args.output / budget, args.results / budget,
+                             {**base, "model": "wrn22", "arch": {"width_factor": 1},
+                              "epochs": args.wrn_epochs})
+        for overrides in wrn_cells(best_cell(runner)):
+            deeper.run(OPTIMIZER, overrides, 0)
     print(f"threshold done in {(time.perf_counter() - start) / 60:.0f} min", flush=True)
 
 

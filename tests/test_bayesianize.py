@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from bayes_larq import convert
+from bayes_larq.bayesianize import UnfoldableScale
 from bayes_larq.mixture import fit_mixture
 from bayes_larq.quantizers import BayesianSign, binary_kernels
 
@@ -205,3 +206,19 @@ def test_scale_is_folded_once_per_layer_bias_included(layer_class, input_shape, 
     flatbuffer = convert.convert(model)
     assert convert.compare(model, flatbuffer, x).max_abs_diff < 1e-4
     assert_same_predictions(model, bl.bayesianize(plain), x)
+
+
+def test_a_scale_behind_a_nonlinear_activation_is_not_folded_into_the_batch_norm():
+    """tanh(z / w) is not tanh(z) / w: debayesianize refuses, convert keeps the scale."""
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((6, 6, 3))
+    x = lq.layers.QuantConv2D(4, 3, activation="tanh", input_quantizer="ste_sign",
+                              kernel_quantizer=BayesianSign(), kernel_constraint="weight_clip",
+                              name="binary")(inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.BatchNormalization()(x))
+    quantizer = model.get_layer("binary").kernel_quantizer
+    quantizer.reconstruction.assign(tf.fill(quantizer.reconstruction.shape, 2.5))
+    with pytest.raises(UnfoldableScale, match="'binary'.*no BatchNormalization"):
+        bl.debayesianize(model)
+    x = images(8, (6, 6, 3))
+    assert convert.compare(model, convert.convert(model), x).max_abs_diff < 1e-4

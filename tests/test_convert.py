@@ -11,7 +11,11 @@ from bayes_larq import convert
 
 
 def two_binarizations():
-    """x -> ste_sign -> binary dense (3) -> dense (2) -> ste_sign -> binary dense (2)."""
+    """x -> ste_sign -> binary dense (3) -> dense (2) -> ste_sign -> binary dense (2).
+
+    Seeded: with unseeded weights the test depended on the tests run before it (a sign
+    sum of 0 makes the float layer's output, and so the margin, exactly 0)."""
+    tf.keras.utils.set_random_seed(0)
     inputs = tf.keras.Input((4,))
     hidden = lq.layers.QuantDense(3, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
                                   use_bias=False, name="first")(inputs)

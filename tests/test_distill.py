@@ -1,17 +1,12 @@
 """Distillation: the distribution loss against NumPy, BONN with a frozen teacher."""
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-
 import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import bayes_larq as bl
+from mirrored import single_and_mirrored
 from bayes_larq.losses import distribution_loss
 from bayes_larq.training import BONN
 
@@ -154,44 +149,21 @@ def test_bad_teachers_and_settings_are_refused(teacher, kwargs, message):
         BONN(student(), teacher=teacher(), **kwargs)
 
 
-MIRRORED_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import bayes_larq as bl
-    import numpy as np
-    sys.path.insert(0, sys.argv[1])
-    from test_distill import CE, batch, float_teacher, student
-
-    def one_step(strategy):
-        with strategy.scope():
-            bonn = bl.BONN(student(synchronized=True), teacher=float_teacher(), kd_weight=0.5,
-                           temperature=2.0)
-            bonn.compile(tf.keras.optimizers.SGD(0.1), CE)
-        x, y = batch(n=16)
-        logs = bonn.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history
-        return ({k: v[0] for k, v in logs.items()},
-                [np.asarray(v.numpy()).tolist() for v in bonn.weights])
-
-    single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
-    mirrored = one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-    print(json.dumps({"single": single, "mirrored": mirrored}))
-""")
+def mirrored_distillation():
+    """A distilling BONN and one batch, for `mirrored.single_and_mirrored`."""
+    bonn = BONN(student(synchronized=True), teacher=float_teacher(), kd_weight=0.5,
+                temperature=2.0)
+    bonn.compile(tf.keras.optimizers.SGD(0.1), CE)
+    return (bonn, *batch(n=16))
 
 
 def test_mirrored_strategy_step_equals_single_device(tmp_path):
-    script = tmp_path / "mirrored.py"
-    script.write_text(MIRRORED_SCRIPT)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, str(script), os.path.dirname(__file__)],
-                            capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = json.loads(result.stdout.strip().splitlines()[-1])
-    (logs_1, weights_1), (logs_2, weights_2) = runs["single"], runs["mirrored"]
+    runs = single_and_mirrored(tmp_path, "test_distill", "mirrored_distillation")
+    single, mirrored = runs["single"], runs["mirrored"]
     for key in ("loss", "ce_loss", "kd_loss", "kernel_loss"):
-        assert logs_2[key] == pytest.approx(logs_1[key], rel=1e-4, abs=1e-6), key
-    for a, b in zip(weights_1, weights_2):
+        assert mirrored["logs"][key] == pytest.approx(single["logs"][key], rel=1e-4,
+                                                      abs=1e-6), key
+    for a, b in zip(single["weights"], mirrored["weights"]):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5)
 
 

@@ -1,11 +1,8 @@
 """BONN wrapper: loss terms in the logs, feature loss, equivalence, resume, errors, LCE."""
 
-import os
-import subprocess
-import sys
-import textwrap
 
 import bayes_larq as bl
+from mirrored import single_and_mirrored
 import larq as lq
 import numpy as np
 import pytest
@@ -212,46 +209,20 @@ def test_wrapped_model_converts_and_matches_unwrapped_outputs():
     np.testing.assert_array_equal(bonn.predict(x, verbose=0), bonn.classifier.predict(x, verbose=0))
 
 
-MIRRORED_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import bayes_larq as bl
-    import numpy as np
-    sys.path.insert(0, sys.argv[1])
-    from test_training import CE, binary_classifier, toy_data
-
-    def one_step(strategy):
-        with strategy.scope():
-            bonn = bl.BONN(binary_classifier(synchronized_bn=True), theta=0.5)
-            bonn.compile(tf.keras.optimizers.SGD(0.1), CE)
-        x, y = toy_data(n=16)
-        loss = bonn.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0).history["loss"][0]
-        values = [np.asarray(v.numpy()).tolist() for v in bonn.weights]
-        return loss, values, [v.name for v in bonn.weights]
-
-    devices = ["/cpu:0", "/cpu:1"]
-    single = one_step(tf.distribute.OneDeviceStrategy("/cpu:0"))
-    mirrored = one_step(tf.distribute.MirroredStrategy(devices))
-    print(json.dumps({"single": single, "mirrored": mirrored}))
-""")
+def mirrored_bonn():
+    """A BONN with synchronised BatchNorm and one batch, for `mirrored.single_and_mirrored`."""
+    bonn = BONN(binary_classifier(synchronized_bn=True), theta=0.5)
+    bonn.compile(tf.keras.optimizers.SGD(0.1), CE)
+    return (bonn, *toy_data(n=16))
 
 
 def test_mirrored_strategy_step_equals_single_device(tmp_path):
-    import json
-
-    script = tmp_path / "mirrored.py"
-    script.write_text(MIRRORED_SCRIPT)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, str(script), os.path.dirname(__file__)],
-                            capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = json.loads(result.stdout.strip().splitlines()[-1])
-    (loss_1, weights_1, names), (loss_2, weights_2, _) = runs["single"], runs["mirrored"]
-    np.testing.assert_allclose(loss_2, loss_1, atol=1e-5)
+    runs = single_and_mirrored(tmp_path, "test_training", "mirrored_bonn")
+    single, mirrored = runs["single"], runs["mirrored"]
+    np.testing.assert_allclose(mirrored["logs"]["loss"], single["logs"]["loss"], atol=1e-5)
+    names = single["names"]
     assert any("centers" in n for n in names) and any("mu_pos" in n for n in names)
-    for name, a, b in zip(names, weights_1, weights_2):
+    for name, a, b in zip(names, single["weights"], mirrored["weights"]):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), atol=1e-5, err_msg=name)
 
 

@@ -5,9 +5,11 @@ In the order the job runs (each module imports only modules above it in this lis
 * input data: `errors` (the job's errors and their hints), `idx`, `tfds_source`,
   `fashion_mnist`, `preprocess`, `data` (dataset specs and the one input pipeline);
 * a run: `config` (`RunConfig`), `interrupts`, `distribute`, `rundir` (the run directory
-  and its files), `report`, `model`, `evaluation`, `train`, `deploy`;
+  and its files), `report`, `model`, `teacher` (distillation's teacher), `staged`
+  (two-step training), `evaluation`, `train`, `deploy`;
 * `runs`: the job's public names gathered for Python users (`runs.train`, ...);
-* the command line: `messages` (what it prints), `cli` (argument parsing).
+* the command line: `messages` (what it prints), `arguments` (argument types), `cli`
+  (argument parsing).
 
 The core (`bayes_larq.losses`, `quantizers`, `training`, `callbacks`, `mixture`,
 `profile`, `convert`, `defaults`) never imports this package.

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import pathlib
 import re
@@ -27,6 +26,16 @@ import time
 from typing import TYPE_CHECKING
 
 from bayes_larq.app import messages
+from bayes_larq.app.arguments import (
+    arch_argument,
+    integer,
+    non_negative_float,
+    non_negative_int,
+    number,
+    output_path,
+    positive_int,
+    share,
+)
 
 if TYPE_CHECKING:
     from bayes_larq.app import runs
@@ -37,88 +46,6 @@ __all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "E
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 DEFAULT_RUNS_DIR = "runs"
 NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$")
-
-
-# --------------------------------------------------------------------------- argument types
-
-
-def integer(text: str) -> int:
-    """An integer; its range is the business of the setting's owner (`RunConfig`)."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def number(text: str) -> float:
-    """A number; its range is the business of the setting's owner (`RunConfig`)."""
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def _integer_at_least(text, minimum):
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return _integer_at_least(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    return _integer_at_least(text, 0)
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def share(text: str) -> float:
-    value = non_negative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}")
-    return value
-
-
-def output_path(text: str) -> pathlib.Path:
-    """A path for something to be written; the empty string is refused (it would mean '.')."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("expected a path, got an empty string")
-    return pathlib.Path(text)
-
-
-def arch_argument(text: str) -> tuple[str, object]:
-    """KEY=VALUE, VALUE parsed as JSON when it can be (numbers, booleans), else a string."""
-    key, separator, raw = text.partition("=")
-    if not separator or not key.isidentifier():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (for example width=16), got {text!r}")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
 
 
 # --------------------------------------------------------------------------- parser
@@ -201,6 +128,18 @@ def _train_options(parser):
     add("--data-dir", help="Fashion-MNIST IDX directory, or the TFDS data directory")
     add("--arch", type=arch_argument, action="append", metavar="KEY=VALUE",
         help="architecture argument of the builder, repeatable (e.g. width=16)")
+    add("--teacher", metavar="RUN_DIR|float-twin",
+        help="distil from a finished float run (its model.keras), or from the float twin "
+        "of this run, trained first in RUN/teacher/ [none]")
+    add("--kd-weight", type=number,
+        help=f"share of the distribution loss in the task loss, in [0, 1]; 1: the "
+        f"teacher's distribution instead of the labels [{defaults.kd_weight:g}]")
+    add("--temperature", type=number,
+        help=f"softmax temperature of the distribution loss [{defaults.temperature:g}]")
+    add("--two-step", action="store_true",
+        help="step 1: binary activations with real kernels; step 2: binary kernels from "
+        "step 1's weights")
+    add("--step1-epochs", type=integer, help="epochs of step 1 of --two-step [half --epochs]")
     for action in group._group_actions:
         action.default = argparse.SUPPRESS
 
@@ -401,7 +340,6 @@ def command_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> r
                        latency_options=_latency_options_of(args))
     print(messages.demo_text(result))
     return result
-
 
 
 COMMANDS = {"train": command_train, "evaluate": command_evaluate, "convert": command_convert,

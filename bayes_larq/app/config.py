@@ -24,8 +24,8 @@ from bayes_larq.app.errors import RunError, Setting, setting_error
 from bayes_larq.defaults import check_choice, check_integer, check_non_negative, check_positive
 from bayes_larq.training import MIXTURE_UPDATES
 
-__all__ = ["DEFAULT_LEARNING_RATES", "FLIP_THRESHOLDS", "LR_SCHEDULES", "MAX_EPOCHS",
-           "MAX_SEED", "OPTIMIZERS", "STRATEGIES", "RunConfig"]
+__all__ = ["DEFAULT_LEARNING_RATES", "FLIP_THRESHOLDS", "FLOAT_TWIN", "LR_SCHEDULES",
+           "MAX_EPOCHS", "MAX_SEED", "OPTIMIZERS", "STRATEGIES", "RunConfig"]
 
 LR_SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("adam", "sgd")
@@ -35,6 +35,7 @@ STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 FLIP_THRESHOLDS = ("fixed", *flips.FLIP_THRESHOLD_RULES)
 MAX_SEED = 2**32 - 1  # what tf.keras.utils.set_random_seed accepts
 MAX_EPOCHS = 100_000
+FLOAT_TWIN = "float-twin"  # `teacher`: train the run's float twin first
 # Fields that config.json files written before the defaults were resolved hold as null.
 _FORMERLY_NONE = {"lam": defaults.LAM, "nu": defaults.NU, "theta": defaults.THETA}
 # Settings every config.json holds (later ones default when absent from older files).
@@ -104,6 +105,13 @@ class RunConfig:
 
     `train_limit`, `test_limit`, `validation_size` and `data_dir` of None: all of the
     split, no held-out examples, the data's default location.
+
+    Distillation and two-step training (`bayes_larq.app.teacher`, `bayes_larq.app.staged`):
+    `teacher` is None, a finished float run directory whose model.keras teaches, or
+    `FLOAT_TWIN` (the float twin of the run, trained first in the run's teacher/
+    directory); `kd_weight` and `temperature` are those of `BONN`. `two_step` trains
+    `step1_epochs` (not given: half the epochs) with binary activations and real
+    kernels, then the rest with binary kernels too.
     """
 
     model: str = model_registry.DEFAULT
@@ -143,6 +151,11 @@ class RunConfig:
     test_limit: int = None
     data_dir: str = None
     arch: dict = dataclasses.field(default_factory=dict)
+    teacher: str = None
+    kd_weight: float = 1.0
+    temperature: float = 1.0
+    two_step: bool = False
+    step1_epochs: int = None  # resolved with two_step: half the epochs
 
     def __post_init__(self):
         for name, default in _FORMERLY_NONE.items():
@@ -152,6 +165,8 @@ class RunConfig:
             self.learning_rate = DEFAULT_LEARNING_RATES[self.optimizer]
         if self.augment is None and self.dataset in data.DATASETS:
             self.augment = data.default_augment(data.dataset_info(self.dataset))
+        if self.two_step and self.step1_epochs is None and isinstance(self.epochs, int):
+            self.step1_epochs = self.epochs // 2
 
     def validate(self) -> RunConfig:
         """Raise RunError naming the bad setting; returns self."""
@@ -198,6 +213,43 @@ class RunConfig:
             check_positive(name, getattr(self, name))
         if not 0 <= check_non_negative("momentum", self.momentum) < 1:
             raise ValueError(f"`momentum` must be in [0, 1); got {self.momentum!r}.")
+        self._check_distillation()
+        self._check_two_step()
+
+    def _check_distillation(self):
+        check_positive("temperature", self.temperature)
+        if not 0 <= check_non_negative("kd_weight", self.kd_weight) <= 1:
+            raise ValueError(f"`kd_weight` is the share of the distribution loss, in [0, 1]; "
+                             f"got {self.kd_weight!r}.")
+        if self.teacher is None:
+            if (self.kd_weight, self.temperature) != (1.0, 1.0):
+                raise RunError(Setting("kd_weight"), " and ", Setting("temperature"),
+                               " weigh the distillation from a teacher; set ",
+                               Setting("teacher"), " too.")
+            return
+        if not isinstance(self.teacher, str) or not self.teacher.strip():
+            raise RunError(Setting("teacher"), f" must be a finished float run directory or "
+                           f"{FLOAT_TWIN!r}; got {self.teacher!r}.")
+        if self.teacher == FLOAT_TWIN and self.precision == "float":
+            raise RunError(f"A float run is its own float twin: teacher={FLOAT_TWIN!r} "
+                           f"needs a binary student (leave out ", Setting("precision"), ").")
+
+    def _check_two_step(self):
+        check_choice("two_step", self.two_step, (False, True))
+        if not self.two_step:
+            if self.step1_epochs is not None:
+                raise RunError(Setting("step1_epochs"), " splits two-step training; set ",
+                               Setting("two_step", True), " too.")
+            return
+        if self.precision != "binary":
+            raise RunError(f"Two-step training ends with binary kernels; it needs "
+                           f"precision='binary', not {self.precision!r} (leave out ",
+                           Setting("precision"), ").")
+        check_integer("step1_epochs", self.step1_epochs, minimum=0)
+        if not 1 <= self.step1_epochs < self.epochs:
+            raise RunError("Two-step training needs at least one epoch in each step: ",
+                           Setting("step1_epochs"), f" must be in [1, {self.epochs - 1}] for "
+                           f"{self.epochs} epochs; got {self.step1_epochs}.")
 
     def settings_without_effect(self, names: Collection[str] | None = None) -> dict[str, str]:
         """{setting: what it needs} for each of `names` (default: the settings that differ

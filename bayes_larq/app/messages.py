@@ -22,7 +22,8 @@ _STEP_COMMANDS = {"train": "bayes-larq train --output {path}",
 # Settings whose flag is not --NAME VALUE.
 _SETTING_FLAGS = {("kernel_loss", False): "--no-kernel-loss",
                   ("feature_loss", False): "--no-feature-loss",
-                  ("include_float", False): "--no-float"}
+                  ("include_float", False): "--no-float",
+                  ("two_step", True): "--two-step"}
 
 
 def hint_text(hint: Hint) -> str:

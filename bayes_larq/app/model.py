@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Callable
 
 import tensorflow as tf
 
@@ -13,8 +15,8 @@ from bayes_larq.app.distribute import distribution
 from bayes_larq.app.errors import RunError
 from bayes_larq.training import BONN
 
-__all__ = ["TOP5_MIN_CLASSES", "build_model", "compile_bonn", "make_optimizer", "new_bonn",
-           "train_examples"]
+__all__ = ["TOP5_MIN_CLASSES", "bayesian_sign_settings", "build_model", "compile_bonn",
+           "make_optimizer", "new_bonn", "train_examples"]
 
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported for models with more than 10 classes
 
@@ -27,11 +29,16 @@ def build_model(config: RunConfig) -> tf.keras.Model:
         return model_registry.get(
             config.model, num_classes=info.num_classes, input_shape=info.input_shape,
             bonn=config.kernel_loss, scope=config.scope, precision=config.precision,
-            lam=config.lam, nu=config.nu, reduction=config.reduction,
-            scale=config.kernel_scale, prior_gradient=config.prior_gradient,
-            sync_batch_norm=config.sync_batch_norm, **config.arch)
+            sync_batch_norm=config.sync_batch_norm, **bayesian_sign_settings(config),
+            **config.arch)
     except (TypeError, ValueError) as err:
         raise RunError(f"Bad architecture argument for {config.model!r}: {err}") from None
+
+
+def bayesian_sign_settings(config: RunConfig) -> dict:
+    """The `BayesianSign` keyword arguments of the run's binary kernels."""
+    return {"lam": config.lam, "nu": config.nu, "reduction": config.reduction,
+            "scale": config.kernel_scale, "prior_gradient": config.prior_gradient}
 
 
 def train_examples(config: RunConfig) -> int:
@@ -41,15 +48,21 @@ def train_examples(config: RunConfig) -> int:
     return min(config.train_limit or available, available)
 
 
-def new_bonn(config: RunConfig) -> BONN:
-    """The run's model, wrapped in `BONN` and compiled, before any training."""
+def new_bonn(config: RunConfig, teacher: tf.keras.Model | None = None,
+             build: Callable[[], tf.keras.Model] | None = None,
+             epochs: int | None = None) -> BONN:
+    """The run's model (or the one `build` returns), wrapped in `BONN`, distilling from
+    `teacher` when given, and compiled for `epochs` (default: the run's), before training."""
+    distilling = ({"teacher": teacher, "kd_weight": config.kd_weight,
+                   "temperature": config.temperature} if teacher is not None else {})
     with distribution(config).scope():
-        bonn = BONN(build_model(config), feature_loss=config.feature_loss, theta=config.theta,
+        bonn = BONN((build or functools.partial(build_model, config))(),
+                    feature_loss=config.feature_loss, theta=config.theta,
                     w_lr_multiplier=config.w_lr_multiplier,
                     sigma_lr_multiplier=config.sigma_lr_multiplier,
                     mixture_update=config.mixture_update,
-                    flip_threshold=config.threshold())
-        compile_bonn(bonn, config)
+                    flip_threshold=config.threshold(), **distilling)
+        compile_bonn(bonn, config, epochs)
     return bonn
 
 
@@ -63,11 +76,12 @@ def make_optimizer(
     return tf.keras.optimizers.Adam(learning_rate)
 
 
-def compile_bonn(bonn: BONN, config: RunConfig) -> None:
-    """Adam or SGD (cosine-decayed over the run, or constant), cross-entropy on logits."""
+def compile_bonn(bonn: BONN, config: RunConfig, epochs: int | None = None) -> None:
+    """Adam or SGD (cosine-decayed over `epochs`, default the run's, or constant),
+    cross-entropy on logits."""
     rate = float(config.learning_rate)
     if config.lr_schedule == "cosine":
-        steps = config.epochs * math.ceil(train_examples(config) / config.batch_size)
+        steps = (epochs or config.epochs) * math.ceil(train_examples(config) / config.batch_size)
         rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
     metrics = ["accuracy"]
     if bonn.num_classes >= TOP5_MIN_CLASSES:

@@ -43,6 +43,7 @@ HEADING = "# bayes-larq training report"
 
 LOSS_TERMS = (("loss", "total loss"), ("ce_loss", "cross-entropy"),
               ("kernel_loss", "kernel loss $L_B$"), ("feature_loss", "feature loss $L_F$"),
+              ("kd_loss", "distribution loss"),
               ("accuracy", "top-1 accuracy"))
 
 
@@ -84,17 +85,20 @@ def _pyplot():
 
 
 def plot_curves(history: list[dict], path: str | os.PathLike,
-                validation_label: str = "test") -> None:
-    """One panel per loss term and accuracy; training and validation curves over epochs."""
+                validation_label: str = "test", step1_epochs: int | None = None) -> None:
+    """One panel per loss term and accuracy; training and validation curves over epochs
+    (a two-step run's boundary drawn after `step1_epochs`)."""
     plt = _pyplot()
     epochs = np.arange(1, len(history) + 1)
     terms = [(key, title) for key, title in LOSS_TERMS if key in history[0]]
     figure, axes = plt.subplots(1, len(terms), figsize=(3.2 * len(terms), 3.0), squeeze=False)
     for axis, (key, title) in zip(axes[0], terms):
-        axis.plot(epochs, [logs[key] for logs in history], "o-", label="train")
+        axis.plot(epochs, [logs.get(key, np.nan) for logs in history], "o-", label="train")
         if f"val_{key}" in history[0]:
-            axis.plot(epochs, [logs[f"val_{key}"] for logs in history], "s--",
+            axis.plot(epochs, [logs.get(f"val_{key}", np.nan) for logs in history], "s--",
                       label=validation_label)
+        if step1_epochs:
+            axis.axvline(step1_epochs + 0.5, color="0.5", linestyle=":", label="step 2")
         axis.set(title=title, xlabel="epoch")
         axis.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
     axes[0][0].legend()
@@ -181,12 +185,62 @@ def run_summary(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunStat
             "memory_bytes": profile.memory_bytes(classifier),
         },
         "mixture": _mixture_report(initial, final),
+        **_distillation_report(run, config, state.history),
         "files": {"curves": run.relative(run.curves),
                   "latents": run.relative(run.latents) if final else None,
                   "model": run.relative(run.classifier),
                   "markdown": run.relative(run.report_md),
                   "tensorboard": run.relative(run.tensorboard) + "/"},
     }
+
+
+def _distillation_report(run, config, history):
+    """The "teacher" (its teacher.json) and "steps" sections, only for runs that have them."""
+    sections = {}
+    if run.teacher_record.exists():
+        sections["teacher"] = read_json(run.teacher_record)
+    if config.two_step:
+        sections["steps"] = _steps_report(config, history)
+    return sections
+
+
+def _steps_report(config, history):
+    """Step 1 and step 2 of a two-step run: their epochs and last logs."""
+    first = config.step1_epochs
+    spans = ((1, "real", 1, first), (2, "bayesian_sign" if config.kernel_loss else "ste_sign",
+                                      first + 1, config.epochs))
+    return [{"step": step, "kernels": kernels, "epochs": [start, end],
+             "last": history[end - 1] if len(history) >= end else None}
+            for step, kernels, start, end in spans]
+
+
+def _teacher_lines(summary):
+    teacher = summary.get("teacher")
+    if not teacher:
+        return []
+    lines = [f"* teacher ({teacher['source']}, `{teacher['run_dir']}`): test top-1 accuracy "
+             f"**{teacher['test']['accuracy']:.4f}** beside the student's "
+             f"{summary['test'].get('accuracy', float('nan')):.4f}"]
+    if teacher.get("validation") and summary.get("validation"):
+        lines.append(f"* teacher validation top-1 accuracy "
+                     f"**{teacher['validation']['accuracy']:.4f}** beside the student's "
+                     f"{summary['validation']['accuracy']:.4f}")
+    return lines
+
+
+def _steps_lines(summary):
+    if not summary.get("steps"):
+        return []
+    lines = ["", "## Two-step training", "", "Step 1: binary activations, real kernels; "
+             "step 2: binary kernels from step 1's weights (the dotted line in the curves).",
+             "", "| step | epochs | kernels | last loss | last val accuracy |",
+             "| --- | --- | --- | --- | --- |"]
+    for step in summary["steps"]:
+        last = step["last"] or {}
+        lines.append(f"| {step['step']} | {step['epochs'][0]}-{step['epochs'][1]} | "
+                     f"{step['kernels']} | {_number(last.get('loss'))} | "
+                     f"{_number(last.get('val_accuracy'))} |")
+    return lines
 
 
 def _number(value):
@@ -213,6 +267,7 @@ def markdown(summary: dict) -> str:
               *([f"* validation top-1 accuracy on the last {summary['config']['validation_size']:,}"
                  f" training images (held out): **{summary['validation']['accuracy']:.4f}**"]
                 if summary.get("validation") else []),
+              *_teacher_lines(summary),
               f"* epochs: {summary['epochs_done']}, training time {summary['train_seconds']:.1f} s",
               f"* binarized layers: {model['binarized_layers']}, binarized MAC share "
               f"{100 * model['binarized_mac_share']:.1f}% ({model['macs']['binary']:,} of "
@@ -225,8 +280,9 @@ def markdown(summary: dict) -> str:
     lines += ["| epoch | " + " | ".join(header) + " | seconds |",
               "| --- " * (len(header) + 2) + "|"]
     for epoch, (logs, seconds) in enumerate(zip(summary["history"], summary["epoch_seconds"]), 1):
-        lines.append(f"| {epoch} | " + " | ".join(_number(logs[k]) for k in header)
+        lines.append(f"| {epoch} | " + " | ".join(_number(logs.get(k)) for k in header)
                      + f" | {seconds:.1f} |")
+    lines += _steps_lines(summary)
     lines += ["", "## Latent weights and fitted mixtures", "",
               "| layer | when | mu+ | mu- | sigma+ | sigma- | mean abs | bimodality | "
               "flipped since init |", "| --- " * 9 + "|"]
@@ -293,7 +349,8 @@ def write_run_report(run: RunDirectory, config: RunConfig, bonn: BONN, state: Ru
     summary = run_summary(run, config, bonn, state, initial, final)
     _write_report(run, summary)
     plot_curves(state.history, run.curves,
-                validation_label="validation" if config.validation_size else "test")
+                validation_label="validation" if config.validation_size else "test",
+                step1_epochs=config.step1_epochs if config.two_step else None)
     plot_latents(initial, final, run.latents)
     return summary
 

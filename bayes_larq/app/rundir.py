@@ -8,7 +8,10 @@ A run directory holds:
 * `checkpoints/epoch-NNN.keras`: the `BONN` model after the last finished epoch (weights,
   W / mu / sigma, feature-loss state, optimizer state and step counter), and the one
   before it;
-* `init_mixture.npz`: latent kernels and fitted mixtures at initialisation (for plots);
+* `init_mixture.npz`: latent kernels and fitted mixtures at initialisation (for plots;
+  in a two-step run, at the start of step 2);
+* `teacher.json`: the teacher of a distilling run (`bayes_larq.app.teacher`), and
+  `teacher/`, the nested run of a float-twin teacher;
 * `model.keras`: the trained classifier (what `evaluate` and `convert` use);
 * `tensorboard/`: TensorBoard logs (losses, metrics, mixture scalars, latent histograms);
 * `report.json`, `report.md`, `curves.png`, `latents.png` (`bayes_larq.app.report`);
@@ -124,6 +127,8 @@ class RunDirectory:
         self.config = self.path / "config.json"
         self.state = self.path / "state.json"
         self.checkpoints = self.path / "checkpoints"
+        self.teacher_run = self.path / "teacher"  # a float-twin teacher's nested run
+        self.teacher_record = self.path / "teacher.json"  # which model teaches this run
         self.init_mixture = self.path / "init_mixture.npz"
         self.classifier = self.path / "model.keras"
         self.tensorboard = self.path / "tensorboard"

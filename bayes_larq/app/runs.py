@@ -25,6 +25,8 @@ concern, in the order the job runs:
 * `rundir`: `RunDirectory` (every file of a run, see there), `RunState`, checkpoints;
 * `model`: the seeded classifier, `BONN`, the optimizer;
 * `evaluation`: `load_classifier`, `evaluate`;
+* `teacher`: the teacher of a distilling run (a float run, or the float twin);
+* `staged`: two-step training in a run;
 * `train`: `train`, `resume`, the epoch loop;
 * `deploy`: `convert`, `benchmark`, `float_twin`, `demo`.
 """
@@ -32,6 +34,7 @@ concern, in the order the job runs:
 from bayes_larq.app.config import (
     DEFAULT_LEARNING_RATES,
     FLIP_THRESHOLDS,
+    FLOAT_TWIN,
     LR_SCHEDULES,
     MAX_EPOCHS,
     MAX_SEED,
@@ -66,7 +69,8 @@ from bayes_larq.app.train import StopOnNonFiniteLoss, Trained, resume, train
 from bayes_larq.training import MIXTURE_UPDATES
 
 __all__ = [
-    "DEFAULT_LEARNING_RATES", "FLIP_THRESHOLDS", "LR_SCHEDULES", "MAX_EPOCHS", "MAX_SEED",
+    "DEFAULT_LEARNING_RATES", "FLIP_THRESHOLDS", "FLOAT_TWIN", "LR_SCHEDULES", "MAX_EPOCHS",
+    "MAX_SEED",
     "MIXTURE_UPDATES", "OPTIMIZERS", "STRATEGIES", "TOP5_MIN_CLASSES", "Benchmark",
     "Conversion", "Demo",
     "Evaluation", "JobFailed", "RunConfig", "RunDirectory", "RunError", "RunInterrupted",

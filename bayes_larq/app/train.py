@@ -4,6 +4,10 @@ Each epoch trains on `data.load(..., epoch=e)`, whose order and augmentation dep
 on `(seed, e)`, and the checkpoint is written before `state.json` points at it
 (`RunDirectory.save_checkpoint`), so an interrupted run resumed at its last finished
 epoch repeats the uninterrupted run exactly.
+
+A distilling run gets its teacher ready before its first epoch (`bayes_larq.app.teacher`:
+a float twin is trained, or resumed, first); a two-step run changes model at the step
+boundary (`bayes_larq.app.staged`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import tensorflow as tf
 
 from bayes_larq import callbacks
 from bayes_larq.app import data, report
-from bayes_larq.app.config import RunConfig
+from bayes_larq.app.config import FLOAT_TWIN, RunConfig
 from bayes_larq.app.distribute import distribution, strategy_name, trains_as_worker
 from bayes_larq.app.errors import (
     DatasetNotFoundError,
@@ -40,8 +44,16 @@ from bayes_larq.app.interrupts import (
     interrupts_kept_pending,
     raise_pending_interrupt,
 )
-from bayes_larq.app.model import build_model, new_bonn
+from bayes_larq.app.model import build_model
 from bayes_larq.app.rundir import RunDirectory, RunState, read_json, unwritable
+from bayes_larq.app.staged import first_bonn, starts_step2, step2_bonn
+from bayes_larq.app.teacher import (
+    check_teacher_run,
+    record_teacher,
+    teacher_run,
+    twin_config,
+    with_teacher_path,
+)
 from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers, binary_kernels
 from bayes_larq.training import BONN
 
@@ -70,7 +82,7 @@ def train(config: RunConfig, run_dir: str | os.PathLike, verbose: int = 1,
         RunError: `run_dir` already holds a run (use `resume`) or `config` is invalid.
         RunInterrupted: Ctrl-C; finished epochs are saved, `resume(run_dir)` continues.
     """
-    config.validate()
+    config = with_teacher_path(config.validate())
     for name, needs in config.settings_without_effect().items():
         warnings.warn(f"RunConfig.{name} has no effect in this run: it needs {needs}.",
                       stacklevel=2)
@@ -82,13 +94,17 @@ def train(config: RunConfig, run_dir: str | os.PathLike, verbose: int = 1,
         return _train_as_worker(config, run, verbose, extra_callbacks)
     _check_new_run(run)
     _check_data(config)
+    if config.teacher not in (None, FLOAT_TWIN):
+        check_teacher_run(teacher_run(run, config), config)
     try:
-        bonn = new_bonn(config)  # before any file is written: a bad setting leaves nothing
+        bonn = first_bonn(config)  # before any file is written: a bad setting leaves nothing
     except OUT_OF_MEMORY:
         raise _out_of_memory(config) from None
     with run.locked():
         _check_new_run(run)  # again, under the lock: another training may have started
         _write_start(run, config, bonn)
+        if config.teacher is not None:
+            bonn = first_bonn(config, _ready_teacher(run, config, verbose))
         return _train_epochs(run, config, bonn, RunState(), verbose, extra_callbacks)
 
 
@@ -147,16 +163,18 @@ def resume(run_dir: str | os.PathLike, verbose: int = 1,
         return _train_as_worker(config, run, verbose, extra_callbacks, state)
     with run.locked():
         if not run.exists():  # stopped while starting, before state.json: start again
-            bonn = new_bonn(config)
-            _write_start(run, config, bonn)
-            return _train_epochs(run, config, bonn, RunState(), verbose, extra_callbacks)
-        state = _state_to_resume(run, previous_checkpoint)
+            _write_start(run, config, first_bonn(config))
+            state = RunState()
+        else:
+            state = _state_to_resume(run, previous_checkpoint)
         _check_progress(run, config, state)
         _restore_mixture_snapshot(run, config)
         if _is_finished(run, config, state):  # nothing to train: keep the report as it is
             return _finished(run, config)
+        teacher = _ready_teacher(run, config, verbose) if config.teacher is not None else None
         # Interrupted before the first checkpoint: the seeded build gives the same start.
-        bonn = new_bonn(config) if state.checkpoint is None else _restore(run, state, config)
+        bonn = (first_bonn(config, teacher) if state.checkpoint is None
+                else _restore(run, state, config, teacher))
         return _train_epochs(run, config, bonn, state, verbose, extra_callbacks)
 
 
@@ -196,16 +214,41 @@ def _is_finished(run, config, state):
             and run.has_report() and run.classifier.exists())
 
 
-def _restore(run, state, config):
+def _ready_teacher(run, config, verbose):
+    """The run's checked teacher model; a float twin is trained (or resumed) first."""
+    if config.teacher == FLOAT_TWIN:
+        _finish_float_twin(run, config, verbose)
+    return record_teacher(run, config)
+
+
+def _finish_float_twin(run, config, verbose):
+    twin = RunDirectory(run.teacher_run)
+    if twin.classifier.exists() and twin.has_report():
+        return  # finished before: reused
+    try:
+        if twin.exists():
+            resume(twin.path, verbose)
+        else:
+            shutil.rmtree(twin.path, ignore_errors=True)  # killed before its state.json
+            train(twin_config(config), twin.path, verbose)
+    except RunInterrupted as interrupted:
+        # The twin is part of this run: it is this run that resumes.
+        raise RunInterrupted(run.path, 0, config.epochs, interrupted.signal_name) from None
+
+
+def _restore(run, state, config, teacher=None):
     """The BONN model of the state's checkpoint, under the run's strategy."""
     loaded = run.load_checkpoint(state)
-    _check_checkpoint_matches(run, config, state, loaded)
+    if not config.two_step:  # a two-step run changes its model between the steps
+        _check_checkpoint_matches(run, config, state, loaded)
     if strategy_name(config) == "default":
         return loaded
     # Keras cannot load a .keras file inside a distribution scope (its metric variables
     # are on-read variables that reject the stored arrays), so the model is built in
     # the scope and takes the loaded state.
-    bonn = new_bonn(config)
+    bonn = first_bonn(config, teacher)
+    if config.two_step and state.epochs_done > config.step1_epochs:
+        bonn = step2_bonn(config, bonn)
     bonn.copy_state_from(loaded)
     return bonn
 
@@ -227,11 +270,15 @@ def _check_checkpoint_matches(run, config, state, bonn):
 def _train_as_worker(config, run, verbose, extra_callbacks, state=None):
     """A non-chief worker: trains in step with the chief (reading the chief's run when it
     resumes) but writes only to a scratch directory, deleted at the end."""
+    if config.teacher is not None:
+        raise RunError("Distillation runs on one machine for now: a teacher does not go with "
+                       "a multi-worker strategy. Leave out ", Setting("teacher"), " or train "
+                       "on the chief alone.")
     scratch = RunDirectory(tempfile.mkdtemp(prefix="bayes-larq-worker-"))
     try:
         scratch.write_config(config)
         if state is None or state.checkpoint is None:
-            bonn = new_bonn(config)
+            bonn = first_bonn(config)
             state = RunState()
             report.save_mixture_snapshot(scratch.init_mixture, bonn.classifier)
         else:
@@ -295,6 +342,11 @@ def _callbacks(run, config, bonn, verbose, extra_callbacks):
     return found
 
 
+def _fit_callbacks(run, config, bonn, verbose, extra_callbacks):
+    return [StopOnNonFiniteLoss(), PendingInterruptCheck(),
+            *_callbacks(run, config, bonn, verbose, extra_callbacks)]
+
+
 def _validation_data(config):
     """Per-epoch validation: the held-out training examples if any, else the test set."""
     if config.validation_size:
@@ -312,9 +364,12 @@ def _train_epochs(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunSt
     with interrupts_kept_pending():
         try:
             validation = _validation_data(config)
-            fit_callbacks = [StopOnNonFiniteLoss(), PendingInterruptCheck(),
-                             *_callbacks(run, config, bonn, verbose, extra_callbacks)]
+            fit_callbacks = _fit_callbacks(run, config, bonn, verbose, extra_callbacks)
             for epoch in range(state.epochs_done, config.epochs):
+                if starts_step2(config, epoch):
+                    bonn = step2_bonn(config, bonn)
+                    report.save_mixture_snapshot(run.init_mixture, bonn.classifier)
+                    fit_callbacks = _fit_callbacks(run, config, bonn, verbose, extra_callbacks)
                 train_data = data.load(
                     config.dataset, "train", config.batch_size, training=True,
                     data_dir=config.data_dir, limit=config.train_limit,
