@@ -169,9 +169,9 @@ def resume(run_dir: str | os.PathLike, verbose: int = 1,
             state = _state_to_resume(run, previous_checkpoint)
         _check_progress(run, config, state)
         _restore_mixture_snapshot(run, config)
+        teacher = _ready_teacher(run, config, verbose) if config.teacher is not None else None
         if _is_finished(run, config, state):  # nothing to train: keep the report as it is
             return _finished(run, config)
-        teacher = _ready_teacher(run, config, verbose) if config.teacher is not None else None
         # Interrupted before the first checkpoint: the seeded build gives the same start.
         bonn = (first_bonn(config, teacher) if state.checkpoint is None
                 else _restore(run, state, config, teacher))
