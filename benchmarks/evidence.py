@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import sweep  # noqa: E402  - the cell definitions live in the sweep script
+import threshold  # noqa: E402
 from bayes_larq.app import runs  # noqa: E402
 
 # report.json of runs made before the mixture module named it flip_ratio
@@ -213,12 +214,12 @@ def plot_threshold(results, path):
         flippable.plot(epochs, [100 * v for v in average["drift_flippable"]], ":", color=color)
         flipped.plot(epochs, [100 * v for v in average["flipped"]], "o-", ms=3, color=color)
         flipped.plot(epochs, [100 * v for v in average["flipped_back"]], ":", color=color)
-    gradient.set(xlabel="epoch", yscale="log", title="median |data gradient| (solid) and "
-                 "push of L_B at zero (dashed)")
+    gradient.set(xlabel="epoch", yscale="log",
+                 title="median |data gradient| (solid),\npush of L_B at zero (dashed)")
     flippable.set(xlabel="epoch", ylabel="% of binary weights",
-                  title="can flip: per step (solid), drift over the epoch (dotted)")
+                  title="can flip: per step (solid),\nby the epoch's drift (dotted)")
     flipped.set(xlabel="epoch", ylabel="% of binary weights (log scale)", yscale="symlog",
-                title="flipped in the epoch (solid), and back (dotted)")
+                title="flipped in the epoch (solid),\nand flipped back (dotted)")
     for axis in (gradient, flippable, flipped):
         axis.grid(alpha=0.3)
     gradient.legend(fontsize=7)
@@ -240,6 +241,11 @@ def threshold_section(results, figures, rel):
              "over the 4 binarized layers, at the first and the last epoch. Reproduce: "
              "`python benchmarks/threshold.py`, then `python benchmarks/evidence.py`.", ""]
     lines += threshold_table(results)
+    planned = [sweep.cell_name(threshold.OPTIMIZER, c) for c in threshold.seed0_cells(1)]
+    missing = [name for name in planned if not sweep.finished(results.get(name, {}))]
+    if missing:
+        lines += ["", f"Not run yet ({len(missing)} seed-0 cells, in the order they run): "
+                  + ", ".join(f"`{m}`" for m in missing) + "."]
     lines += ["", f"![gradient against the flip threshold]({rel / 'threshold.png'})", ""]
     return lines
 
@@ -438,7 +444,9 @@ def main(argv=None):
                   "Per binarized layer at the end of training: mu+ and sigma+ (learned for "
                   "BayesianSign, the closed-form fit for plain Larq) beside the mean |latent| "
                   "(log scale).", "", f"![modes]({rel / 'modes.png'})", ""]
-    if plot_histograms(args.runs, mode_names, args.figures / "histograms.png"):
+    # Without the sweep's run directories the committed figure stays (it cannot be redrawn).
+    histograms = args.figures / "histograms.png"
+    if plot_histograms(args.runs, mode_names, histograms) or histograms.exists():
         lines += ["## Latent weights with the mixture", "",
                   f"![latent histograms]({rel / 'histograms.png'})", ""]
     final = final_comparison(results)
