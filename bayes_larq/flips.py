@@ -46,7 +46,8 @@ from larq import utils as lq_utils
 from bayes_larq.defaults import check_choice, check_integer
 from bayes_larq.losses import channels_last_2d, kernel_loss_and_gradients
 
-__all__ = ["FLIP_THRESHOLD_RULES", "FlipProbe", "FlipThreshold", "kernel_loss_gradient",
+__all__ = ["FLIP_THRESHOLD_RULES", "FlipProbe", "FlipThreshold", "binary_sign",
+           "kernel_loss_gradient",
            "push_at_zero", "quantile"]
 
 FLIP_THRESHOLD_RULES = ("quantile", "drift", "rebnn")
@@ -158,7 +159,8 @@ class FlipThreshold:
         return f"FlipThreshold({self.rule!r}{detail}, every_n_steps={self.every_n_steps})"
 
 
-def _sign(x):
+def binary_sign(x: tf.Tensor) -> tf.Tensor:
+    """sign(x) in {-1, +1} with sign(0) = +1, as `larq.quantizers.ste_sign`."""
     return tf.where(x >= 0, 1.0, -1.0)
 
 
@@ -183,8 +185,8 @@ class FlipProbe:
         self.data_gradients = variables(tf.zeros_like)
         self.data_gradient_sums = variables(tf.zeros_like)
         self.loss_gradients = variables(tf.zeros_like)
-        self.start_signs = variables(_sign)
-        self.previous_signs = variables(_sign)
+        self.start_signs = variables(binary_sign)
+        self.previous_signs = variables(binary_sign)
         self.flip_counts = variables(tf.zeros_like)
         self.steps = tf.Variable(0, trainable=False, dtype=tf.int64)
 
@@ -201,7 +203,7 @@ class FlipProbe:
 
     def record_signs(self):
         for kernel, previous, count in zip(self.kernels, self.previous_signs, self.flip_counts):
-            now = _sign(kernel.latent)
+            now = binary_sign(kernel.latent)
             count.assign_add(tf.cast(tf.not_equal(now, previous), tf.float32))
             previous.assign(now)
         self.steps.assign_add(1)
@@ -211,7 +213,7 @@ class FlipProbe:
         for kernel, start, previous, count, total in zip(
                 self.kernels, self.start_signs, self.previous_signs, self.flip_counts,
                 self.data_gradient_sums):
-            sign = _sign(kernel.latent)
+            sign = binary_sign(kernel.latent)
             start.assign(sign)
             previous.assign(sign)
             count.assign(tf.zeros_like(count))

@@ -26,7 +26,7 @@ from larq import utils as lq_utils
 
 from bayes_larq import defaults
 from bayes_larq._keras import is_functional
-from bayes_larq.flips import FlipThreshold, kernel_loss_gradient
+from bayes_larq.flips import FlipThreshold, binary_sign, kernel_loss_gradient
 from bayes_larq.losses import distribution_loss, feature_loss
 from bayes_larq.quantizers import (
     BayesianSign,
@@ -284,7 +284,7 @@ class BONN(tf.keras.Model):
         self.reference_signs = [
             self.add_weight(name=f"{k.layer.name}_reference_sign", shape=k.latent.shape,
                             trainable=False, initializer=tf.keras.initializers.Constant(
-                                tf.where(k.latent >= 0, 1.0, -1.0).numpy()))
+                                binary_sign(k.latent).numpy()))
             for k in bayesian_kernels(model)
         ] if self.flip_threshold is not None and self.flip_threshold.rule == "rebnn" else []
         # The "drift" rule's moving average of each layer's data gradient, and its steps.
@@ -395,7 +395,7 @@ class BONN(tf.keras.Model):
 
         def calibrate():
             for index, (kernel, gradient) in enumerate(bayesian):
-                sign = tf.where(kernel.latent >= 0, 1.0, -1.0)
+                sign = binary_sign(kernel.latent)
                 flipped = None
                 if self.reference_signs:
                     reference = self.reference_signs[index]
