@@ -38,7 +38,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from bayes_larq._keras import all_layers, is_functional
+from bayes_larq._keras import is_functional
 from bayes_larq.quantizers import (
     TRANSPOSED_CONVOLUTIONS,
     BayesianSign,
@@ -96,27 +96,23 @@ def swap_kernel_quantizers(model: tf.keras.Model, replace: Callable[[Any], Any |
     return clone
 
 
-def _following_batch_norm(model: tf.keras.Model, layer) -> tf.keras.layers.Layer | None:
-    """The BatchNormalization that takes `layer`'s output as its only input, if any."""
-    for candidate in all_layers(model):
-        if (isinstance(candidate, tf.keras.layers.BatchNormalization)
-                and _single_input(candidate) is _single_output(layer)):
-            return candidate
-    return None
-
-
-def _single_input(layer):
-    try:
-        return layer.input
-    except (AttributeError, ValueError):
-        return None
-
-
-def _single_output(layer):
-    try:
-        return layer.output
-    except (AttributeError, ValueError):
-        return None
+def _batch_norms_after(layer) -> list[tf.keras.layers.BatchNormalization]:
+    """The BatchNormalizations that take `layer`'s output, at every call of `layer` (a
+    layer shared by several places of the graph has one output per call), provided they
+    alone use those outputs and normalise nothing else; else [] (a change of `layer`'s
+    scale then reaches a layer that no BatchNorm protects, or another layer's output)."""
+    uses = layer.outbound_nodes
+    batch_norms = {id(use.outbound_layer): use.outbound_layer for use in uses}
+    if not uses or not all(isinstance(candidate, tf.keras.layers.BatchNormalization)
+                           for candidate in batch_norms.values()):
+        return []
+    used_calls = {id(parent) for use in uses for parent in use.parent_nodes}
+    if not all(id(call) in used_calls for call in layer.inbound_nodes):
+        return []  # a call whose output goes no further than the model's output
+    if any(tf.nest.flatten(call.inbound_layers) != [layer]
+           for batch_norm in batch_norms.values() for call in batch_norm.inbound_nodes):
+        return []  # a BatchNorm shared with another layer's output
+    return list(batch_norms.values())
 
 
 class UnfoldableScale(ValueError):
@@ -169,21 +165,22 @@ def _output_factor(kernel, factor: np.ndarray) -> np.ndarray:
     return factor[:1]
 
 
-def _fold_output_factor(model: tf.keras.Model, layer, factor: np.ndarray,
-                        kernels: list) -> None:
+def _fold_output_factor(layer, factor: np.ndarray, kernels: list) -> None:
     r"""Make `layer`, whose output (bias excluded) is now `factor` times the original's,
     give the original's predictions again.
 
-    With a BatchNormalization right after it (and a linear or ReLU activation, which a
-    positive factor passes through), the bias is multiplied by `factor` so the whole
-    output is, and the BatchNorm absorbs `factor` (`_scale_batch_norm`). Otherwise the
-    layer's `BayesianSign` W is multiplied by `factor`, which divides its scale by it.
+    With BatchNormalizations right after it, one after each of its calls (a shared layer
+    has several, `_batch_norms_after`), and a linear or ReLU activation (which a positive
+    factor passes through), the bias is multiplied by `factor` so the whole output is,
+    and each BatchNorm absorbs `factor` (`_scale_batch_norm`). Otherwise the layer's
+    `BayesianSign` W is multiplied by `factor`, which divides its scale by it.
     """
-    batch_norm = _following_batch_norm(model, layer)
+    batch_norms = _batch_norms_after(layer)
     activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
-    if batch_norm is not None and activation in ("linear", "relu"):
+    if batch_norms and activation in ("linear", "relu"):
         bias = getattr(layer, "bias", None) if getattr(layer, "use_bias", False) else None
-        _scale_batch_norm(batch_norm, factor)
+        for batch_norm in batch_norms:
+            _scale_batch_norm(batch_norm, factor)
         if bias is not None:
             bias.assign(bias * tf.cast(factor, bias.dtype))
         return
@@ -196,8 +193,9 @@ def _fold_output_factor(model: tf.keras.Model, layer, factor: np.ndarray,
         return
     raise UnfoldableScale(
         f"Layer {layer.name!r} changes its binary kernel scale and has no "
-        f"BatchNormalization after it to absorb the change; plain Larq cannot "
-        f"express BayesianSign's scale there. Add a BatchNormalization after it.")
+        f"BatchNormalization after it (after each of its calls, and nothing else using its "
+        f"output) to absorb the change; plain Larq cannot express BayesianSign's scale "
+        f"there. Add a BatchNormalization after it.")
 
 
 def _match_scales(original: tf.keras.Model, clone: tf.keras.Model) -> None:
@@ -218,7 +216,7 @@ def _match_scales(original: tf.keras.Model, clone: tf.keras.Model) -> None:
                 if not np.allclose(factor, 1.0, rtol=1e-6):
                     total = total * _output_factor(kernel, factor)
         if not np.allclose(total, 1.0, rtol=1e-6):
-            _fold_output_factor(clone, kernels[0].layer, total, kernels)
+            _fold_output_factor(kernels[0].layer, total, kernels)
 
 
 def bayesianize(model: tf.keras.Model, **bayesian_sign: Any) -> tf.keras.Model:

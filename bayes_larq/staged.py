@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 from larq import quantizers as lq_quantizers
 
-from bayes_larq.bayesianize import _following_batch_norm, _own_weights, _scale_batch_norm
+from bayes_larq.bayesianize import _batch_norms_after, _own_weights, _scale_batch_norm
 from bayes_larq.quantizers import BayesianSign, is_one_bit
 
 __all__ = ["binarize_kernels", "binary_activation_layers"]
@@ -94,11 +94,11 @@ def binarize_kernels(model: tf.keras.Model, kernel_quantizer: Any = "ste_sign",
             target.assign(source)
     for layer in clone.layers:
         if layer.name in targets:
-            _fold_kernel_scale(clone, layer)
+            _fold_kernel_scale(layer)
     return clone
 
 
-def _fold_kernel_scale(model, layer):
+def _fold_kernel_scale(layer):
     kernel = layer.kernel.numpy()
     if isinstance(layer.kernel_quantizer, BayesianSign):
         layer.kernel_quantizer.reset_from_kernel(kernel)
@@ -106,8 +106,10 @@ def _fold_kernel_scale(model, layer):
     real_scale = np.abs(channels).mean(axis=0)
     binary = np.abs(np.asarray(layer.kernel_quantizer(tf.convert_to_tensor(kernel))))
     binary_scale = binary.reshape(-1, kernel.shape[-1]).mean(axis=0)
-    batch_norm = _following_batch_norm(model, layer)
-    if batch_norm is None:
-        raise ValueError(f"Layer {layer.name!r} has no BatchNormalization after it to absorb "
+    batch_norms = _batch_norms_after(layer)
+    if not batch_norms:
+        raise ValueError(f"Layer {layer.name!r} has no BatchNormalization after it (after "
+                         f"each of its calls, and nothing else using its output) to absorb "
                          f"the change of kernel scale from real to binary; add one.")
-    _scale_batch_norm(batch_norm, binary_scale / np.maximum(real_scale, 1e-12))
+    for batch_norm in batch_norms:
+        _scale_batch_norm(batch_norm, binary_scale / np.maximum(real_scale, 1e-12))

@@ -222,3 +222,42 @@ def test_a_scale_behind_a_nonlinear_activation_is_not_folded_into_the_batch_norm
         bl.debayesianize(model)
     x = images(8, (6, 6, 3))
     assert convert.compare(model, convert.convert(model), x).max_abs_diff < 1e-4
+
+
+def shared_layer_model(batch_norm_after_second_use):
+    """One QuantConv2D called at two places of the graph, the first use followed by its
+    own BatchNorm, the second by another BatchNorm or by nothing; trained a little."""
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((8, 8, 4))
+    shared = lq.layers.QuantConv2D(4, 3, padding="same", pad_values=1.0, use_bias=False,
+                                   kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+                                   name="shared")
+    first = tf.keras.layers.BatchNormalization(momentum=0.5)(shared(inputs))
+    second = shared(tf.keras.layers.Activation("relu")(first))
+    if batch_norm_after_second_use:
+        second = tf.keras.layers.BatchNormalization(momentum=0.5)(second)
+    x = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Add()([first, second]))
+    model = tf.keras.Model(inputs, tf.keras.layers.Dense(5)(x))
+    model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(images(64, (8, 8, 4)), np.arange(64) % 5, epochs=2, batch_size=16, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("batch_norm_after_second_use", [True, False],
+                         ids=["a BatchNorm after each use", "none after the second"])
+def test_a_layer_called_twice_stays_shared_and_predicts_as_before(batch_norm_after_second_use):
+    """It changed the predictions: the scale went into the first use's BatchNorm only.
+    Now both BatchNorms absorb it, or, when one use has none, W does."""
+    model = shared_layer_model(batch_norm_after_second_use)
+    x = images(16, (8, 8, 4), seed=3)
+    bonn_model = bl.bayesianize(model)
+    shared = bonn_model.get_layer("shared")
+    assert len(shared.inbound_nodes) == 2 and len(binary_kernels(bonn_model)) == 1
+    np.testing.assert_array_equal(shared.kernel.numpy(), model.get_layer("shared").kernel.numpy())
+    scale = np.abs(np.asarray(shared.kernel_quantizer(shared.kernel))).mean()
+    if batch_norm_after_second_use:  # BayesianSign's 1/mean(W), in both BatchNorms
+        assert abs(scale - 1) > 0.1
+    else:  # W normalised to mean 1: ste_sign's scale
+        assert scale == pytest.approx(1, rel=1e-5)
+    assert_same_predictions(model, bonn_model, x)
+    assert_same_predictions(model, bl.debayesianize(bonn_model), x)

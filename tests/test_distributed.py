@@ -18,7 +18,7 @@ import numpy as np
 import processes
 import pytest
 
-from bayes_larq.app import runs
+from bayes_larq.app import cli, peers, runs
 
 TINY = ["--batch-size", "32", "--train-limit", "96", "--test-limit", "40", "--arch", "width=4",
         "--quiet", "--sync-batch-norm", "--lr-schedule", "constant"]
@@ -34,15 +34,18 @@ def free_ports(n):
     return ports
 
 
-def start_workers(args, scratch):
-    """Two `bayes-larq` worker processes of one cluster; returns the Popen objects."""
+def start_workers(args, scratch, indices=(0, 1), timeout=None):
+    """`bayes-larq` worker processes (`indices`) of one two-worker cluster; returns the
+    Popen objects and the cluster's addresses. `timeout`: BAYES_LARQ_CLUSTER_TIMEOUT."""
     addresses = [f"localhost:{port}" for port in free_ports(2)]
     workers = []
-    for index in range(2):
+    for index in indices:
         tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(scratch)}
+        if timeout is not None:
+            env[peers.TIMEOUT_VARIABLE] = str(timeout)
         workers.append(processes.start(args, env=env))
-    return workers
+    return workers, addresses
 
 
 def finish(workers, timeout=600):
@@ -80,7 +83,7 @@ def multi_worker_run(tmp_path, fashion_dir, epochs):
 @pytest.mark.slow
 def test_two_workers_equal_one_process(tmp_path, fashion_dir):
     scratch, multi, args = multi_worker_run(tmp_path, fashion_dir, epochs=2)
-    outputs = finish(start_workers(args, scratch))
+    outputs = finish(start_workers(args, scratch)[0])
     assert f"Report: {multi}/report.md" in outputs[0][0]  # the chief writes the run
     assert list(scratch.iterdir()) == []  # the other worker cleaned up its scratch directory
     config = json.loads((multi / "config.json").read_text())
@@ -92,7 +95,7 @@ def test_two_workers_equal_one_process(tmp_path, fashion_dir):
 @pytest.mark.slow
 def test_killed_worker_then_resume_finishes_and_matches(tmp_path, fashion_dir):
     scratch, multi, args = multi_worker_run(tmp_path, fashion_dir, epochs=60)
-    chief, worker = start_workers(args, scratch)
+    (chief, worker), _ = start_workers(args, scratch)
     processes.wait_for_epochs(chief, multi)
     worker.send_signal(signal.SIGKILL)  # a preempted worker: no chance to clean up
     time.sleep(2)
@@ -103,6 +106,52 @@ def test_killed_worker_then_resume_finishes_and_matches(tmp_path, fashion_dir):
     assert 1 <= done < 60
     processes.shorten_to(multi, done + 1)
 
-    finish(start_workers(["train", "--resume", str(multi), "--quiet"], scratch))
+    finish(start_workers(["train", "--resume", str(multi), "--quiet"], scratch)[0])
     single_process(tmp_path / "single", fashion_dir, epochs=done + 1)
     assert_same_run(multi, tmp_path / "single")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index, missing", [(0, 1), (1, 0)], ids=["leader", "other"])
+def test_a_worker_whose_peer_never_comes_stops_naming_it(index, missing, tmp_path,
+                                                          fashion_dir):
+    """Worker `index` of two, alone: it waited for the missing peer for an hour (the
+    leader) and ignored SIGTERM and Ctrl-C; now it stops after BAYES_LARQ_CLUSTER_TIMEOUT."""
+    scratch, multi, args = multi_worker_run(tmp_path, fashion_dir, epochs=1)
+    (alone,), addresses = start_workers(args, scratch, indices=[index], timeout=3)
+    start = time.monotonic()
+    _, err = alone.communicate(timeout=60)
+    assert alone.returncode == cli.EXIT_FAILURE, err[-3000:]
+    assert time.monotonic() - start < 30
+    assert (f"did not start within 3 s: nothing answers at worker {missing} "
+            f"({addresses[missing]}) of TF_CONFIG") in err
+    assert f"set {peers.TIMEOUT_VARIABLE}=SECONDS to wait longer" in err
+    assert "Traceback" not in err and not multi.exists() and list(scratch.iterdir()) == []
+
+
+def _wait_until_listening(process, address, timeout=60):
+    host, port = address.split(":")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, cli.EXIT_TERMINATED),
+                                           (signal.SIGINT, cli.EXIT_INTERRUPTED)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_a_worker_waiting_for_its_peer(signum, code, tmp_path, fashion_dir):
+    scratch, multi, args = multi_worker_run(tmp_path, fashion_dir, epochs=1)
+    (alone,), addresses = start_workers(args, scratch, indices=[0])  # the default timeout
+    _wait_until_listening(alone, addresses[0])  # it is waiting for worker 1
+    alone.send_signal(signum)
+    start = time.monotonic()
+    _, err = alone.communicate(timeout=30)
+    assert alone.returncode == code, err[-3000:]
+    assert time.monotonic() - start < 5
+    assert f"Interrupted ({signal.Signals(signum).name})" in err and "Traceback" not in err
+    assert not multi.exists()

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 
 import tensorflow as tf
 
 from bayes_larq.app.config import RunConfig
 from bayes_larq.app.errors import RunError, Setting
+from bayes_larq.app.peers import cluster_timeout, task_addresses, wait_for_peers
 
 __all__ = ["distribution", "is_chief", "strategy_name", "trains_as_worker"]
 
@@ -74,10 +77,7 @@ def distribution(config: RunConfig) -> tf.distribute.Strategy:
     name = strategy_name(config)
     if name not in _STRATEGIES:
         if name == "multi-worker":
-            if not all(_cluster()):
-                raise RunError(Setting("strategy", "multi-worker"), " needs TF_CONFIG with "
-                               "the cluster and this task (see docs/distributed.md).")
-            _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
+            _STRATEGIES[name] = _multi_worker()
         elif name == "mirrored":
             _STRATEGIES[name] = tf.distribute.MirroredStrategy()
         elif name == "one-device":
@@ -86,6 +86,38 @@ def distribution(config: RunConfig) -> tf.distribute.Strategy:
         else:
             _STRATEGIES[name] = tf.distribute.get_strategy()
     return _STRATEGIES[name]
+
+
+def _multi_worker():
+    """MultiWorkerMirroredStrategy, created once every peer is up (`bayes_larq.app.peers`),
+    with Python's signal handlers in place again afterwards."""
+    cluster, task = _cluster()
+    if not (cluster and task):
+        raise RunError(Setting("strategy", "multi-worker"), " needs TF_CONFIG with "
+                       "the cluster and this task (see docs/distributed.md).")
+    try:
+        addresses = task_addresses(cluster)
+    except ValueError as err:
+        raise _tf_config_error(str(err)) from None
+    own = f"{task['type']} {task.get('index', 0)}"
+    if own not in addresses:
+        raise _tf_config_error(f"its task is a {task['type']!r}; a multi-worker run trains "
+                               f"on the 'chief' and 'worker' tasks only")
+    wait_for_peers(addresses, own, cluster_timeout())
+    handlers = _python_signal_handlers()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    # TensorFlow's preemption notifier takes over SIGTERM at the C level (it only records
+    # the notice): install Python's handlers again, so SIGTERM stops training and saves.
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler)
+    return strategy
+
+
+def _python_signal_handlers():
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    return {signum: handler for signum, handler in handlers.items() if handler is not None}
 
 
 def is_chief() -> bool:
