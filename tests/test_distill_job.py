@@ -159,70 +159,8 @@ def test_a_signal_while_the_twin_trains_resumes_as_uninterrupted(signum, code, f
             np.testing.assert_array_equal(left, right)
 
 
-def _fake_teacher(float_run, tmp_path, precision=None, model=None, finished=True):
-    """A copy of the float run with its settings or model changed."""
-    copy = tmp_path / "teacher"
-    shutil.copytree(float_run, copy)
-    if precision:
-        config = _json(copy / "config.json")
-        (copy / "config.json").write_text(json.dumps({**config, "precision": precision}))
-    if model is not None:
-        model.save(copy / "model.keras")
-    if not finished:
-        (copy / "model.keras").unlink()
-    return copy
-
-
-@pytest.mark.parametrize("teacher_of, message", [
-    (lambda run, tmp: tmp, "is not a run directory (no config.json). Pass a finished float "
-     "run (trained with --precision float) or 'float-twin'"),
-    (lambda run, tmp: _fake_teacher(run, tmp, precision="binary"),
-     "is a 'binary' run; a teacher must be real-valued."),
-    (lambda run, tmp: _fake_teacher(run, tmp, finished=False),
-     "is not a finished run (no model.keras yet). Finish it with `bayes-larq train --resume"),
-    (lambda run, tmp: _fake_teacher(run, tmp, model=models.get(
-        "small_cnn", num_classes=5, precision="float", bonn=False, width=4)),
-     "gives 5 classes; fashion_mnist has inputs of shape (28, 28, 1) and 10 classes"),
-    (lambda run, tmp: _fake_teacher(run, tmp, model=models.get(
-        "small_cnn", input_shape=(32, 32, 3), precision="float", bonn=False, width=4)),
-     "takes inputs of shape (32, 32, 3)"),
-], ids=["not-a-run", "binary", "unfinished", "classes", "input-shape"])
-def test_a_bad_teacher_is_refused_before_anything_is_written(
-        teacher_of, message, float_run, fashion_dir, tmp_path, capsys):
-    bad = teacher_of(float_run, tmp_path)
-    output = tmp_path / "student"
-    with pytest.raises(SystemExit) as exit_info:
-        _train("--teacher", str(bad), "--data-dir", str(fashion_dir), "--output", str(output))
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-    assert not output.exists()
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--two-step", *FLOAT], "Two-step training ends with binary kernels; it needs "
-     "precision='binary', not 'float' (leave out --precision)."),
-    (["--two-step", "--epochs", "1"], "needs at least one epoch in each step: --step1-epochs "
-     "must be in [1, 0] for 1 epochs; got 0."),
-    (["--two-step", "--step1-epochs", "2"], "--step1-epochs must be in [1, 1] for 2 epochs"),
-    (["--step1-epochs", "1"], "--step1-epochs splits two-step training; set --two-step too."),
-    (["--kd-weight", "0.5"], "--kd-weight and --temperature weigh the distillation from a "
-     "teacher; set --teacher too."),
-    (["--teacher", "float-twin", "--kd-weight", "1.5"], "--kd-weight is the share of the "
-     "distribution loss, in [0, 1]; got 1.5."),
-    (["--teacher", "float-twin", "--temperature", "0"], "--temperature must be"),
-    (["--teacher", "float-twin", *FLOAT], "A float run is its own float twin"),
-    (["--resume", "{tmp}", "--teacher", "float-twin"],
-     "--resume continues a run with its saved settings; do not pass --teacher"),
-])
-def test_bad_combinations_exit_2_with_the_fix(args, message, tmp_path, capsys):
-    # Tiny settings and no data: a combination wrongly accepted fails fast (exit 1).
-    settings = [] if "--resume" in args else [*TINY, "--data-dir", str(tmp_path / "none"),
-                                              "--output", str(tmp_path / "run")]
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", *settings, *[a.format(tmp=tmp_path) for a in args]])
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
+# A bad teacher or combination of settings: rows of tests/test_reliability.py (its table
+# is docs/reliability.md).
 
 
 def test_resume_refuses_a_changed_teacher(student, float_run, tmp_path, capsys):

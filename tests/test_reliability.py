@@ -29,7 +29,7 @@ import tensorflow as tf
 
 import processes
 import bayes_larq as bl
-from bayes_larq import BONN, BayesianSign
+from bayes_larq import BONN, BayesianSign, models
 from bayes_larq.quantizers import bayesian_quantizers
 from bayes_larq.app import cli, runs
 
@@ -58,6 +58,7 @@ class Case:
 
 
 HUGE = "100000000000000000000"  # 1e20
+FLOAT = ["--precision", "float", "--no-bonn"]
 WORKER_1 = '{"type": "worker", "index": 1}'
 
 
@@ -156,7 +157,54 @@ CASES = [
           ("multi-worker, a chief task without a chief",
            '{"cluster": {"worker": ["localhost:1", "localhost:2"]}, '
            '"task": {"type": "chief", "index": 0}}', ["--strategy", "multi-worker"],
-           "its task is a 'chief', a job its cluster (['worker']) does not have"))],
+           "its task is a 'chief', a job its cluster (['worker']) does not have"),
+          ("multi-worker, an address that is not HOST:PORT",
+           '{"cluster": {"worker": ["localhost:1", "localhost"]}, '
+           '"task": {"type": "worker", "index": 0}}', ["--strategy", "multi-worker"],
+           "the address 'localhost' of worker 1 is not HOST:PORT"))],
+    # distillation and two-step training: a bad teacher or combination, before any file
+    *[Case("distillation", what, ["train", *TINY, "--data-dir", "{data}", *flags, "--output",
+                                  "{tmp}/stray"], 2, message, prepare=prepare,
+           stray="{tmp}/stray")
+      for what, flags, message, prepare in (
+          ("a teacher that is not a run", ["--teacher", "{tmp}"],
+           "is not a run directory (no config.json). Pass a finished float run (trained with "
+           "--precision float) or 'float-twin'", ""),
+          ("a binary run as teacher", ["--teacher", "{run}"],
+           "is a 'binary' run; a teacher must be real-valued.", ""),
+          ("an unfinished teacher", ["--teacher", "{tmp}/copy"],
+           "is not a finished run (no model.keras yet). Finish it with `bayes-larq train "
+           "--resume", "teacher:unfinished"),
+          ("a teacher with other classes", ["--teacher", "{tmp}/copy"],
+           "gives 5 classes; fashion_mnist has inputs of shape (28, 28, 1) and 10 classes",
+           "teacher:classes"),
+          ("a teacher with another input shape", ["--teacher", "{tmp}/copy"],
+           "takes inputs of shape (32, 32, 3)", "teacher:input-shape"),
+          ("--kd-weight without a teacher", ["--kd-weight", "0.5"],
+           "--kd-weight and --temperature weigh the distillation from a teacher; set "
+           "--teacher too.", ""),
+          ("--temperature without a teacher", ["--temperature", "2"],
+           "--kd-weight and --temperature weigh the distillation from a teacher; set "
+           "--teacher too.", ""),
+          ("--kd-weight above 1", ["--teacher", "float-twin", "--kd-weight", "1.5"],
+           "--kd-weight is the share of the distribution loss, in [0, 1]; got 1.5.", ""),
+          ("--temperature 0", ["--teacher", "float-twin", "--temperature", "0"],
+           "--temperature must be", ""),
+          ("a float run with a float twin", ["--teacher", "float-twin", *FLOAT],
+           "A float run is its own float twin", ""),
+          ("--two-step of a float run", ["--two-step", *FLOAT],
+           "Two-step training ends with binary kernels; it needs precision='binary', not "
+           "'float' (leave out --precision).", ""),
+          ("--two-step with one epoch", ["--two-step", "--epochs", "1"],
+           "needs at least one epoch in each step: --step1-epochs must be in [1, 0] for 1 "
+           "epochs; got 0.", ""),
+          ("--step1-epochs that leaves step 2 none", ["--two-step", "--step1-epochs", "2"],
+           "--step1-epochs must be in [1, 1] for 2 epochs", ""),
+          ("--step1-epochs without --two-step", ["--step1-epochs", "1"],
+           "--step1-epochs splits two-step training; set --two-step too.", ""))],
+    Case("distillation", "--resume with a --teacher",
+         ["train", "--resume", "{run}", "--teacher", "float-twin"], 2,
+         "--resume continues a run with its saved settings; do not pass --teacher"),
     # 2. divergence: exit 1, the last good checkpoint kept, a report written
     Case("divergence", "learning rate 1e30",
          ["train", *TINY, "--data-dir", "{data}", "--learning-rate", "1e30", "--output",
@@ -259,6 +307,21 @@ OTHER_ROWS = [
      "`--output RUN`)", "2", "is being trained by another process (pid PID)"),
     ("run lock", "`--resume` after the training holding the lock was killed (SIGKILL)", "0",
      "(the kernel released its flock)"),
+    ("output", "`--output` on a read-only file system, an empty directory there or a new "
+     "one (a read-only tmpfs: chmod does not stop root)", "2",
+     "Cannot write the run directory TMP/... (OSError: Read-only file system)"),
+    ("output", "the run directory deleted between epochs by another process (it wrote a "
+     "half run without config.json)", "2", "was deleted while this training ran (its "
+     "config.json is gone) ... Start it again with `bayes-larq train --output RUN`"),
+    ("TF_CONFIG", "one worker of two, its peer never started (the leader waited an hour, "
+     "deaf to signals); tests/test_distributed.py", "1", "The multi-worker cluster did not "
+     "start within N s: nothing answers at worker 1 (HOST:PORT) of TF_CONFIG ... set "
+     "BAYES_LARQ_CLUSTER_TIMEOUT=SECONDS to wait longer"),
+    ("signals", "SIGTERM or SIGINT to a worker waiting for its peer (both were ignored); "
+     "tests/test_distributed.py", "143 or 130", "Interrupted (SIGTERM)"),
+    ("distillation", "`--resume RUN` when the teacher's model.keras changed since the run "
+     "started; tests/test_distill_job.py", "2", "The teacher's model ... changed since ... "
+     "a resumed run must keep its teacher"),
     ("resume", "a full disk while saving a checkpoint", "1",
      "No space left on the device of RUN ... then resume with `bayes-larq train --resume RUN`"),
     ("resume", "`--resume RUN` of a finished, converted run: nothing to train, report.json "
@@ -382,10 +445,25 @@ PREPARE = {
         _copy_run(run, tmp) / "config.json", edit) for edit in (
         case.prepare.partition(":")[2] for case in CASES if case.prepare.startswith("config:"))},
     "empty_idx": lambda run, tmp, data: _empty_idx(tmp / "empty-idx"),
+    "teacher:unfinished": lambda run, tmp, data: (_float_copy(run, tmp) / "model.keras").unlink(),
+    "teacher:classes": lambda run, tmp, data: models.get(
+        "small_cnn", num_classes=5, precision="float", bonn=False, width=4).save(
+        _float_copy(run, tmp) / "model.keras"),
+    "teacher:input-shape": lambda run, tmp, data: models.get(
+        "small_cnn", input_shape=(32, 32, 3), precision="float", bonn=False, width=4).save(
+        _float_copy(run, tmp) / "model.keras"),
     "diverged": lambda run, tmp, data: cli.main(
         ["train", *TINY, "--data-dir", str(data), "--learning-rate", "1e30", "--output",
          str(tmp / "nan"), "--quiet"]),
 }
+
+
+def _float_copy(run, tmp):
+    """A copy of the run that calls itself a float run (a teacher to be spoiled)."""
+    copy = _copy_run(run, tmp)
+    _edit_json(copy / "config.json", '{"precision": "float", "kernel_loss": false, '
+                                      '"feature_loss": false}')
+    return copy
 
 
 def _edit_json(path, edit):
@@ -598,6 +676,51 @@ def test_a_full_disk_is_an_environment_error_that_resume_continues(trained_run, 
     err = capsys.readouterr().err
     assert "No space left on the device of" in err and "Traceback" not in err
     assert f"then resume with `bayes-larq train --resume {copy}`" in err
+
+
+def _read_only_mount_works(target):
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o ro tmpfs {target}"],
+                           capture_output=True, text=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("output", ["", "run"], ids=["the empty directory", "a new one"])
+def test_output_on_a_read_only_file_system_is_refused(output, fashion_dir, tmp_path):
+    """A read-only tmpfs, mounted in a private mount namespace of the command (`unshare
+    -m`): root ignores chmod, not a read-only file system."""
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    if not shutil.which("unshare") or not _read_only_mount_works(read_only):
+        pytest.skip("needs `unshare -m` and mount (root in a namespace)")
+    command = " ".join([sys.executable, "-m", "bayes_larq", "train", *TINY, "--data-dir",
+                        str(fashion_dir), "--output", str(read_only / output)])
+    result = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o ro tmpfs "
+                             f"{read_only} && exec {command}"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert (f"Cannot write the run directory {read_only / output} (OSError: Read-only file "
+            f"system)") in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_run_directory_deleted_between_epochs_stops_the_training(fashion_dir, tmp_path):
+    """It wrote checkpoints, state.json and model.keras into a new directory without
+    config.json, which neither --resume nor --output could then use."""
+    run_dir = tmp_path / "run"
+    process = processes.start(["train", *TINY, "--epochs", "40", "--data-dir",
+                               str(fashion_dir), "--output", str(run_dir)])
+    processes.wait_for_epochs(process, run_dir)
+    while run_dir.exists() and process.poll() is None:  # the training may write meanwhile
+        shutil.rmtree(run_dir, ignore_errors=True)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2, err
+    assert (f"{run_dir} was deleted while this training ran (its config.json is gone): there "
+            f"is no run left to save into or to resume. Start it again with `bayes-larq "
+            f"train --output {run_dir}`") in err
+    assert "Traceback" not in err
+    assert not run_dir.exists()  # nothing half-written: --output starts it again
 
 
 def test_resuming_a_finished_run_keeps_its_report(trained_run, tmp_path, capsys):

@@ -34,6 +34,7 @@ import fcntl
 import json
 import os
 import pathlib
+import shutil
 from typing import Any, Iterator
 
 import numpy as np
@@ -229,8 +230,14 @@ class RunDirectory:
     def save_checkpoint(self, bonn: tf.keras.Model, state: RunState, epoch_logs: dict,
                         seconds: float) -> RunState:
         """Checkpoint first, then state.json pointing at it; then drop the one before the
-        previous checkpoint, so the previous one survives until the new one is safe."""
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        previous checkpoint, so the previous one survives until the new one is safe.
+
+        Raises:
+            RunError: the run directory was deleted since training started (`deleted`).
+        """
+        if not self.config.exists():
+            raise self.deleted()
+        self.checkpoints.mkdir(exist_ok=True)
         epoch = state.epochs_done + 1
         checkpoint = self.checkpoints / checkpoint_name(epoch)
         temporary = checkpoint.with_suffix(".tmp" + CHECKPOINT_SUFFIX)
@@ -243,6 +250,17 @@ class RunDirectory:
             if old.name not in keep:
                 old.unlink(missing_ok=True)
         return state
+
+    def deleted(self) -> RunError:
+        """The error of a run directory deleted while its training ran. What TensorBoard
+        wrote there again since (`tensorboard/`) is removed, so that nothing half-written
+        keeps a new run from starting there."""
+        shutil.rmtree(self.tensorboard, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()  # only when nothing else is in it
+        return RunError(f"{self.path} was deleted while this training ran (its config.json "
+                        f"is gone): there is no run left to save into or to resume. Start "
+                        f"it again with `", Step("train", self.path), "`.")
 
     def load_checkpoint(self, state: RunState) -> tf.keras.Model:
         """The BONN model of the state's checkpoint."""
@@ -275,6 +293,8 @@ def unwritable(path: pathlib.Path, err: OSError) -> Exception:
     """The error of a run directory that cannot be written: JobFailed (exit 1) for a full
     disk, which freeing space fixes; RunError (exit 2) otherwise (another directory does)."""
     reason = f"{type(err).__name__}: {err.strerror or err}"
+    if err.errno == errno.ENOENT and not (path / "config.json").exists():
+        return RunDirectory(path).deleted()
     if err.errno == errno.ENOSPC:
         return JobFailed(f"No space left on the device of {path} ({reason}). Free some "
                          f"space, then resume with `", Step("resume", path), "`.")
