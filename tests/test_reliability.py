@@ -180,12 +180,9 @@ CASES = [
            "teacher:classes"),
           ("a teacher with another input shape", ["--teacher", "{tmp}/copy"],
            "takes inputs of shape (32, 32, 3)", "teacher:input-shape"),
-          ("--kd-weight without a teacher", ["--kd-weight", "0.5"],
-           "--kd-weight and --temperature weigh the distillation from a teacher; set "
-           "--teacher too.", ""),
-          ("--temperature without a teacher", ["--temperature", "2"],
-           "--kd-weight and --temperature weigh the distillation from a teacher; set "
-           "--teacher too.", ""),
+          *[(f"{flag} without a teacher", [flag, value], "--kd-weight and --temperature "
+             "weigh the distillation from a teacher; set --teacher too.", "")
+            for flag, value in (("--kd-weight", "0.5"), ("--temperature", "2"))],
           ("--kd-weight above 1", ["--teacher", "float-twin", "--kd-weight", "1.5"],
            "--kd-weight is the share of the distribution loss, in [0, 1]; got 1.5.", ""),
           ("--temperature 0", ["--teacher", "float-twin", "--temperature", "0"],

@@ -4,9 +4,10 @@ In the order the job runs (each module imports only modules above it in this lis
 
 * input data: `errors` (the job's errors and their hints), `idx`, `tfds_source`,
   `fashion_mnist`, `preprocess`, `data` (dataset specs and the one input pipeline);
-* a run: `config` (`RunConfig`), `interrupts`, `distribute`, `rundir` (the run directory
-  and its files), `report`, `model`, `teacher` (distillation's teacher), `staged`
-  (two-step training), `evaluation`, `train`, `deploy`;
+* a run: `config` (`RunConfig`), `interrupts`, `peers` (waiting for the other workers of
+  a cluster), `distribute`, `rundir` (the run directory and its files), `report`,
+  `model`, `teacher` (distillation's teacher), `staged` (two-step training),
+  `evaluation`, `train`, `deploy`;
 * `runs`: the job's public names gathered for Python users (`runs.train`, ...);
 * the command line: `messages` (what it prints), `arguments` (argument types), `cli`
   (argument parsing).
