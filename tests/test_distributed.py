@@ -155,3 +155,22 @@ def test_a_signal_stops_a_worker_waiting_for_its_peer(signum, code, tmp_path, fa
     assert time.monotonic() - start < 5
     assert f"Interrupted ({signal.Signals(signum).name})" in err and "Traceback" not in err
     assert not multi.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_multi_worker_training_saves_and_exits_143(tmp_path, fashion_dir):
+    """TensorFlow's preemption notifier takes SIGTERM over when the cluster starts; the
+    chief gets its own handler back, so SIGTERM stops it at the next batch as it would
+    stop a single process."""
+    scratch, multi, args = multi_worker_run(tmp_path, fashion_dir, epochs=60)
+    (chief, worker), _ = start_workers(args, scratch)
+    processes.wait_for_epochs(chief, multi)
+    chief.send_signal(signal.SIGTERM)
+    try:
+        _, err = chief.communicate(timeout=60)
+    finally:
+        worker.kill()  # it blocks on the stopped chief
+        worker.communicate(timeout=60)
+    assert chief.returncode == cli.EXIT_TERMINATED, err[-3000:]
+    done = processes.epochs_done(multi)
+    assert f"Interrupted (SIGTERM): {done} of 60 epochs are saved in {multi}" in err
