@@ -316,6 +316,9 @@ OTHER_ROWS = [
      "BAYES_LARQ_CLUSTER_TIMEOUT=SECONDS to wait longer"),
     ("signals", "SIGTERM or SIGINT to a worker waiting for its peer (both were ignored); "
      "tests/test_distributed.py", "143 or 130", "Interrupted (SIGTERM)"),
+    ("signals", "SIGTERM to the chief of a multi-worker run during training (TensorFlow's "
+     "preemption notifier took it); tests/test_distributed.py", "143",
+     "Interrupted (SIGTERM): N of M epochs are saved in RUN"),
     ("distillation", "`--resume RUN` when the teacher's model.keras changed since the run "
      "started; tests/test_distill_job.py", "2", "The teacher's model ... changed since ... "
      "a resumed run must keep its teacher"),
