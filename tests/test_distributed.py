@@ -174,3 +174,18 @@ def test_sigterm_during_multi_worker_training_saves_and_exits_143(tmp_path, fash
     assert chief.returncode == cli.EXIT_TERMINATED, err[-3000:]
     done = processes.epochs_done(multi)
     assert f"Interrupted (SIGTERM): {done} of 60 epochs are saved in {multi}" in err
+
+
+@pytest.mark.parametrize("timeout", ["soon", "0", "-5", "inf"])
+def test_a_bad_cluster_timeout_is_refused_before_anything_is_written(timeout, tmp_path,
+                                                                     monkeypatch, capsys):
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster,
+                                                "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(peers.TIMEOUT_VARIABLE, timeout)
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["train", "--strategy", "multi-worker", "--output", str(tmp_path / "run")])
+    assert refused.value.code == cli.EXIT_USAGE
+    assert (f"{peers.TIMEOUT_VARIABLE}={timeout!r} is not a number of seconds > 0"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()
