@@ -64,14 +64,14 @@ def read_settings_file(path: str | os.PathLike) -> dict[str, Any]:
             hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(known)}."
             raise RunError(f"{path}: unknown setting {key!r}.{hint}")
         if not has_setting_type(key, value):
-            raise RunError(f"{path}: the setting {key!r} must be a {_kind_text(key)}; got "
+            raise RunError(f"{path}: the setting {key!r} must be {_kind_text(key)}; got "
                            f"{value!r} ({type(value).__name__}).")
     return values
 
 
 def _kind_text(name):
-    return {"bool": "boolean (true or false)", "int": "integer", "float": "number",
-            "str": "string", "dict": "table"}.get(setting_kind(name), setting_kind(name))
+    return {"bool": "a boolean (true or false)", "int": "an integer", "float": "a number",
+            "str": "a string", "dict": "a table"}.get(setting_kind(name), setting_kind(name))
 
 
 def merge_settings(file_settings: Mapping[str, Any], flags: Mapping[str, Any],
