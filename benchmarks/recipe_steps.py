@@ -1,7 +1,9 @@
 """Training step time of each recipe (recipes/*.toml) on this machine, a few steps each.
 
-    python benchmarks/recipe_steps.py --write benchmarks/results/recipe-steps.json
-    python benchmarks/recipe_steps.py recipes/bonn-wrn22-cifar10.toml --steps 3
+    python benchmarks/recipe_steps.py recipes/*cifar10.toml recipes/small-cnn-fashion-mnist.toml \\
+        --write benchmarks/results/recipe-steps.json
+    python benchmarks/recipe_steps.py recipes/*imagenet.toml --max-batch 32 \\
+        --write benchmarks/results/recipe-steps.json
 
 Each recipe's model is built exactly as `bayes-larq train --config RECIPE` builds it
 (`bayes_larq.app.model.new_bonn`: its losses, weight decay, optimizer groups and
@@ -9,10 +11,13 @@ schedule) and trained on one random batch of the dataset's image size, repeated;
 data is read. After `--warmup` untimed steps (tracing, XLA compilation of the fused
 L_B) the median of `--steps` timed steps is the step time.
 
-A recipe whose batch is larger than `--max-batch` (ImageNet's 256) is timed at
-`--max-batch` and scaled linearly to its batch, which on a CPU, whose step time grows in
-proportion to the images of the batch once the batch fills the cores, is close; the
-output says which batch was timed. Then `epoch = step * steps per epoch` on this CPU.
+A recipe whose batch is larger than `--max-batch` (default 128; ImageNet's 256 is timed
+at 32 above, to keep the measurement short) is timed at `--max-batch` and scaled
+linearly to its batch: on a CPU the step time grows in proportion to the images of the
+batch once a batch fills the cores. The output says which batch was timed. Then
+`epoch = step * steps per epoch` on this CPU.
+`--write` adds the results to the JSON file (replacing those of the same recipes), each
+with the command that measured it.
 """
 
 import argparse
@@ -73,26 +78,34 @@ def main(argv=None):
                         default=sorted(RECIPES.glob("*.toml")))
     parser.add_argument("--steps", type=int, default=3, help="timed steps [3]")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first [2]")
-    parser.add_argument("--max-batch", type=int, default=32,
-                        help="time larger batches at this size, scaled linearly [32]")
+    parser.add_argument("--max-batch", type=int, default=128,
+                        help="time larger batches at this size, scaled linearly [128]")
     parser.add_argument("--write", type=pathlib.Path, help="also write the results as JSON")
     args = parser.parse_args(argv)
+    command = " ".join(["python", "benchmarks/recipe_steps.py", *(
+        argv if argv is not None else sys.argv[1:])])
     results = []
     for path in args.recipes:
-        result = time_recipe(path, args.steps, args.warmup, args.max_batch)
+        result = {**time_recipe(path, args.steps, args.warmup, args.max_batch),
+                  "command": command}
         results.append(result)
         print(f"{result['recipe']}: {result['step_seconds']:.3f} s/step at batch "
               f"{result['batch_size']} (timed at {result['timed_batch']}), "
               f"{result['steps_per_epoch']} steps/epoch: {result['epoch_hours_here']} h/epoch, "
               f"{result['run_hours_here']} h/run on this CPU", flush=True)
     if args.write:
-        payload = {"command": "python benchmarks/" + " ".join(
-                       [pathlib.Path(__file__).name, *(argv or sys.argv[1:])]),
-                   "machine": f"{platform.processor() or platform.machine()}, "
-                              f"{os.cpu_count()} CPUs (shared)",
-                   "date": time.strftime("%Y-%m-%d"), "tensorflow": tf.__version__,
-                   "results": results}
-        args.write.write_text(json.dumps(payload, indent=2) + "\n")
+        write(args.write, results)
+
+
+def write(path, results):
+    """Add `results` to the JSON file at `path`, replacing those of the same recipes."""
+    earlier = json.loads(path.read_text())["results"] if path.exists() else []
+    measured = {result["recipe"] for result in results}
+    kept = [result for result in earlier if result["recipe"] not in measured]
+    payload = {"machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
+               "date": time.strftime("%Y-%m-%d"), "tensorflow": tf.__version__,
+               "results": sorted(kept + results, key=lambda result: result["recipe"])}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":
