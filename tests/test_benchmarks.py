@@ -239,6 +239,21 @@ def test_threshold_plan_runs_every_regime_once_and_names_cells_by_their_rule():
         threshold.regime_cells(), "adam")
 
 
+def test_threshold_runs_the_leaders_seeds_before_the_other_seed0_cells(monkeypatch, tmp_path):
+    monkeypatch.setattr(threshold, "SWEEP_RESULTS", tmp_path)  # no committed plain seeds
+    runs = RecordingSweep({"adam-rebnn-nu0.0001": 0.92, "adam-q0.99-nu0.0001": 0.93})
+    threshold.run_small_cnn_stages(runs, last_stage=2)
+    calls = runs.calls
+    leading = calls[:threshold.LEADING_CELLS]
+    assert [seed for _, seed in leading] == [0] * threshold.LEADING_CELLS
+    rebnn_seeds = [("adam-rebnn-nu0.0001", s) for s in threshold.SEEDS]
+    plain_seeds = [("adam-plain", s) for s in threshold.SEEDS]
+    assert calls[threshold.LEADING_CELLS:threshold.LEADING_CELLS + 8] == plain_seeds + rebnn_seeds
+    # q 0.99 runs later, leads, and gets its seeds too; nothing runs twice.
+    assert calls[-4:] == [("adam-q0.99-nu0.0001", s) for s in threshold.SEEDS]
+    assert len(calls) == len(set(calls)) == 11 + 4 + 4 + 4
+
+
 def test_threshold_reuses_committed_plain_seeds_only_for_the_same_training():
     history = [{"loss": 1.0, "ce_loss": 1.0, "accuracy": 0.5, "val_loss": 1.1,
                 "val_accuracy": 0.4}]
