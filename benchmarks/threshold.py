@@ -37,7 +37,6 @@ benchmarks/sweep.py, whose `Sweep` runs the cells). `benchmarks/evidence.py` tur
 results into docs/evidence.md.
 """
 
-import json
 import pathlib
 import sys
 import time
@@ -86,25 +85,11 @@ def seed0_cells(last_stage):
     return order
 
 
-def same_run(report, reference):
-    """Whether two report.json files hold the same training, epoch by epoch."""
-    keys = ("loss", "ce_loss", "accuracy", "val_loss", "val_accuracy")
-    return len(report["history"]) == len(reference["history"]) and all(
-        mine.get(key) == theirs.get(key)
-        for mine, theirs in zip(report["history"], reference["history"]) for key in keys)
-
-
 def plain_seeds(runner):
     """Plain Larq, seeds 1-4: the committed sweep's when seed 0 reproduces it, else here."""
-    name = sweep.cell_name(OPTIMIZER, sweep.PLAIN)
-    committed = SWEEP_RESULTS / name / "seed-0.json"
-    mine = runner.reports[name][0]
-    if committed.exists() and same_run(mine, json.loads(committed.read_text())):
-        print(f"{name}: seed 0 reproduces the evidence sweep; its seeds 1-4 are reused",
-              flush=True)
-        return
-    for seed in SEEDS:
-        runner.run(OPTIMIZER, sweep.PLAIN, seed)
+    if not sweep.reproduces(runner, OPTIMIZER, sweep.PLAIN, SWEEP_RESULTS):
+        for seed in SEEDS:
+            runner.run(OPTIMIZER, sweep.PLAIN, seed)
 
 
 def best_cell(runner):

@@ -13,6 +13,7 @@ from scipy import stats
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 import capacity  # noqa: E402
 import conversion_parity  # noqa: E402
+import distill  # noqa: E402
 import evidence  # noqa: E402
 import sweep  # noqa: E402
 import threshold  # noqa: E402
@@ -105,6 +106,54 @@ def test_leading_optimizer_gets_its_final_comparison_before_the_rest_of_the_grid
     assert ("adam-float", 0) not in calls and ("adam-plain", 2) in calls
     planned = sweep.screen_cells() + sweep.remedy_cells()
     assert {(name, 0) for o in sweep.OPTIMIZERS for name in names(planned, o)} <= set(calls)
+
+
+class TeacherRecordingSweep(RecordingSweep):
+    """A RecordingSweep that leaves a model.keras in each run directory, as a finished run
+    does, and records the teachers trained apart from the cells (`teachers`)."""
+
+    def __init__(self, accuracies, output):
+        super().__init__(accuracies)
+        self.output, self.results, self.teachers = output, output / "results", []
+
+    def run(self, optimizer, overrides, seed):
+        run_dir = self.output / sweep.cell_name(optimizer, overrides) / f"seed-{seed}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "model.keras").write_text("")
+        return super().run(optimizer, overrides, seed)
+
+    def train_or_resume(self, optimizer, overrides, seed, run_dir):
+        self.teachers.append(sweep.cell_name(optimizer, overrides))
+        run_dir.mkdir(parents=True)
+        (run_dir / "model.keras").write_text("")
+
+
+def test_distill_screen_chooses_among_cells_run_and_trains_each_teacher_once(tmp_path):
+    runs = TeacherRecordingSweep({"adam-plain-kd0.5-T1": 0.91, "adam-plain-kd0.5-T4": 0.92,
+                                  "adam-plain-twostep-kd1-T1": 0.90}, tmp_path)
+    distill.run_distill(runs, last_stage=1)
+    assert [name for name, _ in runs.calls] == [
+        "adam-float", "adam-plain", "adam-plain-twostep", "adam-plain-kd1-T1",
+        "adam-plain-twostep-kd1-T1", "adam-plain-kd0.5-T1",
+        "adam-plain-kd0.5-T4",  # T 4 at the better kd weight
+        "adam-plain-kd0.5-T4-teacher-adam-float-width64",  # the best one-step distillation
+        "adam-theta0.001-kd0.5-T4"]  # the feature loss on top of the best cell
+    assert {seed for _, seed in runs.calls} == {0}
+    # The float twin is a baseline cell; only the larger teacher is trained for a student.
+    assert runs.teachers == ["adam-float-width64"]
+    larger = distill.teacher_dir(runs, distill.LARGE_TEACHER)
+    assert larger == tmp_path.resolve() / "adam-float-width64" / "seed-0"
+
+
+def test_distill_seeds_run_the_best_cell_and_rerun_baselines_that_do_not_reproduce(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(distill, "SWEEP_RESULTS", tmp_path / "nothing-committed")
+    runs = TeacherRecordingSweep({"adam-plain-twostep": 0.93}, tmp_path)
+    distill.run_distill(runs, last_stage=2)
+    later = runs.calls[9:]
+    for cell in ("adam-plain", "adam-float", "adam-plain-twostep"):
+        assert [(cell, seed) for seed in distill.SEEDS] == [c for c in later if c[0] == cell]
+    assert len(later) == 12
 
 
 def test_welch_matches_scipy_unequal_variance_t_test():
@@ -257,10 +306,10 @@ def test_threshold_runs_the_leaders_seeds_before_the_other_seed0_cells(monkeypat
 def test_threshold_reuses_committed_plain_seeds_only_for_the_same_training():
     history = [{"loss": 1.0, "ce_loss": 1.0, "accuracy": 0.5, "val_loss": 1.1,
                 "val_accuracy": 0.4}]
-    assert threshold.same_run({"history": history}, {"history": [dict(history[0])]})
+    assert sweep.same_run({"history": history}, {"history": [dict(history[0])]})
     changed = [{**history[0], "val_accuracy": 0.41}]
-    assert not threshold.same_run({"history": changed}, {"history": history})
-    assert not threshold.same_run({"history": history * 2}, {"history": history})
+    assert not sweep.same_run({"history": changed}, {"history": history})
+    assert not sweep.same_run({"history": history * 2}, {"history": history})
 
 
 def test_threshold_section_averages_layers_at_the_first_and_last_epoch(tmp_path):
@@ -292,6 +341,23 @@ def test_a_stored_sweep_result_is_used_only_for_the_settings_it_was_made_with(tm
     shorter = sweep.Sweep(tmp_path / "runs", tmp_path / "results", base={**base, "epochs": 1})
     with pytest.raises(SystemExit, match="made with other settings .epochs: 15 there, 1 here"):
         shorter.run("adam", sweep.PLAIN, 0)
+
+
+def test_a_stored_distillation_result_names_its_teacher_by_cell_and_seed_not_by_path(tmp_path):
+    made = sweep.Sweep(tmp_path / "runs", tmp_path / "results", base={"epochs": 15})
+    student = {**sweep.PLAIN, "teacher": "/here/runs/distill/adam-float/seed-0"}
+    stored = tmp_path / "results" / sweep.cell_name("adam", student) / "seed-0.json"
+    stored.parent.mkdir(parents=True)
+    config = made.config("adam", student, 0).as_dict()
+    moved = {**config, "teacher": "/another/machine/runs/distill/adam-float/seed-0"}
+    stored.write_text(json.dumps({"config": moved, "validation": None,
+                                  "test": {"accuracy": 0.9}}))
+    assert made.run("adam", student, 0)["test"]["accuracy"] == 0.9
+    stored.write_text(json.dumps({"config": {**moved, "teacher": moved["teacher"][:-1] + "1"},
+                                  "validation": None, "test": {"accuracy": 0.9}}))
+    with pytest.raises(SystemExit, match="teacher: 'adam-float/seed-1' there, "
+                                         "'adam-float/seed-0' here"):
+        made.run("adam", student, 0)
 
 
 def test_sweep_refuses_zero_epochs():
