@@ -329,6 +329,57 @@ def test_threshold_section_averages_layers_at_the_first_and_last_epoch(tmp_path)
     assert evidence.threshold_section({}, tmp_path, pathlib.Path("figures")) == []
 
 
+def run_report(validation, test, epochs=2, **config):
+    history = [{"loss": 1.0 / (e + 1), "ce_loss": 1.0, "accuracy": 0.9 + e / 100,
+                "val_loss": 1.0, "val_accuracy": validation} for e in range(epochs)]
+    return {"config": config, "history": history, "validation": {"accuracy": validation},
+            "test": {"accuracy": test}}
+
+
+def test_distill_section_compares_the_seeded_cell_with_reproduced_baselines(tmp_path):
+    plain = {s: run_report(0.90, t) for s, t in enumerate([0.905, 0.902, 0.908, 0.904, 0.906])}
+    twin = {s: run_report(0.93, t) for s, t in enumerate([0.921, 0.922, 0.923, 0.920, 0.924])}
+    committed = {"adam-plain": plain, "adam-float": twin}
+    student = {s: run_report(0.915, t, two_step=True, step1_epochs=1)
+               for s, t in enumerate([0.912, 0.914, 0.913, 0.915, 0.911])}
+    student[0]["teacher"] = {"validation": {"accuracy": 0.93}}
+    leader = {0: run_report(0.95, 0.95)}  # leads on seed 0 but has no seeds: not compared
+    results = {"adam-plain": {0: plain[0]}, "adam-float": {0: twin[0]},
+               "adam-plain-twostep": student, "adam-plain-kd1-T1": leader}
+    text = "\n".join(evidence.distill_section(results, committed, tmp_path,
+                                               pathlib.Path("figures")))
+    assert "| `adam-plain-twostep` | 91.50 | 91.00 | 93.00 | 1 + 1 |" in text
+    assert "### `adam-plain-twostep` over seeds" in text
+    gain = np.mean([0.912, 0.914, 0.913, 0.915, 0.911]) - np.mean([0.905, 0.902, 0.908, 0.904,
+                                                                   0.906])
+    assert f"minus `adam-plain` (5 seeds), test top-1: {100 * gain:+.2f} points" in text
+    gap = np.mean([0.921, 0.922, 0.923, 0.920, 0.924]) - np.mean([0.905, 0.902, 0.908, 0.904,
+                                                                  0.906])
+    assert f"closes {100 * gain / gap:.0f}% of that gap" in text
+    assert (tmp_path / "distill.png").read_bytes()[:4] == b"\x89PNG"
+    # A plain-Larq seed 0 that does not reproduce the committed one keeps its own seed only.
+    results["adam-plain"] = {0: run_report(0.90, 0.9)}
+    results["adam-plain"][0]["history"][0]["loss"] = 0.123
+    assert "over seeds" not in "\n".join(evidence.distill_section(
+        results, committed, tmp_path, pathlib.Path("figures")))
+
+
+def test_threshold_seeds_compare_the_best_acting_cell_on_five_seeds():
+    plain = {s: run_report(0.91, t) for s, t in enumerate([0.905, 0.902, 0.908, 0.904, 0.906])}
+    twin = {s: run_report(0.93, 0.92) for s in range(5)}
+    rebnn = {s: run_report(0.915, t) for s, t in enumerate([0.91, 0.909, 0.907, 0.912, 0.908])}
+    results = {"adam-plain": {0: plain[0]}, "adam-rebnn-nu0.0001": rebnn,
+               "adam-lam1e-07-nu0.0001": {0: run_report(0.90, 0.9)}}
+    text = "\n".join(evidence.threshold_seeds(results, {"adam-plain": plain,
+                                                         "adam-float": twin}))
+    assert "`adam-rebnn-nu0.0001` leads" in text and "Seeds 0, 1, 2, 3, 4," in text
+    assert "Interim" not in text
+    assert "`adam-rebnn-nu0.0001` (5 seeds) minus `adam-plain` (5 seeds), test top-1: +0.42" in text
+    del rebnn[4]
+    assert "Interim: 4 of 5 seeds" in "\n".join(evidence.threshold_seeds(
+        results, {"adam-plain": plain, "adam-float": twin}))
+
+
 def test_a_stored_sweep_result_is_used_only_for_the_settings_it_was_made_with(tmp_path):
     base = {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": 15}
     made = sweep.Sweep(tmp_path / "runs", tmp_path / "results", base=base)
