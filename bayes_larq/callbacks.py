@@ -44,7 +44,7 @@ def linear_warmup(final_value: float, warmup_epochs: int,
                   initial_value: float = 0.0) -> Schedule:
     """Schedule: linear from `initial_value` at epoch 0 to `final_value` at `warmup_epochs`.
 
-    Example:
+    Examples:
         >>> [linear_warmup(1.0, 2)(epoch) for epoch in range(4)]
         [0.0, 0.5, 1.0, 1.0]
     """

@@ -54,8 +54,10 @@ class BayesianFeatureLoss(tf.keras.layers.Layer):
     returns $L_F$ of `bayes_larq.losses.feature_loss`.
 
     Args:
-        num_classes: M. theta: weight of the loss, >= 0. feature_dim: d, or None to take
-        it from the first features seen. min_sigma: lower bound on sigma, > 0.
+        num_classes: M.
+        theta: weight of the loss, >= 0.
+        feature_dim: d, or None to take it from the first features seen.
+        min_sigma: lower bound on sigma, > 0.
     """
 
     def __init__(self, num_classes: int, theta: float = defaults.THETA,
