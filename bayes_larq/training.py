@@ -202,7 +202,7 @@ class BONN(tf.keras.Model):
 
     Args:
         model: a functional classifier whose output is `[batch, num_classes]`.
-        theta: weight of the feature loss (default 1e-3, see README).
+        theta: weight of the feature loss (default 1e-3, see docs/usage.md).
         feature_layer: name of the layer whose output are the features; default the
             input of the last Dense layer.
         feature_loss: False leaves out the feature loss entirely (ablation switch). The

@@ -110,8 +110,8 @@ def test_the_readme_sections_the_site_includes_exist():
 # --------------------------------------------------------------------------- the examples hook
 
 def load_hook():
-    spec = importlib.util.spec_from_file_location("mount_examples",
-                                                  DOCS / "hooks" / "mount_examples.py")
+    spec = importlib.util.spec_from_file_location("mount_folders",
+                                                  DOCS / "hooks" / "mount_folders.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -122,7 +122,9 @@ def load_hook():
     ("../examples/quickstart.ipynb", "index.md", "examples/quickstart.ipynb"),
     ("../examples/README.md", "layout.md", "examples/README.md"),
     ("../../examples/deploy.ipynb#latency", "api/runs.md", "../examples/deploy.ipynb#latency"),
-    # Everything else is MkDocs' to check.
+    ("../recipes/bonn-wrn22-cifar10.toml", "index.md", "recipes/bonn-wrn22-cifar10.toml"),
+    # Everything else is MkDocs' to check (a folder named like a mounted one included).
+    ("../examples2/a.md", "index.md", "../examples2/a.md"),
     ("method.md#the-flip-threshold", "index.md", "method.md#the-flip-threshold"),
     ("../benchmarks/sweep.py", "index.md", "../benchmarks/sweep.py"),
     ("https://larq.dev", "index.md", "https://larq.dev"),
