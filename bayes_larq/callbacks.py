@@ -50,7 +50,7 @@ def linear_warmup(final_value: float, warmup_epochs: int,
     `start_epoch` is where the weighted loss starts to act, for example the first epoch of
     step 2 in two-step training, where the kernel loss appears.
 
-    Example:
+    Examples:
         >>> [linear_warmup(1.0, 2)(epoch) for epoch in range(4)]
         [0.0, 0.5, 1.0, 1.0]
         >>> [linear_warmup(1.0, 2, start_epoch=2)(epoch) for epoch in range(5)]
