@@ -136,6 +136,9 @@ def test_dry_run_prints_the_papers_imagenet_setting(tmp_path, capsys, monkeypatc
     assert settings["train_limit"] == 1_281_167 and settings["test_limit"] == 50_000
     assert settings["config_file"] == str(IMAGENET.resolve())
     assert plan["strategy"] == {"name": "default", "workers": 1, "replicas": 1, "chief": True}
+    # The paper's scope: 16 binary 3x3 convolutions; decay on those, the stem, the 3
+    # shortcuts and the classifier: 21 kernels.
+    assert (plan["model"]["binary_kernels"], plan["model"]["weight_decayed_kernels"]) == (16, 21)
     assert set(settings) == {f.name for f in dataclasses.fields(runs.RunConfig)}
     assert nulls(plan) == []
 
@@ -150,6 +153,13 @@ def test_dry_run_without_a_file_names_every_default(tmp_path, capsys, monkeypatc
                         "teacher": "none", "step1_epochs": 0}
     assert plan["schedule"]["lr_decays_after_epochs"] == []
     assert plan["output"].startswith("runs/small_cnn-fashion_mnist-")
+
+
+def test_dry_run_builds_the_model_so_a_bad_architecture_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["train", "--arch", "depth=3", "--dry-run"], capsys)
+    assert code == 2 and out == "" and "Bad architecture argument for 'small_cnn'" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_dry_run_resolves_a_multi_worker_cluster(tmp_path, capsys, monkeypatch):

@@ -13,6 +13,9 @@ values:
 * `schedule`: examples and steps per epoch, the learning rate of each optimizer group
   at the start (`w_lr_multiplier`, `sigma_lr_multiplier`) and the epochs after which a
   step schedule decays it.
+* `model`: the run's classifier, built as training builds it (so a bad architecture
+  argument fails here): its parameters, its binary kernels and the kernels that weight
+  decay acts on (`bayes_larq.weight_decay`).
 * `output`: the run directory that would be written.
 
 Nothing is read but the settings (no data) and nothing is written.
@@ -28,9 +31,11 @@ from bayes_larq.app import data
 from bayes_larq.app.config import RunConfig
 from bayes_larq.app.distribute import planned_replicas
 from bayes_larq.app.fashion_mnist import DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_ENV, find_files
-from bayes_larq.app.model import steps_per_epoch, train_examples
+from bayes_larq.app.model import build_model, steps_per_epoch, train_examples
 from bayes_larq.app.report import examples_tested
 from bayes_larq.app.staged import step_epochs
+from bayes_larq.quantizers import binary_kernels
+from bayes_larq.weight_decay import decayed_kernels
 
 __all__ = ["plan"]
 
@@ -38,7 +43,16 @@ __all__ = ["plan"]
 def plan(config: RunConfig, output: str | os.PathLike) -> dict:
     """What the run of `config` in `output` would do (module docstring)."""
     return {"settings": resolved_settings(config), "strategy": planned_replicas(config),
-            "schedule": schedule(config), "output": str(output)}
+            "schedule": schedule(config), "model": model_summary(config),
+            "output": str(output)}
+
+
+def model_summary(config: RunConfig) -> dict:
+    """Parameters, binary kernels and weight-decayed kernels of the run's classifier."""
+    model = build_model(config)
+    return {"name": model.name, "parameters": int(model.count_params()),
+            "binary_kernels": len(binary_kernels(model)),
+            "weight_decayed_kernels": len(decayed_kernels(model))}
 
 
 def resolved_settings(config: RunConfig) -> dict:
