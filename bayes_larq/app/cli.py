@@ -6,6 +6,9 @@
     bayes-larq benchmark  LCE interpreter latency, beside the float version of the model
     bayes-larq demo       the main job: train the default model, convert, benchmark, summary
 
+`bayes-larq train --config FILE` takes the run settings from a TOML file (recipes/), the
+flags beside it overriding it; `--dry-run` prints the resolved run as JSON and exits
+(`bayes_larq.app.config_file`, `bayes_larq.app.dry_run`).
 `bayes-larq COMMAND --help` lists the options. Exit codes: 0 success, 1 failure (missing
 data, converted model disagrees, training diverged), 2 bad arguments or an unusable run
 directory, 130 interrupted by Ctrl-C (SIGINT) and 143 terminated by SIGTERM (what cluster
