@@ -2,7 +2,8 @@
 
 The core, imported here: `losses`, `mixture`, `quantizers` (`BayesianSign`), `training`
 (`BONN`), `flips` (the flip threshold), `callbacks`, `bayesianize` / `debayesianize`,
-`profile`, `convert`, `staged` (two-step training),
+`profile`, `convert`, `staged` (two-step training), `weight_decay` (the paper's L2 on
+the kernels),
 `defaults`, and the model
 builders `models`. The application (`bayes_larq.app`: data, runs, report, cli) is
 loaded on first use of `bl.app`; the core never imports it.
@@ -26,6 +27,7 @@ from bayes_larq import (  # noqa: E402
     quantizers,
     staged,
     training,
+    weight_decay,
 )
 from bayes_larq.bayesianize import bayesianize, debayesianize  # noqa: E402
 from bayes_larq.quantizers import BayesianSign  # noqa: E402
@@ -36,7 +38,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BONN", "BayesianFeatureLoss", "BayesianSign", "app", "bayesianize", "callbacks",
     "convert", "debayesianize", "defaults", "flips",
-    "losses", "mixture", "models", "profile", "quantizers", "staged", "training", "__version__",
+    "losses", "mixture", "models", "profile", "quantizers", "staged", "training", "weight_decay",
+    "__version__",
 ]
 
 

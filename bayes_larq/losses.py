@@ -43,9 +43,12 @@ def kernel_loss(x: tf.Tensor, w: tf.Tensor, mu_pos: tf.Tensor, mu_neg: tf.Tensor
     Args:
         x: latent kernel, any rank >= 2, output channels on the last axis.
         w: reconstruction vector, same shape as `x`.
-        mu_pos, mu_neg: positive mode magnitudes per output channel, shape `[C]`.
-        sigma_pos, sigma_neg: mode standard deviations per output channel, `[C]`, > 0.
-        lam: weight of the whole loss. nu: weight of the mixture prior inside it.
+        mu_pos: magnitude of the positive mode per output channel, shape `[C]`.
+        mu_neg: magnitude of the negative mode per output channel, shape `[C]`.
+        sigma_pos: standard deviation of the positive mode per output channel, `[C]`, > 0.
+        sigma_neg: standard deviation of the negative mode per output channel, `[C]`, > 0.
+        lam: weight of the whole loss.
+        nu: weight of the mixture prior inside it.
         reduction: "mean" or "sum".
 
     Returns:
@@ -67,7 +70,7 @@ def kernel_loss(x: tf.Tensor, w: tf.Tensor, mu_pos: tf.Tensor, mu_neg: tf.Tensor
 
 def kernel_loss_and_gradients(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu,
                               reduction: str = REDUCTION):
-    r"""$L_B$ (exactly as :func:`kernel_loss`) and its closed-form gradients, in one pass.
+    r"""$L_B$ (exactly as `kernel_loss`) and its closed-form gradients, in one pass.
 
     With $\hat{x} = \mathrm{sign}(x)$, $r = \hat{x} - w x$, and for each element the mode
     $m$ and variance $v$ of its side ($m = \mu^+_i, v = (\sigma^+_i)^2$ for $x \ge 0$,
@@ -119,12 +122,12 @@ _compiled_kernel_loss_and_gradients = tf.function(kernel_loss_and_gradients, jit
 
 def fused_kernel_loss(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu,
                       reduction: str = REDUCTION) -> tf.Tensor:
-    """:func:`kernel_loss`, computed together with its gradients in one XLA-compiled pass.
+    """`kernel_loss`, computed together with its gradients in one XLA-compiled pass.
 
     The value is $L_B$; backpropagation uses the closed forms of
-    :func:`kernel_loss_and_gradients` instead of differentiating the element-wise graph,
+    `kernel_loss_and_gradients` instead of differentiating the element-wise graph,
     so the kernel is read once per step (same values to float rounding; about 1.5x
-    faster on CPU than :func:`kernel_loss`, docs/speed.md). `lam` and `nu` get no
+    faster on CPU than `kernel_loss`, docs/speed.md). `lam` and `nu` get no
     gradient.
     """
     @tf.custom_gradient
@@ -187,7 +190,8 @@ def distribution_loss(teacher_logits: tf.Tensor, student_logits: tf.Tensor,
     2015). No gradient flows into the teacher's logits.
 
     Args:
-        teacher_logits, student_logits: `[B, classes]` logits.
+        teacher_logits: the teacher's `[B, classes]` logits.
+        student_logits: the student's `[B, classes]` logits.
         temperature: $T > 0$.
 
     Returns:

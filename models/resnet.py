@@ -43,7 +43,7 @@ def resnet18(num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 
     downsampling convolutions and the classifier. The stem is real in both scopes.
     Fully convolutional with global pooling, so any input of at least 32x32 works.
 
-    Example:
+    Examples:
         >>> model = resnet18(num_classes=10, input_shape=(64, 64, 3), bonn=False)
     """
     num_classes, factory, inputs = start_builder(
@@ -65,7 +65,7 @@ def resnet18_cifar(num_classes: int = 10, input_shape: tuple[int, int, int] = (3
 
     Same binarization scopes as `resnet18`.
 
-    Example:
+    Examples:
         >>> model = resnet18_cifar(num_classes=100)
     """
     num_classes, factory, inputs = start_builder(

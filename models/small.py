@@ -44,7 +44,7 @@ def small_cnn(num_classes: int = 10, input_shape: tuple[int, int, int] = (28, 28
         **bayesian_sign: `BayesianSign` settings (lam, nu, reduction, scale, ...),
             used with `bonn=True`.
 
-    Example:
+    Examples:
         >>> model = small_cnn(bonn=False)
     """
     width = check_integer("width", width, minimum=1)

@@ -6,6 +6,9 @@
     bayes-larq benchmark  LCE interpreter latency, beside the float version of the model
     bayes-larq demo       the main job: train the default model, convert, benchmark, summary
 
+`bayes-larq train --config FILE` takes the run settings from a TOML file (recipes/), the
+flags beside it overriding it; `--dry-run` prints the resolved run as JSON and exits
+(`bayes_larq.app.config_file`, `bayes_larq.app.dry_run`).
 `bayes-larq COMMAND --help` lists the options. Exit codes: 0 success, 1 failure (missing
 data, converted model disagrees, training diverged), 2 bad arguments or an unusable run
 directory, 130 interrupted by Ctrl-C (SIGINT) and 143 terminated by SIGTERM (what cluster
@@ -66,9 +69,11 @@ def _train_options(parser):
     add("--batch-size", type=integer, help=f"batch size [{defaults.batch_size}]")
     add("--no-bonn", action="store_true",
         help="plain Larq training: no kernel loss ('ste_sign') and no feature loss")
-    add("--no-kernel-loss", action="store_true",
-        help="binary kernels use Larq's 'ste_sign' instead of BayesianSign (no L_B)")
-    add("--no-feature-loss", action="store_true", help="leave out the feature loss L_F")
+    add("--kernel-loss", action=argparse.BooleanOptionalAction,
+        help="--no-kernel-loss: binary kernels use Larq's 'ste_sign' instead of "
+        "BayesianSign (no L_B) [on]")
+    add("--feature-loss", action=argparse.BooleanOptionalAction,
+        help="--no-feature-loss: leave out the feature loss L_F [on]")
     add("--lam", type=number, help=f"kernel-loss weight lambda [{defaults.lam:g}]")
     add("--nu", type=number, help=f"mixture-prior weight nu inside L_B [{defaults.nu:g}]")
     add("--theta", type=number, help=f"feature-loss weight theta [{defaults.theta:g}]")
@@ -82,9 +87,21 @@ def _train_options(parser):
     add("--learning-rate", type=number, help="base learning rate [" + ", ".join(
         f"{name}: {rate:g}" for name, rate in runs.DEFAULT_LEARNING_RATES.items()) + "]")
     add("--momentum", type=number, help=f"SGD momentum [{defaults.momentum}]")
-    add("--lr-schedule", choices=runs.LR_SCHEDULES, help=f"[{defaults.lr_schedule}]")
+    add("--lr-schedule", choices=runs.LR_SCHEDULES,
+        help=f"'cosine' to 0 over the epochs, 'constant', or 'step': times "
+        f"--lr-decay-factor every --lr-decay-epochs epochs [{defaults.lr_schedule}]")
+    add("--lr-decay-factor", type=number,
+        help=f"--lr-schedule step: factor of the rate at each decay, in (0, 1) "
+        f"[{defaults.lr_decay_factor:g}]")
+    add("--lr-decay-epochs", type=integer,
+        help=f"--lr-schedule step: epochs between decays [{defaults.lr_decay_epochs}]")
+    add("--weight-decay", type=number,
+        help="L2 weight decay on every convolution and dense kernel (binary layers: the "
+        "latent kernel), coupled as PyTorch's SGD weight_decay; not on biases, BatchNorm, "
+        f"W, mu or sigma [{defaults.weight_decay:g}]")
     add("--w-lr-multiplier", type=number,
-        help=f"learning-rate multiplier of W [{defaults.w_lr_multiplier:g}]")
+        help=f"learning-rate multiplier of W (the paper's ImageNet 0.01 for W at 0.1 for "
+        f"the kernels: 0.1) [{defaults.w_lr_multiplier:g}]")
     add("--sigma-lr-multiplier", type=number,
         help=f"learning-rate multiplier of the mixture sigmas [{defaults.sigma_lr_multiplier:g}]")
     add("--prior-gradient", choices=PRIOR_GRADIENTS,
@@ -107,13 +124,13 @@ def _train_options(parser):
              f"[{defaults.threshold_decay}]")
     add("--threshold-every", type=positive_int,
         help=f"recompute lam every N steps [{defaults.threshold_every}]")
-    add("--no-flip-diagnostics", dest="flip_diagnostics", action="store_false",
-        help="do not record the gradient / flip diagnostics (on by default)")
+    add("--flip-diagnostics", action=argparse.BooleanOptionalAction,
+        help="--no-flip-diagnostics: do not record the gradient / flip diagnostics [on]")
     add("--strategy", choices=runs.STRATEGIES,
         help="tf.distribute strategy: 'multi-worker' reads TF_CONFIG; 'auto' picks "
         "multi-worker, mirrored (several GPUs) or the default [auto]")
-    add("--sync-batch-norm", action="store_true",
-        help="BatchNorm statistics synchronised across replicas")
+    add("--sync-batch-norm", action=argparse.BooleanOptionalAction,
+        help="BatchNorm statistics synchronised across replicas [off]")
     add("--validation-size", type=integer,
         help="hold out the last N training examples for per-epoch validation; the test "
         "set is then evaluated once, at the end")
@@ -136,9 +153,9 @@ def _train_options(parser):
         f"teacher's distribution instead of the labels [{defaults.kd_weight:g}]")
     add("--temperature", type=number,
         help=f"softmax temperature of the distribution loss [{defaults.temperature:g}]")
-    add("--two-step", action="store_true",
+    add("--two-step", action=argparse.BooleanOptionalAction,
         help="step 1: binary activations with real kernels; step 2: binary kernels from "
-        "step 1's weights")
+        "step 1's weights [off]")
     add("--step1-epochs", type=integer, help="epochs of step 1 of --two-step [half --epochs]")
     for action in group._group_actions:
         action.default = argparse.SUPPRESS
@@ -152,10 +169,11 @@ def _run_config(args):
              if key in {f.name for f in dataclasses.fields(runs.RunConfig)}}
     if vars(args).get("arch"):
         given["arch"] = dict(args.arch)
-    if vars(args).get("no_bonn") or vars(args).get("no_kernel_loss"):
-        given["kernel_loss"] = False
-    if vars(args).get("no_bonn") or vars(args).get("no_feature_loss"):
-        given["feature_loss"] = False
+    if vars(args).get("no_bonn"):
+        if given.get("kernel_loss") or given.get("feature_loss"):
+            raise runs.RunError("--no-bonn turns both losses off; do not pass "
+                                "--kernel-loss or --feature-loss with it.")
+        given.update(kernel_loss=False, feature_loss=False)
     return given
 
 
@@ -179,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --resume: continue from the checkpoint before the last "
                        "(when the last one is damaged)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--config", type=pathlib.Path, metavar="FILE",
+                       help="take the run settings from a TOML file (keys as in config.json, "
+                       "e.g. recipes/*.toml); flags given here override it")
+    train.add_argument("--dry-run", action="store_true",
+                       help="print the resolved settings, strategy and schedule as JSON and "
+                       "exit, reading no data and writing nothing")
     _train_options(train)
 
     evaluate = commands.add_parser("evaluate", help="test accuracy of a trained model")
@@ -254,25 +278,46 @@ def _runs_dir_name(prefix):
 
 
 def _train_config(args, parser):
-    """RunConfig of a new run, or None with --resume (then no other setting may be passed)."""
+    """RunConfig of a new run, or None with --resume (then no other setting may be passed):
+    the flags over the settings file of --config, over the defaults."""
     from bayes_larq.app import runs
+    from bayes_larq.app.config_file import merge_settings, read_settings_file
 
     given = _run_config(args)
+    config_file = getattr(args, "config", None)
     if getattr(args, "resume", None) is not None:
-        if given or args.output is not None:
-            passed = sorted(given) + (["output"] if args.output is not None else [])
+        passed = sorted(given) + [name for name in ("output", "config")
+                                  if getattr(args, name, None) is not None]
+        if passed:
             parser.error(f"--resume continues a run with its saved settings; do not pass "
                          f"{', '.join('--' + p.replace('_', '-') for p in passed)}")
         return None
     if getattr(args, "previous_checkpoint", False):
         parser.error("--previous-checkpoint goes with --resume RUN_DIR")
+    if config_file is not None:
+        given = merge_settings(read_settings_file(config_file), given, config_file)
     return runs.RunConfig(**given).validate().check_settings_used(given)
+
+
+def _dry_run(args, config):
+    """Print the plan of the run (`bayes_larq.app.dry_run`) as JSON; nothing is written."""
+    import json
+
+    from bayes_larq.app import dry_run, runs
+
+    if config is None:
+        config, output = runs.RunDirectory(args.resume).read_config(), args.resume
+    else:
+        output = args.output or _runs_dir_name(f"{config.model}-{config.dataset}")
+    print(json.dumps(dry_run.plan(config, output), indent=2))
 
 
 def command_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runs.Trained:
     from bayes_larq.app import runs
 
     config = _train_config(args, parser)
+    if args.dry_run:
+        return _dry_run(args, config)
     verbose = 0 if args.quiet else 1
     if config is None:
         trained = runs.resume(args.resume, verbose=verbose,

@@ -25,9 +25,10 @@ from bayes_larq.defaults import check_choice, check_integer, check_non_negative,
 from bayes_larq.training import MIXTURE_UPDATES
 
 __all__ = ["DEFAULT_LEARNING_RATES", "FLIP_THRESHOLDS", "FLOAT_TWIN", "LR_SCHEDULES",
-           "MAX_EPOCHS", "MAX_SEED", "OPTIMIZERS", "STRATEGIES", "RunConfig"]
+           "MAX_EPOCHS", "MAX_SEED", "OPTIMIZERS", "STRATEGIES", "RunConfig",
+           "has_setting_type", "setting_kind"]
 
-LR_SCHEDULES = ("cosine", "constant")
+LR_SCHEDULES = ("cosine", "constant", "step")
 OPTIMIZERS = ("adam", "sgd")
 # The learning rate an optimizer gets when the run does not set one.
 DEFAULT_LEARNING_RATES = {"adam": 1e-3, "sgd": 0.1}
@@ -57,6 +58,8 @@ _NEEDS = (
      lambda config: config.flip_threshold in ("quantile", "drift")),
     (("threshold_decay",), "flip_threshold='drift'",
      lambda config: config.flip_threshold == "drift"),
+    (("lr_decay_factor", "lr_decay_epochs"), "lr_schedule='step'",
+     lambda config: config.lr_schedule == "step"),
 )
 
 
@@ -73,7 +76,15 @@ class RunConfig:
     Optimisation: `optimizer` "adam" or "sgd" (with `momentum`); `learning_rate` not
     given takes `DEFAULT_LEARNING_RATES[optimizer]`; `w_lr_multiplier` /
     `sigma_lr_multiplier` scale the rate (and its schedule) of the reconstruction vectors
-    W and of the mixture sigmas, as the paper trains them slower than the kernels.
+    W and of the mixture sigmas, as the paper trains them slower than the kernels
+    (its ImageNet rates, 0.1 for the kernels and mu, 0.01 for W and sigma, are
+    `learning_rate=0.1, w_lr_multiplier=0.1, sigma_lr_multiplier=0.1`).
+    `lr_schedule`: "cosine" (to 0 over the epochs), "constant", or "step": the rate
+    times `lr_decay_factor` every `lr_decay_epochs` epochs,
+    `rate(step) = learning_rate * lr_decay_factor ** floor(step / (lr_decay_epochs *
+    steps_per_epoch))`. `weight_decay`: L2 on every convolution and dense kernel, the
+    latent kernels of binary layers included, not on biases, BatchNorm, W, mu or sigma
+    (`bayes_larq.weight_decay`: coupled, as PyTorch's SGD `weight_decay`).
 
     Collapse remedies (see docs/evidence.md): `prior_gradient="mean"` divides the
     gradient of mu and sigma by the elements per output channel (the paper's update);
@@ -131,6 +142,9 @@ class RunConfig:
     learning_rate: float = None  # resolved: DEFAULT_LEARNING_RATES[optimizer]
     momentum: float = 0.9
     lr_schedule: str = "cosine"
+    lr_decay_factor: float = 0.1  # lr_schedule="step": the rate's factor at each decay
+    lr_decay_epochs: int = 30  # lr_schedule="step": epochs between decays
+    weight_decay: float = 0.0
     w_lr_multiplier: float = 1.0
     sigma_lr_multiplier: float = 1.0
     prior_gradient: str = defaults.PRIOR_GRADIENT
@@ -156,6 +170,7 @@ class RunConfig:
     temperature: float = 1.0
     two_step: bool = False
     step1_epochs: int = None  # resolved with two_step: half the epochs
+    config_file: str = ""  # the settings file (`train --config`) they came from; no effect
 
     def __post_init__(self):
         for name, default in _FORMERLY_NONE.items():
@@ -215,6 +230,17 @@ class RunConfig:
             raise ValueError(f"`momentum` must be in [0, 1); got {self.momentum!r}.")
         self._check_distillation()
         self._check_two_step()
+        self._check_recipe()
+
+    def _check_recipe(self):
+        check_non_negative("weight_decay", self.weight_decay)
+        check_integer("lr_decay_epochs", self.lr_decay_epochs, maximum=MAX_EPOCHS)
+        if not 0 < check_positive("lr_decay_factor", self.lr_decay_factor) < 1:
+            raise ValueError(f"`lr_decay_factor` multiplies the rate at each decay, in (0, 1); "
+                             f"got {self.lr_decay_factor!r}.")
+        if not isinstance(self.config_file, str):
+            raise ValueError(f"`config_file` must be a path (a string); got "
+                             f"{self.config_file!r}.")
 
     def _check_distillation(self):
         check_positive("temperature", self.temperature)
@@ -299,14 +325,27 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-def _check_stored_type(field: dataclasses.Field, value: Any) -> None:
-    """RunError unless a stored setting has its field's type (a JSON bool for a bool: the
-    string "false" is true in Python; null only where the default is)."""
-    if value is None and (field.default is None or field.name in _FORMERLY_NONE):
-        return
-    kind = field.type.split(" ")[0]
+def setting_kind(name: str) -> str:
+    """The type of the setting `name` ("bool", "int", "float", "str" or "dict")."""
+    return {f.name: f.type.split(" ")[0] for f in dataclasses.fields(RunConfig)}[name]
+
+
+def has_setting_type(name: str, value: Any) -> bool:
+    """Whether `value` has the type of the setting `name` (a bool only for a bool: the
+    string "false" is true in Python; an int where a float goes)."""
+    kind = setting_kind(name)
     allowed = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,),
                "dict": (dict,), "list": (list,)}.get(kind)
-    if allowed and not isinstance(value, allowed) or (isinstance(value, bool) and kind != "bool"):
-        raise RunError(f"The stored setting {field.name}={value!r} is not a {kind}: "
-                       f"config.json was edited. Restore it, or start a new run.")
+    return not (allowed and not isinstance(value, allowed)
+                or (isinstance(value, bool) and kind != "bool"))
+
+
+def _check_stored_type(field: dataclasses.Field, value: Any) -> None:
+    """RunError unless a stored setting has its field's type (null only where the
+    default is)."""
+    if value is None and (field.default is None or field.name in _FORMERLY_NONE):
+        return
+    if not has_setting_type(field.name, value):
+        raise RunError(f"The stored setting {field.name}={value!r} is not a "
+                       f"{setting_kind(field.name)}: config.json was edited. Restore it, or "
+                       f"start a new run.")

@@ -17,7 +17,7 @@ from bayes_larq.app.config import RunConfig
 from bayes_larq.app.errors import RunError, Setting
 from bayes_larq.app.peers import cluster_timeout, task_addresses, wait_for_peers
 
-__all__ = ["distribution", "is_chief", "strategy_name", "trains_as_worker"]
+__all__ = ["distribution", "is_chief", "planned_replicas", "strategy_name", "trains_as_worker"]
 
 _STRATEGIES: dict[str, tf.distribute.Strategy] = {}
 
@@ -70,6 +70,19 @@ def strategy_name(config: RunConfig) -> str:
     if len(tf.config.list_physical_devices("GPU")) > 1:
         return "mirrored"
     return "default"
+
+
+def planned_replicas(config: RunConfig) -> dict:
+    """The strategy of a run, its workers and replicas, without creating it (a dry run):
+    every worker is assumed to have this machine's GPUs (one replica without GPUs)."""
+    name = strategy_name(config)
+    cluster, _ = _cluster()
+    workers = max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+                  ) if name == "multi-worker" else 1
+    local = len(tf.config.list_physical_devices("GPU")) if name in (
+        "mirrored", "multi-worker") else 1
+    return {"name": name, "workers": workers, "replicas": workers * max(1, local),
+            "chief": is_chief()}
 
 
 def distribution(config: RunConfig) -> tf.distribute.Strategy:

@@ -9,6 +9,7 @@ from typing import Callable
 import tensorflow as tf
 
 from bayes_larq import models as model_registry
+from bayes_larq.weight_decay import with_weight_decay
 from bayes_larq.app import data
 from bayes_larq.app.config import RunConfig
 from bayes_larq.app.distribute import distribution
@@ -16,23 +17,26 @@ from bayes_larq.app.errors import RunError
 from bayes_larq.training import BONN
 
 __all__ = ["TOP5_MIN_CLASSES", "bayesian_sign_settings", "build_model", "compile_bonn",
-           "make_optimizer", "new_bonn", "train_examples"]
+           "learning_rate_schedule", "make_optimizer", "new_bonn", "steps_per_epoch",
+           "train_examples"]
 
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported for models with more than 10 classes
 
 
 def build_model(config: RunConfig) -> tf.keras.Model:
-    """The classifier of a run, seeded: same config -> same initial weights."""
+    """The classifier of a run, seeded: same config -> same initial weights; with the
+    run's weight decay on its kernels (`bayes_larq.weight_decay`)."""
     info = data.dataset_info(config.dataset)
     tf.keras.utils.set_random_seed(config.seed)
     try:
-        return model_registry.get(
+        model = model_registry.get(
             config.model, num_classes=info.num_classes, input_shape=info.input_shape,
             bonn=config.kernel_loss, scope=config.scope, precision=config.precision,
             sync_batch_norm=config.sync_batch_norm, **bayesian_sign_settings(config),
             **config.arch)
     except (TypeError, ValueError) as err:
         raise RunError(f"Bad architecture argument for {config.model!r}: {err}") from None
+    return with_weight_decay(model, config.weight_decay)
 
 
 def bayesian_sign_settings(config: RunConfig) -> dict:
@@ -76,13 +80,31 @@ def make_optimizer(
     return tf.keras.optimizers.Adam(learning_rate)
 
 
-def compile_bonn(bonn: BONN, config: RunConfig, epochs: int | None = None) -> None:
-    """Adam or SGD (cosine-decayed over `epochs`, default the run's, or constant),
-    cross-entropy on logits."""
+def steps_per_epoch(config: RunConfig) -> int:
+    """Training steps (global batches) of one epoch."""
+    return math.ceil(train_examples(config) / config.batch_size)
+
+
+def learning_rate_schedule(
+        config: RunConfig, epochs: int | None = None,
+) -> float | tf.keras.optimizers.schedules.LearningRateSchedule:
+    """The run's learning rate: constant, cosine-decayed to 0 over `epochs` (default the
+    run's), or step-decayed: `learning_rate * lr_decay_factor ** floor(step /
+    (lr_decay_epochs * steps_per_epoch))` (Keras' staircase `ExponentialDecay`)."""
     rate = float(config.learning_rate)
     if config.lr_schedule == "cosine":
-        steps = (epochs or config.epochs) * math.ceil(train_examples(config) / config.batch_size)
-        rate = tf.keras.optimizers.schedules.CosineDecay(rate, steps)
+        return tf.keras.optimizers.schedules.CosineDecay(
+            rate, (epochs or config.epochs) * steps_per_epoch(config))
+    if config.lr_schedule == "step":
+        return tf.keras.optimizers.schedules.ExponentialDecay(
+            rate, config.lr_decay_epochs * steps_per_epoch(config),
+            float(config.lr_decay_factor), staircase=True)
+    return rate
+
+
+def compile_bonn(bonn: BONN, config: RunConfig, epochs: int | None = None) -> None:
+    """Adam or SGD at `learning_rate_schedule(config, epochs)`, cross-entropy on logits."""
+    rate = learning_rate_schedule(config, epochs)
     metrics = ["accuracy"]
     if bonn.num_classes >= TOP5_MIN_CLASSES:
         metrics.append(tf.keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))

@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 __all__ = ["binarized_kernels", "load_mixture_snapshot", "markdown", "plot_curves",
-           "plot_latents", "run_summary", "save_mixture_snapshot", "update_run_report",
+           "plot_latents", "run_summary", "examples_tested", "save_mixture_snapshot",
+           "update_run_report",
            "write_diverged_report", "write_run_report"]
 
 HEADING = "# bayes-larq training report"
@@ -138,7 +139,8 @@ def _final_validation_metrics(history):
     return {key[len("val_"):]: value for key, value in last.items() if key.startswith("val_")}
 
 
-def _test_examples(config):
+def examples_tested(config: RunConfig) -> int:
+    """The number of test examples the run evaluates."""
     available = data.dataset_info(config.dataset).test_examples
     return min(config.test_limit or available, available)
 
@@ -169,8 +171,8 @@ def run_summary(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunStat
         "validation": (_final_validation_metrics(state.history)
                        if config.validation_size else None),
         "test": state.test or {**_final_validation_metrics(state.history),
-                               "examples": _test_examples(config)},
-        "test_examples": _test_examples(config),
+                               "examples": examples_tested(config)},
+        "test_examples": examples_tested(config),
         "train_seconds": float(sum(state.epoch_seconds)),
         "epoch_seconds": list(state.epoch_seconds),
         "history": list(state.history),
