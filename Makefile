@@ -23,8 +23,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# Two processes (pytest-xdist), each taking whole test files, so module fixtures are built
+# once. On this 2-core machine, under load, test_training + test_quantizers + test_losses
+# took 4.9 min against 6.6 in one process. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
