@@ -47,8 +47,12 @@ class Mixture(NamedTuple):
     sigma_pos: Any
     sigma_neg: Any
 
+    def as_dict(self) -> dict[str, Any]:
+        """The four values by name (the keys of `MIXTURE_KEYS`), as reports store them."""
+        return dict(zip(MIXTURE_KEYS, self))
 
-MIXTURE_KEYS = Mixture._fields
+
+MIXTURE_KEYS = tuple(Mixture.__annotations__)  # mu_pos, mu_neg, sigma_pos, sigma_neg
 
 # Moments of a weight uniform on [0, 1] (a weight-clipped kernel seen from one side):
 # used only when the first kernel seen cannot be read (e.g. built inside a tf.function).
@@ -166,7 +170,7 @@ def layer_statistics(latent: np.ndarray, mixture: Mixture,
     `reference`, e.g. the kernel at initialisation or at the previous epoch) and w_bar
     (the mean of W, whose inverse scales the binary kernel).
     """
-    stats = {key: float(np.mean(value)) for key, value in mixture._asdict().items()}
+    stats = {key: float(np.mean(value)) for key, value in mixture.as_dict().items()}
     stats["latent_scale"] = float(np.mean(np.abs(latent)))
     stats["bimodality"] = bimodality_coefficient(latent)
     if reference is not None:

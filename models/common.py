@@ -122,21 +122,21 @@ class LayerFactory:
             "float_activation", float_activation or "relu", FLOAT_ACTIVATIONS)
 
     # -- what is binary ------------------------------------------------------------
-    def is_binary(self, role):
+    def is_binary(self, role: str) -> bool:
         """Whether `role` binarizes its input (and, with precision "binary", its kernel)."""
         return self.precision != "float" and role in BINARY_ROLES[self.scope]
 
-    def kernel_options(self):
+    def kernel_options(self) -> dict[str, Any]:
         """The kernel quantizer and constraint of a binarized layer."""
         if self.precision == "activations":
             return {"kernel_quantizer": None, "kernel_constraint": None}
         return {"kernel_quantizer": self.kernel_quantizer(), "kernel_constraint": "weight_clip"}
 
-    def is_quantized_position(self, role):
+    def is_quantized_position(self, role: str) -> bool:
         """True where the binary model of this scope binarizes (also for the float twin)."""
         return role in BINARY_ROLES[self.scope]
 
-    def kernel_quantizer(self):
+    def kernel_quantizer(self) -> BayesianSign | str:
         if self.bonn:
             return BayesianSign(**self.bayesian_sign)
         return "ste_sign"
@@ -150,7 +150,8 @@ class LayerFactory:
         return x
 
     # -- layers --------------------------------------------------------------------
-    def conv(self, x, filters, kernel_size, role, name, strides=1, padding="same"):
+    def conv(self, x: tf.Tensor, filters: int, kernel_size: int, role: str, name: str,
+             strides: int = 1, padding: str = "same") -> tf.Tensor:
         """A bias-free convolution for `role`, applied to `x`."""
         x = self._float_input(x, role, name)
         common = dict(strides=strides, padding=padding, use_bias=False,
@@ -164,7 +165,7 @@ class LayerFactory:
             layer = tf.keras.layers.Conv2D(filters, kernel_size, **common)
         return layer(x)
 
-    def logits(self, x, num_classes):
+    def logits(self, x: tf.Tensor, num_classes: int) -> tf.Tensor:
         """The final layer, named "logits": its input is the penultimate feature vector."""
         x = self._float_input(x, "classifier", "logits")
         if self.is_binary("classifier"):
@@ -179,12 +180,12 @@ class LayerFactory:
                 kernel_initializer=KERNEL_INITIALIZER, name="logits")
         return layer(x)
 
-    def batch_norm(self, x, name):
+    def batch_norm(self, x: tf.Tensor, name: str) -> tf.Tensor:
         return tf.keras.layers.BatchNormalization(
             momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=self.sync_batch_norm,
             name=name)(x)
 
-    def model_name(self, name):
+    def model_name(self, name: str) -> str:
         suffix = {"float": "float", "activations": "step1"}.get(
             self.precision, "bonn" if self.bonn else "larq")
         return f"{name}_{self.scope}_{suffix}"

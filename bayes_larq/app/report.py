@@ -60,7 +60,7 @@ def save_mixture_snapshot(path: str | os.PathLike, model: tf.keras.Model) -> Non
     arrays = {}
     for name, (latent, mixture) in binarized_kernels(model).items():
         arrays[f"{name}|latent"] = latent
-        arrays.update({f"{name}|{key}": value for key, value in mixture._asdict().items()})
+        arrays.update({f"{name}|{key}": value for key, value in mixture.as_dict().items()})
     np.savez_compressed(path, **arrays)
 
 
