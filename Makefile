@@ -1,6 +1,7 @@
 # On a fresh machine: `make test` builds .venv, installs bayes_larq[dev] and runs the suite
 # (`make lint`: ruff, configured in pyproject.toml);
-# `make demo` also gets Fashion-MNIST (apt) and runs the main job (`bayes-larq demo`).
+# `make demo` also gets Fashion-MNIST (apt) and runs the main job (`bayes-larq demo`);
+# `make docs` builds the documentation site into site/ (mkdocs.yml), strictly: any warning fails.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,12 +9,12 @@ PY := $(VENV)/bin/python
 FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test lint install demo fashion-mnist
+.PHONY: test lint install demo docs fashion-mnist
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,docs]"
 	# Larq Zoo's architectures test bayesianize on third-party models. Its pins (protobuf
 	# < 3.21, tensorflow-datasets < 4.9) do not fit TensorFlow 2.21, and none of those
 	# pinned packages is needed to build its models, so it is installed without them.
@@ -27,6 +28,10 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+
+# NO_MKDOCS_2_WARNING: the material theme's notice about MkDocs 2 is not a build warning.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # Skipped when the IDX files are already there or BAYES_LARQ_FASHION_MNIST_DIR points at them.
 fashion-mnist:

@@ -4,7 +4,8 @@
 before it (Larq reads `tf.keras` when it is imported); without it Larq fails to import
 and a later `import bayes_larq` says why (`LARQ_FIRST_HELP`). A `.pth` hook that sets the
 variable in every interpreter of the environment would hide the order but change
-`tf.keras` for every program there, so the order is documented instead (README).
+`tf.keras` for every program there, so the order is documented instead (README, and
+"Import order" in docs/index.md).
 
 TensorFlow resolves the attribute `tf.keras` lazily from the environment variable
 `TF_USE_LEGACY_KERAS`, but fixes the import path of `tensorflow.keras.*` (which Larq

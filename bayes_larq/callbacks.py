@@ -41,19 +41,28 @@ def constant(value: float) -> Schedule:
 
 
 def linear_warmup(final_value: float, warmup_epochs: int,
-                  initial_value: float = 0.0) -> Schedule:
-    """Schedule: linear from `initial_value` at epoch 0 to `final_value` at `warmup_epochs`.
+                  initial_value: float = 0.0, start_epoch: int = 0) -> Schedule:
+    """Schedule: `initial_value` up to epoch `start_epoch`, then linear to `final_value`
+    at epoch `start_epoch + warmup_epochs`, then constant:
 
-    Example:
+        value(e) = v0 + (v1 - v0) * clip((e - start_epoch) / warmup_epochs, 0, 1)
+
+    `start_epoch` is where the weighted loss starts to act, for example the first epoch of
+    step 2 in two-step training, where the kernel loss appears.
+
+    Examples:
         >>> [linear_warmup(1.0, 2)(epoch) for epoch in range(4)]
         [0.0, 0.5, 1.0, 1.0]
+        >>> [linear_warmup(1.0, 2, start_epoch=2)(epoch) for epoch in range(5)]
+        [0.0, 0.0, 0.0, 0.5, 1.0]
     """
     check_non_negative("final_value", final_value)
     check_non_negative("initial_value", initial_value)
     check_integer("warmup_epochs", warmup_epochs)
+    check_integer("start_epoch", start_epoch, minimum=0)
 
     def schedule(epoch):
-        fraction = min(1.0, epoch / warmup_epochs)
+        fraction = min(1.0, max(0.0, (epoch - start_epoch) / warmup_epochs))
         return initial_value + (final_value - initial_value) * fraction
 
     return schedule

@@ -102,7 +102,7 @@ class FlipThreshold:
         every_n_steps: how often $\\lambda$ is recomputed (integer >= 1); it holds
             in between.
 
-    Example:
+    Examples:
         >>> threshold = FlipThreshold("quantile", q=0.9)
     """
 

@@ -46,7 +46,8 @@ def kernel_loss(x: tf.Tensor, w: tf.Tensor, mixture: Mixture, lam: float | tf.Te
         mixture: the `bayes_larq.mixture.Mixture` of the layer: mode magnitudes
             `mu_pos`, `mu_neg` and standard deviations `sigma_pos`, `sigma_neg` (> 0)
             per output channel, each of shape `[C]`.
-        lam: weight of the whole loss. nu: weight of the mixture prior inside it.
+        lam: weight of the whole loss.
+        nu: weight of the mixture prior inside it.
         reduction: "mean" or "sum".
 
     Returns:
@@ -71,7 +72,7 @@ def kernel_loss_and_gradients(x: tf.Tensor, w: tf.Tensor, mixture: Mixture,
                               lam: float | tf.Tensor, nu: float | tf.Tensor,
                               reduction: str = REDUCTION
                               ) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor, Mixture]]:
-    r"""$L_B$ (exactly as :func:`kernel_loss`) and its closed-form gradients, in one pass.
+    r"""$L_B$ (exactly as `kernel_loss`) and its closed-form gradients, in one pass.
 
     With $\hat{x} = \mathrm{sign}(x)$, $r = \hat{x} - w x$, and for each element the mode
     $m$ and variance $v$ of its side ($m = \mu^+_i, v = (\sigma^+_i)^2$ for $x \ge 0$,
@@ -124,12 +125,12 @@ _compiled_kernel_loss_and_gradients = tf.function(kernel_loss_and_gradients, jit
 
 def fused_kernel_loss(x: tf.Tensor, w: tf.Tensor, mixture: Mixture, lam: float | tf.Tensor,
                       nu: float | tf.Tensor, reduction: str = REDUCTION) -> tf.Tensor:
-    """:func:`kernel_loss`, computed together with its gradients in one XLA-compiled pass.
+    """`kernel_loss`, computed together with its gradients in one XLA-compiled pass.
 
     The value is $L_B$; backpropagation uses the closed forms of
-    :func:`kernel_loss_and_gradients` instead of differentiating the element-wise graph,
+    `kernel_loss_and_gradients` instead of differentiating the element-wise graph,
     so the kernel is read once per step (same values to float rounding; about 1.5x
-    faster on CPU than :func:`kernel_loss`, docs/speed.md). `lam` and `nu` get no
+    faster on CPU than `kernel_loss`, docs/speed.md). `lam` and `nu` get no
     gradient.
     """
     @tf.custom_gradient
@@ -192,7 +193,8 @@ def distribution_loss(teacher_logits: tf.Tensor, student_logits: tf.Tensor,
     2015). No gradient flows into the teacher's logits.
 
     Args:
-        teacher_logits, student_logits: `[B, classes]` logits.
+        teacher_logits: the teacher's `[B, classes]` logits.
+        student_logits: the student's `[B, classes]` logits.
         temperature: $T > 0$.
 
     Returns:

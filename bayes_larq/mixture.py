@@ -81,8 +81,9 @@ def fit_mixture(kernel: np.ndarray, min_sigma: float = MIN_SIGMA) -> Mixture:
     where $\partial L_B/\partial\mu = \partial L_B/\partial\sigma = 0$. An empty side
     borrows the magnitudes of the whole channel; sigma is at least `min_sigma`.
 
-    Example:
-        >>> [round(float(v), 2) for v in fit_mixture(np.array([[0.5, -0.2], [0.3, -0.4]])).mu_pos]
+    Examples:
+        >>> mixture = fit_mixture(np.array([[0.5, -0.2], [0.3, -0.4]]))
+        >>> [round(float(v), 2) for v in mixture.mu_pos]
         [0.4, 0.3]
     """
     flat = _channels(kernel)
@@ -141,7 +142,7 @@ def bimodality_coefficient(values: np.ndarray) -> float:
     Gaussian, $5/9$ for a uniform distribution, and it tends to 1 for two well-separated
     modes; values above 5/9 suggest bimodality. 0 for a constant sample.
 
-    Example:
+    Examples:
         >>> round(bimodality_coefficient([-1.0, -1.0, 1.0, 1.0]), 3)
         1.0
     """

@@ -162,7 +162,7 @@ class BayesianSign(LarqMetricsQuantizer):
     The state is fitted to the kernel on the first call, also for a layer rebuilt by
     `from_config` or `tf.keras.models.clone_model` (`build_from_config`).
 
-    Example:
+    Examples:
         >>> q = BayesianSign(lam=1e-3)
         >>> y = q(tf.constant([[0.5, -0.2], [-0.3, 0.1]]))
     """

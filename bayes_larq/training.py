@@ -54,8 +54,10 @@ class BayesianFeatureLoss(tf.keras.layers.Layer):
     returns $L_F$ of `bayes_larq.losses.feature_loss`.
 
     Args:
-        num_classes: M. theta: weight of the loss, >= 0. feature_dim: d, or None to take
-        it from the first features seen. min_sigma: lower bound on sigma, > 0.
+        num_classes: M.
+        theta: weight of the loss, >= 0.
+        feature_dim: d, or None to take it from the first features seen.
+        min_sigma: lower bound on sigma, > 0.
     """
 
     def __init__(self, num_classes: int, theta: float = defaults.THETA,
@@ -219,7 +221,7 @@ class BONN(tf.keras.Model):
 
     Args:
         model: a functional classifier whose output is `[batch, num_classes]`.
-        theta: weight of the feature loss (default 1e-3, see README).
+        theta: weight of the feature loss (default 1e-3, see docs/usage.md).
         feature_layer: name of the layer whose output are the features; default the
             input of the last Dense layer.
         feature_loss: False leaves out the feature loss entirely (ablation switch). The

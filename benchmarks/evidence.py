@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import distill  # noqa: E402
 import sweep  # noqa: E402  - the cell definitions live in the sweep script
 import threshold  # noqa: E402
 from bayes_larq.app import runs  # noqa: E402
@@ -228,7 +229,29 @@ def plot_threshold(results, path):
     plt.close(figure)
 
 
-def threshold_section(results, figures, rel):
+def threshold_seeds(results, committed):
+    """The 5-seed stage of benchmarks/threshold.py: its best cell against plain Larq and
+    the float twin (the committed sweep's seeds where seed 0 reproduces them)."""
+    view = sweep_view(results)
+    try:
+        best = sweep.cell_name(threshold.OPTIMIZER, threshold.best_cell(view))
+    except ValueError:
+        return []
+    plain, float_twin = (sweep.cell_name(threshold.OPTIMIZER, c)
+                         for c in (sweep.PLAIN, sweep.FLOAT_TWIN))
+    merged = with_baselines(results, committed, [plain])
+    merged.setdefault(float_twin, committed.get(float_twin, {}))
+    lines = seed_comparison(merged, best, plain, float_twin, f"`{best}`",
+                            1 + len(threshold.SEEDS))
+    if not lines:
+        return []
+    return ["### The best threshold cell over seeds", "",
+            f"`{best}` leads the cells in which the kernel loss acts on seed-0 validation. "
+            f"Plain Larq's and the float twin's seeds are the evidence sweep's (plain "
+            f"Larq's seed 0 reproduces there bit for bit).", ""] + lines + [""]
+
+
+def threshold_section(results, figures, rel, committed=None):
     """The flip-threshold section of docs/evidence.md (benchmarks/threshold.py's cells)."""
     if not results:
         return []
@@ -247,7 +270,79 @@ def threshold_section(results, figures, rel):
         lines += ["", f"Not run yet ({len(missing)} seed-0 cells, in the order they run): "
                   + ", ".join(f"`{m}`" for m in missing) + "."]
     lines += ["", f"![gradient against the flip threshold]({rel / 'threshold.png'})", ""]
-    return lines
+    return lines + threshold_seeds(results, committed or {})
+
+
+def distill_row(name, reports):
+    if not sweep.finished(reports):
+        outcome = sweep.outcome(reports[0]) if 0 in reports else "not run"
+        return f"| `{name}` | {outcome} | | | |"
+    report = reports[0]
+    last = report["history"][-1]
+    teacher = report.get("teacher", {}).get("validation") or {}
+    steps = report["config"].get("step1_epochs") if report["config"].get("two_step") else None
+    return (f"| `{name}` | {percent(report['validation']['accuracy'])} | "
+            f"{percent(last['accuracy'])} | {percent(teacher.get('accuracy'))} | "
+            + (f"{steps} + {len(report['history']) - steps}" if steps else "") + " |")
+
+
+def plot_distill(results, path):
+    """Validation and training accuracy per epoch of every seed-0 cell of the screen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (validation, training) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for index, (name, reports) in enumerate(results.items()):
+        if not sweep.finished(reports):
+            continue
+        history, style = reports[0]["history"], "s--" if "float" in name else "o-"
+        epochs = range(1, len(history) + 1)
+        for axis, key in ((validation, "val_accuracy"), (training, "accuracy")):
+            axis.plot(epochs, [100 * h[key] for h in history], style, ms=3,
+                      color=f"C{index % 10}", label=name)
+    validation.set(xlabel="epoch", ylabel="top-1 %", title="Validation accuracy (seed 0)")
+    training.set(xlabel="epoch", ylabel="top-1 %",
+                 title="Training accuracy (two-step: step 2 starts after epoch 7)")
+    for axis in (validation, training):
+        axis.grid(alpha=0.3)
+        axis.set_ylim(80, 100)
+    validation.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def distill_section(results, committed, figures, rel):
+    """The distillation section of docs/evidence.md (benchmarks/distill.py's cells)."""
+    if not results:
+        return []
+    plot_distill(results, figures / "distill.png")
+    plain, float_twin = (sweep.cell_name(distill.OPTIMIZER, c)
+                         for c in (sweep.PLAIN, sweep.FLOAT_TWIN))
+    lines = ["## Distillation and two-step training (Adam, `small_cnn` width 32)", "",
+             "Plain Larq's binary network distilled from a float teacher (`kd...`: "
+             "kd_weight and temperature of `bl.BONN`; the teacher is the float twin unless "
+             "named), trained in two steps (`twostep`: binary activations with real kernels "
+             "first, ReActNet's recipe), or both; 15 epochs in every cell, chosen on "
+             "validation. Reproduce: `python benchmarks/distill.py`, then "
+             "`python benchmarks/evidence.py`.", "",
+             "| cell | validation top-1 % | training top-1 % (last epoch) | "
+             "teacher validation % | two-step epochs |", "| --- | --- | --- | --- | --- |"]
+    lines += [distill_row(name, reports) for name, reports in results.items()]
+    lines += ["", f"![distillation and two-step curves]({rel / 'distill.png'})", ""]
+    students = {n: r for n, r in results.items() if n not in (plain, float_twin)}
+    finished = [n for n, r in students.items() if sweep.finished(r)]
+    if not finished:
+        return lines
+    # The seeds stage's cell is the one with seeds beyond 0; before it runs, the leader.
+    best = max(finished, key=lambda n: (len(students[n]), students[n][0]["validation"]["accuracy"]))
+    merged = with_baselines(results, committed, [plain, float_twin])
+    seeds = seed_comparison(merged, best, plain, float_twin, f"`{best}`", 1 + len(distill.SEEDS))
+    return lines + ([f"### `{best}` over seeds", "",
+                     f"`{best}` led the screen on seed-0 validation when its seeds ran.", ""]
+                    + seeds + [""] if seeds else [])
 
 
 def sweep_view(results):
@@ -266,6 +361,50 @@ def best_bonn_cells(results):
     return best
 
 
+def shared_seeds(results, names):
+    """{name: {seed: report}} of `names` on the seeds all of them ran (None: fewer than 2)."""
+    if not all(n in results for n in names):
+        return None
+    seeds = sorted(set.intersection(*(set(results[n]) for n in names)))
+    return {n: {s: results[n][s] for s in seeds} for n in names} if len(seeds) >= 2 else None
+
+
+def test_means(shared):
+    return {n: float(np.mean([r["test"]["accuracy"] for r in reports.values()]))
+            for n, reports in shared.items()}
+
+
+def gap_line(shared, candidate, plain, float_twin, what):
+    """How much of the float twin's lead over plain Larq `candidate` closes."""
+    means = test_means(shared)
+    gap = means[float_twin] - means[plain]
+    if gap <= 0:
+        return f"* The float twin is not above plain Larq here ({100 * gap:+.2f} points)."
+    closed = (means[candidate] - means[plain]) / gap if gap else math.nan
+    return (f"* The float twin is {100 * gap:.2f} points above plain Larq; {what} "
+            + (f"closes {100 * closed:.0f}% of that gap." if closed >= 0
+               else f"widens that gap by {-100 * closed:.0f}%."))
+
+
+def seed_comparison(results, candidate, plain, float_twin, what, planned_seeds):
+    """`candidate` against plain Larq and the float twin on their shared seeds: the seed
+    table, Welch's comparisons (test top-1) and the share of the float gap it closes."""
+    names = [candidate, plain, float_twin]
+    shared = shared_seeds(results, names)
+    if shared is None:
+        return []
+    seeds = sorted(shared[candidate])
+    status = ("" if len(seeds) >= planned_seeds else
+              f" **Interim: {len(seeds)} of {planned_seeds} seeds so far.**")
+    return (
+        [f"Seeds {', '.join(map(str, seeds))}, each trained for all three cells; test "
+         f"top-1 on the 10,000 test images.{status}", ""]
+        + seed_table(shared) + [""]
+        + [f"* {line}" for line in comparison_lines(shared, candidate, plain)
+           + comparison_lines(shared, float_twin, plain)]
+        + [gap_line(shared, candidate, plain, float_twin, what)])
+
+
 def final_comparison(results):
     """The leading optimizer's best BONN setting, plain Larq and the float twin on the
     seeds all three share: a table of test accuracy and the Welch comparisons."""
@@ -276,28 +415,22 @@ def final_comparison(results):
         return []
     names = [sweep.cell_name(optimizer, c) for c in
              (sweep.best_bonn_setting(view, optimizer), sweep.PLAIN, sweep.FLOAT_TWIN)]
-    if not all(n in results for n in names):
+    lines = seed_comparison(results, *names, "the BONN setting", len(sweep.FINAL_SEEDS))
+    if not lines:
         return []
-    seeds = sorted(set.intersection(*(set(results[n]) for n in names)))
-    if len(seeds) < 2:
-        return []
-    shared = {n: {s: results[n][s] for s in seeds} for n in names}
-    test = {n: [r["test"]["accuracy"] for r in shared[n].values()] for n in names}
-    bonn, plain, float_twin = names
-    status = ("" if len(seeds) >= len(sweep.FINAL_SEEDS) else
-              f" **Interim: {len(seeds)} of {len(sweep.FINAL_SEEDS)} seeds so far.**")
-    gap = np.mean(test[float_twin]) - np.mean(test[plain])
-    closed = (np.mean(test[bonn]) - np.mean(test[plain])) / gap if gap else math.nan
-    return (
-        [f"Optimizer: {optimizer} (its best BONN setting leads on seed-0 validation). "
-         f"Seeds {', '.join(map(str, seeds))}, each trained for all three cells; test "
-         f"top-1 on the 10,000 test images.{status}", ""]
-        + seed_table(shared) + [""]
-        + [f"* {line}" for line in comparison_lines(shared, bonn, plain)
-           + comparison_lines(shared, float_twin, plain)]
-        + [f"* The float twin is {100 * gap:.2f} points above plain Larq; the BONN setting "
-           + (f"closes {100 * closed:.0f}% of that gap." if closed >= 0
-              else f"widens that gap by {-100 * closed:.0f}%.")])
+    return [f"Optimizer: {optimizer} (its best BONN setting leads on seed-0 validation). "
+            + lines[0]] + lines[1:]
+
+
+def with_baselines(own, committed, names):
+    """`own` results plus, for each of `names` (baseline cells), the committed sweep's seeds
+    when `own` holds only seed 0 and it reproduces the committed seed 0 bit for bit."""
+    merged = dict(own)
+    for name in names:
+        mine, theirs = own.get(name, {}), committed.get(name, {})
+        if set(mine) == {0} and 0 in theirs and sweep.same_run(mine[0], theirs[0]):
+            merged[name] = theirs
+    return merged
 
 
 def accuracy_lines(results, capacity):
@@ -399,6 +532,9 @@ def main(argv=None):
     parser.add_argument("--threshold", type=pathlib.Path,
                         default=pathlib.Path("benchmarks/results/threshold"),
                         help="results of benchmarks/threshold.py")
+    parser.add_argument("--distill", type=pathlib.Path,
+                        default=pathlib.Path("benchmarks/results/distill"),
+                        help="results of benchmarks/distill.py")
     parser.add_argument("--capacity", type=pathlib.Path,
                         default=pathlib.Path("benchmarks/results/capacity"),
                         help="results of benchmarks/capacity.py, one folder per budget")
@@ -455,7 +591,8 @@ def main(argv=None):
                   "Chosen by the sweep's rules (`best_bonn_setting`, `leading_optimizer` in "
                   "benchmarks/sweep.py) on validation accuracy; the test set is read only "
                   "here.", ""] + final + [""]
-    lines += threshold_section(load_results(args.threshold), args.figures, rel)
+    lines += threshold_section(load_results(args.threshold), args.figures, rel, results)
+    lines += distill_section(load_results(args.distill), results, args.figures, rel)
     lines += ["## Accuracy: the best BONN run and larger budgets", ""]
     lines += accuracy_lines(results, capacity)
     args.write.write_text("\n".join(lines) + "\n")

@@ -83,20 +83,7 @@ FINAL_SEEDS = (0, 1, 2, 3, 4)
 
 def cell_name(optimizer, overrides):
     """A stable directory name for a cell: optimizer and every non-default override."""
-    if overrides.get("precision") == "float":
-        return f"{optimizer}-float"
-    if not overrides.get("kernel_loss") and not overrides.get("feature_loss"):
-        return f"{optimizer}-plain"
-    parts = [optimizer]
-    threshold = overrides.get("flip_threshold", "fixed")
-    if threshold != "fixed":  # lam is set by the threshold; its starting value does not count
-        prefix = {"quantile": "q", "drift": "drift"}.get(threshold)
-        parts.append(f"{prefix}{overrides['threshold_quantile']:g}" if prefix else threshold)
-        parts.append(f"nu{overrides['nu']:g}")
-    elif overrides.get("kernel_loss"):
-        parts.append(f"lam{overrides['lam']:g}")
-        if overrides["lam"]:
-            parts.append(f"nu{overrides['nu']:g}")
+    parts = [optimizer, *regime_parts(overrides)]
     for key, value in sorted(overrides.items()):
         if key in ("prior_gradient", "mixture_update"):
             parts.append(f"{key.split('_')[0]}-{value}")
@@ -104,7 +91,52 @@ def cell_name(optimizer, overrides):
             parts.append(f"warmup{value}")
         elif key == "theta":
             parts.append(f"theta{value:g}")
-    return "-".join(parts)
+    return "-".join(parts + training_parts(optimizer, overrides))
+
+
+def regime_parts(overrides):
+    """What a cell's name says of its precision and kernel loss."""
+    if overrides.get("precision") == "float":
+        return ["float"]
+    if not overrides.get("kernel_loss") and not overrides.get("feature_loss"):
+        return ["plain"]
+    threshold = overrides.get("flip_threshold", "fixed")
+    if threshold != "fixed":  # lam is set by the threshold; its starting value does not count
+        prefix = {"quantile": "q", "drift": "drift"}.get(threshold)
+        rule = f"{prefix}{overrides['threshold_quantile']:g}" if prefix else threshold
+        return [rule, f"nu{overrides['nu']:g}"]
+    if overrides.get("kernel_loss"):
+        lam = overrides["lam"]
+        return [f"lam{lam:g}"] + ([f"nu{overrides['nu']:g}"] if lam else [])
+    return []
+
+
+def training_parts(optimizer, overrides):
+    """What a cell's name says of its architecture, two-step training and teacher."""
+    parts = [f"{key}{value}" for key, value in sorted(overrides.get("arch", {}).items())]
+    if overrides.get("two_step"):
+        parts.append(f"twostep{overrides.get('step1_epochs', '')}")
+    if overrides.get("teacher"):
+        weight, temperature = overrides.get("kd_weight", 1.0), overrides.get("temperature", 1.0)
+        parts.append(f"kd{weight:g}-T{temperature:g}")
+        teacher = teacher_cell(overrides["teacher"])
+        if teacher != f"{optimizer}-float":
+            parts.append(f"teacher-{teacher}")
+    return parts
+
+
+def teacher_cell(teacher):
+    """The cell a teacher run directory (CELL/seed-N) belongs to."""
+    return pathlib.Path(teacher).parent.name
+
+
+def comparable(settings):
+    """A run's settings as they must match across machines: the data's location left
+    out, a teacher named by its cell and seed (CELL/seed-N) rather than its full path."""
+    settings = {key: value for key, value in settings.items() if key != "data_dir"}
+    if settings.get("teacher"):
+        settings["teacher"] = "/".join(pathlib.Path(settings["teacher"]).parts[-2:])
+    return settings
 
 
 def diverged(report):
@@ -155,19 +187,39 @@ def cell_groups(last_stage):
 
 def checked_report(path, config):
     """The report at `path`; SystemExit when it was made with other settings than `config`
-    (the location of the data aside), so that no result stands for settings it lacks."""
+    (locations aside, see `comparable`), so that no result stands for settings it lacks."""
     report = json.loads(path.read_text())
     fields = {f.name for f in dataclasses.fields(runs.RunConfig)}
-    stored = runs.RunConfig(**{key: value for key, value in report.get("config", {}).items()
-                               if key in fields}).as_dict()
-    differ = {key: (stored[key], value) for key, value in config.as_dict().items()
-              if key != "data_dir" and stored[key] != value}
+    stored = comparable(runs.RunConfig(**{
+        key: value for key, value in report.get("config", {}).items() if key in fields}).as_dict())
+    differ = {key: (stored[key], value) for key, value in comparable(config.as_dict()).items()
+              if stored[key] != value}
     if differ:
         shown = ", ".join(f"{key}: {old!r} there, {new!r} here" for key, (old, new) in
                           differ.items())
         raise SystemExit(f"{path} was made with other settings ({shown}). Pass another "
                          f"--results and --output for these settings.")
     return report
+
+
+def same_run(report, reference):
+    """Whether two report.json files hold the same training, epoch by epoch."""
+    keys = ("loss", "ce_loss", "accuracy", "val_loss", "val_accuracy")
+    return len(report["history"]) == len(reference["history"]) and all(
+        mine.get(key) == theirs.get(key)
+        for mine, theirs in zip(report["history"], reference["history"]) for key in keys)
+
+
+def reproduces(sweep, optimizer, overrides, committed_results):
+    """Whether `sweep`'s seed-0 run of a cell is, bit for bit, the one committed under
+    `committed_results`: then that directory's other seeds of the cell stand for this code."""
+    name = cell_name(optimizer, overrides)
+    committed = committed_results / name / "seed-0.json"
+    same = committed.exists() and same_run(sweep.reports[name][0],
+                                           json.loads(committed.read_text()))
+    print(f"{name}: seed 0 {'reproduces' if same else 'does not reproduce'} {committed}"
+          + ("; its other seeds are reused" if same else ""), flush=True)
+    return same
 
 
 class Sweep:

@@ -48,7 +48,7 @@ def resnet18(factory: LayerFactory, inputs: tf.Tensor, num_classes: int) -> tf.k
     downsampling convolutions and the classifier. The stem is real in both scopes.
     Fully convolutional with global pooling, so any input of at least 32x32 works.
 
-    Example:
+    Examples:
         >>> model = resnet18(num_classes=10, input_shape=(64, 64, 3), bonn=False)
     """
     x = factory.conv(inputs, STAGE_FILTERS[0], 7, "stem", "stem_conv", strides=2)
@@ -64,7 +64,7 @@ def resnet18_cifar(factory: LayerFactory, inputs: tf.Tensor,
 
     Same binarization scopes as `resnet18`.
 
-    Example:
+    Examples:
         >>> model = resnet18_cifar(num_classes=100)
     """
     x = factory.conv(inputs, STAGE_FILTERS[0], 3, "stem", "stem_conv")

@@ -41,7 +41,7 @@ def small_cnn(factory: LayerFactory, inputs: tf.Tensor, num_classes: int,
         **bayesian_sign: `BayesianSign` settings (lam, nu, reduction, scale, ...),
             used with `bonn=True`.
 
-    Example:
+    Examples:
         >>> model = small_cnn(bonn=False)
     """
     width = check_integer("width", width, minimum=1)

@@ -30,7 +30,7 @@ def wrn22(factory: LayerFactory, inputs: tf.Tensor, num_classes: int,
     Args:
         width_factor: integer k >= 1; channels are 16k (stem, group 1), 32k, 64k.
 
-    Example:
+    Examples:
         >>> model = wrn22(num_classes=100, width_factor=1)
     """
     k = check_integer("width_factor", width_factor, minimum=1)

@@ -13,6 +13,7 @@ from scipy import stats
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 import capacity  # noqa: E402
 import conversion_parity  # noqa: E402
+import distill  # noqa: E402
 import evidence  # noqa: E402
 import sweep  # noqa: E402
 import threshold  # noqa: E402
@@ -105,6 +106,54 @@ def test_leading_optimizer_gets_its_final_comparison_before_the_rest_of_the_grid
     assert ("adam-float", 0) not in calls and ("adam-plain", 2) in calls
     planned = sweep.screen_cells() + sweep.remedy_cells()
     assert {(name, 0) for o in sweep.OPTIMIZERS for name in names(planned, o)} <= set(calls)
+
+
+class TeacherRecordingSweep(RecordingSweep):
+    """A RecordingSweep that leaves a model.keras in each run directory, as a finished run
+    does, and records the teachers trained apart from the cells (`teachers`)."""
+
+    def __init__(self, accuracies, output):
+        super().__init__(accuracies)
+        self.output, self.results, self.teachers = output, output / "results", []
+
+    def run(self, optimizer, overrides, seed):
+        run_dir = self.output / sweep.cell_name(optimizer, overrides) / f"seed-{seed}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "model.keras").write_text("")
+        return super().run(optimizer, overrides, seed)
+
+    def train_or_resume(self, optimizer, overrides, seed, run_dir):
+        self.teachers.append(sweep.cell_name(optimizer, overrides))
+        run_dir.mkdir(parents=True)
+        (run_dir / "model.keras").write_text("")
+
+
+def test_distill_screen_chooses_among_cells_run_and_trains_each_teacher_once(tmp_path):
+    runs = TeacherRecordingSweep({"adam-plain-kd0.5-T1": 0.91, "adam-plain-kd0.5-T4": 0.92,
+                                  "adam-plain-twostep-kd1-T1": 0.90}, tmp_path)
+    distill.run_distill(runs, last_stage=1)
+    assert [name for name, _ in runs.calls] == [
+        "adam-float", "adam-plain", "adam-plain-twostep", "adam-plain-kd1-T1",
+        "adam-plain-twostep-kd1-T1", "adam-plain-kd0.5-T1",
+        "adam-plain-kd0.5-T4",  # T 4 at the better kd weight
+        "adam-plain-kd0.5-T4-teacher-adam-float-width64",  # the best one-step distillation
+        "adam-theta0.001-kd0.5-T4"]  # the feature loss on top of the best cell
+    assert {seed for _, seed in runs.calls} == {0}
+    # The float twin is a baseline cell; only the larger teacher is trained for a student.
+    assert runs.teachers == ["adam-float-width64"]
+    larger = distill.teacher_dir(runs, distill.LARGE_TEACHER)
+    assert larger == tmp_path.resolve() / "adam-float-width64" / "seed-0"
+
+
+def test_distill_seeds_run_the_best_cell_and_rerun_baselines_that_do_not_reproduce(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(distill, "SWEEP_RESULTS", tmp_path / "nothing-committed")
+    runs = TeacherRecordingSweep({"adam-plain-twostep": 0.93}, tmp_path)
+    distill.run_distill(runs, last_stage=2)
+    later = runs.calls[9:]
+    for cell in ("adam-plain", "adam-float", "adam-plain-twostep"):
+        assert [(cell, seed) for seed in distill.SEEDS] == [c for c in later if c[0] == cell]
+    assert len(later) == 12
 
 
 def test_welch_matches_scipy_unequal_variance_t_test():
@@ -239,13 +288,28 @@ def test_threshold_plan_runs_every_regime_once_and_names_cells_by_their_rule():
         threshold.regime_cells(), "adam")
 
 
+def test_threshold_runs_the_leaders_seeds_before_the_other_seed0_cells(monkeypatch, tmp_path):
+    monkeypatch.setattr(threshold, "SWEEP_RESULTS", tmp_path)  # no committed plain seeds
+    runs = RecordingSweep({"adam-rebnn-nu0.0001": 0.92, "adam-q0.99-nu0.0001": 0.93})
+    threshold.run_small_cnn_stages(runs, last_stage=2)
+    calls = runs.calls
+    leading = calls[:threshold.LEADING_CELLS]
+    assert [seed for _, seed in leading] == [0] * threshold.LEADING_CELLS
+    rebnn_seeds = [("adam-rebnn-nu0.0001", s) for s in threshold.SEEDS]
+    plain_seeds = [("adam-plain", s) for s in threshold.SEEDS]
+    assert calls[threshold.LEADING_CELLS:threshold.LEADING_CELLS + 8] == plain_seeds + rebnn_seeds
+    # q 0.99 runs later, leads, and gets its seeds too; nothing runs twice.
+    assert calls[-4:] == [("adam-q0.99-nu0.0001", s) for s in threshold.SEEDS]
+    assert len(calls) == len(set(calls)) == 11 + 4 + 4 + 4
+
+
 def test_threshold_reuses_committed_plain_seeds_only_for_the_same_training():
     history = [{"loss": 1.0, "ce_loss": 1.0, "accuracy": 0.5, "val_loss": 1.1,
                 "val_accuracy": 0.4}]
-    assert threshold.same_run({"history": history}, {"history": [dict(history[0])]})
+    assert sweep.same_run({"history": history}, {"history": [dict(history[0])]})
     changed = [{**history[0], "val_accuracy": 0.41}]
-    assert not threshold.same_run({"history": changed}, {"history": history})
-    assert not threshold.same_run({"history": history * 2}, {"history": history})
+    assert not sweep.same_run({"history": changed}, {"history": history})
+    assert not sweep.same_run({"history": history * 2}, {"history": history})
 
 
 def test_threshold_section_averages_layers_at_the_first_and_last_epoch(tmp_path):
@@ -265,6 +329,57 @@ def test_threshold_section_averages_layers_at_the_first_and_last_epoch(tmp_path)
     assert evidence.threshold_section({}, tmp_path, pathlib.Path("figures")) == []
 
 
+def run_report(validation, test, epochs=2, **config):
+    history = [{"loss": 1.0 / (e + 1), "ce_loss": 1.0, "accuracy": 0.9 + e / 100,
+                "val_loss": 1.0, "val_accuracy": validation} for e in range(epochs)]
+    return {"config": config, "history": history, "validation": {"accuracy": validation},
+            "test": {"accuracy": test}}
+
+
+def test_distill_section_compares_the_seeded_cell_with_reproduced_baselines(tmp_path):
+    plain = {s: run_report(0.90, t) for s, t in enumerate([0.905, 0.902, 0.908, 0.904, 0.906])}
+    twin = {s: run_report(0.93, t) for s, t in enumerate([0.921, 0.922, 0.923, 0.920, 0.924])}
+    committed = {"adam-plain": plain, "adam-float": twin}
+    student = {s: run_report(0.915, t, two_step=True, step1_epochs=1)
+               for s, t in enumerate([0.912, 0.914, 0.913, 0.915, 0.911])}
+    student[0]["teacher"] = {"validation": {"accuracy": 0.93}}
+    leader = {0: run_report(0.95, 0.95)}  # leads on seed 0 but has no seeds: not compared
+    results = {"adam-plain": {0: plain[0]}, "adam-float": {0: twin[0]},
+               "adam-plain-twostep": student, "adam-plain-kd1-T1": leader}
+    text = "\n".join(evidence.distill_section(results, committed, tmp_path,
+                                               pathlib.Path("figures")))
+    assert "| `adam-plain-twostep` | 91.50 | 91.00 | 93.00 | 1 + 1 |" in text
+    assert "### `adam-plain-twostep` over seeds" in text
+    gain = np.mean([0.912, 0.914, 0.913, 0.915, 0.911]) - np.mean([0.905, 0.902, 0.908, 0.904,
+                                                                   0.906])
+    assert f"minus `adam-plain` (5 seeds), test top-1: {100 * gain:+.2f} points" in text
+    gap = np.mean([0.921, 0.922, 0.923, 0.920, 0.924]) - np.mean([0.905, 0.902, 0.908, 0.904,
+                                                                  0.906])
+    assert f"closes {100 * gain / gap:.0f}% of that gap" in text
+    assert (tmp_path / "distill.png").read_bytes()[:4] == b"\x89PNG"
+    # A plain-Larq seed 0 that does not reproduce the committed one keeps its own seed only.
+    results["adam-plain"] = {0: run_report(0.90, 0.9)}
+    results["adam-plain"][0]["history"][0]["loss"] = 0.123
+    assert "over seeds" not in "\n".join(evidence.distill_section(
+        results, committed, tmp_path, pathlib.Path("figures")))
+
+
+def test_threshold_seeds_compare_the_best_acting_cell_on_five_seeds():
+    plain = {s: run_report(0.91, t) for s, t in enumerate([0.905, 0.902, 0.908, 0.904, 0.906])}
+    twin = {s: run_report(0.93, 0.92) for s in range(5)}
+    rebnn = {s: run_report(0.915, t) for s, t in enumerate([0.91, 0.909, 0.907, 0.912, 0.908])}
+    results = {"adam-plain": {0: plain[0]}, "adam-rebnn-nu0.0001": rebnn,
+               "adam-lam1e-07-nu0.0001": {0: run_report(0.90, 0.9)}}
+    text = "\n".join(evidence.threshold_seeds(results, {"adam-plain": plain,
+                                                         "adam-float": twin}))
+    assert "`adam-rebnn-nu0.0001` leads" in text and "Seeds 0, 1, 2, 3, 4," in text
+    assert "Interim" not in text
+    assert "`adam-rebnn-nu0.0001` (5 seeds) minus `adam-plain` (5 seeds), test top-1: +0.42" in text
+    del rebnn[4]
+    assert "Interim: 4 of 5 seeds" in "\n".join(evidence.threshold_seeds(
+        results, {"adam-plain": plain, "adam-float": twin}))
+
+
 def test_a_stored_sweep_result_is_used_only_for_the_settings_it_was_made_with(tmp_path):
     base = {"model": "small_cnn", "dataset": "fashion_mnist", "epochs": 15}
     made = sweep.Sweep(tmp_path / "runs", tmp_path / "results", base=base)
@@ -277,6 +392,23 @@ def test_a_stored_sweep_result_is_used_only_for_the_settings_it_was_made_with(tm
     shorter = sweep.Sweep(tmp_path / "runs", tmp_path / "results", base={**base, "epochs": 1})
     with pytest.raises(SystemExit, match="made with other settings .epochs: 15 there, 1 here"):
         shorter.run("adam", sweep.PLAIN, 0)
+
+
+def test_a_stored_distillation_result_names_its_teacher_by_cell_and_seed_not_by_path(tmp_path):
+    made = sweep.Sweep(tmp_path / "runs", tmp_path / "results", base={"epochs": 15})
+    student = {**sweep.PLAIN, "teacher": "/here/runs/distill/adam-float/seed-0"}
+    stored = tmp_path / "results" / sweep.cell_name("adam", student) / "seed-0.json"
+    stored.parent.mkdir(parents=True)
+    config = made.config("adam", student, 0).as_dict()
+    moved = {**config, "teacher": "/another/machine/runs/distill/adam-float/seed-0"}
+    stored.write_text(json.dumps({"config": moved, "validation": None,
+                                  "test": {"accuracy": 0.9}}))
+    assert made.run("adam", student, 0)["test"]["accuracy"] == 0.9
+    stored.write_text(json.dumps({"config": {**moved, "teacher": moved["teacher"][:-1] + "1"},
+                                  "validation": None, "test": {"accuracy": 0.9}}))
+    with pytest.raises(SystemExit, match="teacher: 'adam-float/seed-1' there, "
+                                         "'adam-float/seed-0' here"):
+        made.run("adam", student, 0)
 
 
 def test_sweep_refuses_zero_epochs():

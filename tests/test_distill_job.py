@@ -93,7 +93,9 @@ def _interrupted(config, run_dir, at_epoch, resume_too=()):
 
 
 def test_two_step_resumes_across_the_boundary_as_uninterrupted(fashion_dir, tmp_path):
-    config = tiny_config(fashion_dir, epochs=3, two_step=True, step1_epochs=1)
+    # The lam warm-up starts with step 2, where the kernel loss appears.
+    config = tiny_config(fashion_dir, epochs=3, two_step=True, step1_epochs=1,
+                         lam_warmup_epochs=2)
     reference = runs.train(config, tmp_path / "a", verbose=0)
     # Stopped in the first epoch of step 2 (resumes from step 1's checkpoint), then in
     # the second (from step 2's).
@@ -103,7 +105,8 @@ def test_two_step_resumes_across_the_boundary_as_uninterrupted(fashion_dir, tmp_
     assert reference.report["history"] == resumed.report["history"]
 
     history = reference.report["history"]
-    assert history[0]["kernel_loss"] == 0 and history[1]["kernel_loss"] > 0
+    assert "lam" not in history[0] and history[1]["lam"] == 0 == history[1]["kernel_loss"]
+    assert history[2]["lam"] == pytest.approx(config.lam / 2) and history[2]["kernel_loss"] > 0
     kernels = bayesian_kernels(reference.classifier)
     assert len(kernels) == 4 and all(isinstance(k.quantizer, BayesianSign) for k in kernels)
     steps = reference.report["steps"]

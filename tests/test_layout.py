@@ -1,7 +1,9 @@
-"""The package layout: the core never imports the application; public names are declared."""
+"""The package layout: the core never imports the application; public names are declared;
+docs/layout.md has a row for every module."""
 
 import ast
 import pathlib
+import re
 import textwrap
 
 import bayes_larq as bl
@@ -297,3 +299,23 @@ def test_the_type_hint_check_finds_functions_and_methods_without_hints(tmp_path)
             def method(self, y): ...
     '''))
     assert unannotated_public_functions(source) == ["untyped", "Public.method"]
+
+
+# --------------------------------------------------------------------------- the layout page
+
+LAYOUT_PAGE = ROOT / "docs" / "layout.md"
+
+
+def layout_rows():
+    """The first cell of every table row of docs/layout.md, without its backquotes."""
+    return {match.strip("`") for match in re.findall(r"^\| (`[^`]+`) \|", LAYOUT_PAGE.read_text(),
+                                                       re.M)}
+
+
+def test_the_layout_page_has_a_row_for_every_module():
+    rows = layout_rows()
+    core = {f"bayes_larq/{p.name}" for p in (ROOT / "bayes_larq").glob("*.py")
+            if p.name != "__init__.py"}
+    app = {p.name for p in APP if p.name != "__init__.py"}
+    assert sorted((core | app | {"models/"}) - rows) == []
+    assert sorted(rows - core - app - {"models/"}) == []  # no row for a module that is gone

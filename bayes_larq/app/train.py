@@ -337,8 +337,10 @@ def _callbacks(run, config, bonn, verbose, extra_callbacks):
             found.append(callbacks.MixtureRefresh(config.refresh_batches))
         if config.lam_warmup_epochs:
             lam = bayesian_quantizers(bonn.classifier)[0].initial_lam
-            found.append(callbacks.LossWeightScheduler(
-                "lam", callbacks.linear_warmup(lam, config.lam_warmup_epochs)))
+            # In two-step training the kernel loss starts with step 2; so does its warm-up.
+            start = config.step1_epochs if config.two_step else 0
+            found.append(callbacks.LossWeightScheduler("lam", callbacks.linear_warmup(
+                lam, config.lam_warmup_epochs, start_epoch=start)))
     return found
 
 
