@@ -38,8 +38,6 @@ def small_cnn(factory: LayerFactory, inputs: tf.Tensor, num_classes: int,
     Args:
         width: channels of the stem (integer >= 1, default 32); the binary units use
             2x and 4x that.
-        **bayesian_sign: `BayesianSign` settings (lam, nu, reduction, scale, ...),
-            used with `bonn=True`.
 
     Examples:
         >>> model = small_cnn(bonn=False)
