@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import numbers
 import time
 from typing import Any
 
@@ -33,8 +34,8 @@ from bayes_larq._keras import all_layers, is_functional
 from bayes_larq.defaults import check_integer
 from bayes_larq.quantizers import is_one_bit
 
-__all__ = ["Agreement", "binarization_margin", "compare", "convert", "interpreter",
-           "latency_ms", "op_census", "tflite_predict"]
+__all__ = ["MAX_RUNS", "Agreement", "binarization_margin", "check_runs", "check_tolerances",
+           "compare", "convert", "interpreter", "latency_ms", "op_census", "tflite_predict"]
 
 
 def convert(model: tf.keras.Model) -> bytes:
@@ -114,6 +115,7 @@ class Agreement:
 
     def check(self, atol: float = 1e-3, min_top1_agreement: float = 1.0) -> "Agreement":
         """Raise ValueError when the converted model disagrees beyond tolerance."""
+        check_tolerances(atol, min_top1_agreement)
         if not (self.max_abs_diff <= atol and self.top1_agreement >= min_top1_agreement):
             raise ValueError(
                 f"Converted model disagrees with Keras on {self.samples} inputs: max abs "
@@ -121,6 +123,17 @@ class Agreement:
                 f"agreement {self.top1_agreement:.4f} (required {min_top1_agreement:g})."
             )
         return self
+
+
+def check_tolerances(atol: float, min_top1_agreement: float) -> None:
+    """Raise ValueError unless `atol` is a number >= 0 (`math.inf`: any difference) and
+    `min_top1_agreement` a share in [0, 1]: the tolerances of `Agreement.check`."""
+    if isinstance(atol, bool) or not isinstance(atol, numbers.Real) or not atol >= 0:
+        raise ValueError(f"`atol` must be a number >= 0; got {atol!r}.")
+    if (isinstance(min_top1_agreement, bool) or not isinstance(min_top1_agreement, numbers.Real)
+            or not 0 <= min_top1_agreement <= 1):
+        raise ValueError(f"`min_top1_agreement` must be a share in [0, 1]; got "
+                         f"{min_top1_agreement!r}.")
 
 
 def compare(model: tf.keras.Model, flatbuffer: bytes, x: np.ndarray,
@@ -162,14 +175,23 @@ def binarization_margin(model: tf.keras.Model, x: np.ndarray, batch_size: int = 
     return np.min([np.abs(a).reshape(len(a), -1).min(axis=1) for a in activations], axis=0)
 
 
+MAX_RUNS = 100_000  # timed (or warm-up) interpreter runs of one latency measurement
+
+
+def check_runs(repeats: int, warmup: int) -> None:
+    """Raise ValueError unless `repeats` is an integer in [1, `MAX_RUNS`] and `warmup` one
+    in [0, `MAX_RUNS`]: the runs of `latency_ms`."""
+    check_integer("repeats", repeats, maximum=MAX_RUNS)
+    check_integer("warmup", warmup, minimum=0, maximum=MAX_RUNS)
+
+
 def latency_ms(flatbuffer: bytes, repeats: int = 10, warmup: int = 2,
                **interpreter_kwargs: Any) -> float:
     """Median single-image latency (ms) of a flatbuffer in the LCE interpreter.
 
-    `repeats` timed runs (>= 1) follow `warmup` untimed ones (>= 0).
+    `repeats` timed runs follow `warmup` untimed ones (`check_runs`).
     """
-    check_integer("repeats", repeats)
-    check_integer("warmup", warmup, minimum=0)
+    check_runs(repeats, warmup)
     runner = interpreter(flatbuffer, **interpreter_kwargs)
     shape = [1 if d is None else d for d in runner.input_shapes[0]]
     shape[0] = 1

@@ -53,14 +53,10 @@ __all__ = ["FLIP_THRESHOLD_RULES", "FlipProbe", "FlipThreshold", "binary_sign",
 FLIP_THRESHOLD_RULES = ("quantile", "drift", "rebnn")
 
 
-def _mixture(quantizer):
-    return (quantizer.mu_pos, quantizer.mu_neg, quantizer.sigma_pos, quantizer.sigma_neg)
-
-
 def kernel_loss_gradient(quantizer, latent: tf.Tensor) -> tf.Tensor:
     """$\\partial L_B / \\partial x$ of a `BayesianSign`'s kernel, in closed form."""
     _, gradients = kernel_loss_and_gradients(
-        latent, quantizer.reconstruction, *_mixture(quantizer), quantizer.lam, quantizer.nu,
+        latent, quantizer.reconstruction, quantizer.mixture(), quantizer.lam, quantizer.nu,
         quantizer.reduction)
     return gradients[0]
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from bayes_larq.defaults import REDUCTION, REDUCTIONS, check_choice
+from bayes_larq.mixture import Mixture
 
 __all__ = ["channels_last_2d", "distribution_loss", "feature_loss", "fused_kernel_loss",
            "kernel_loss", "kernel_loss_and_gradients"]
@@ -21,8 +22,7 @@ def channels_last_2d(tensor: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tensor, [-1, tf.shape(tensor)[-1]])
 
 
-def kernel_loss(x: tf.Tensor, w: tf.Tensor, mu_pos: tf.Tensor, mu_neg: tf.Tensor,
-                sigma_pos: tf.Tensor, sigma_neg: tf.Tensor, lam: float | tf.Tensor,
+def kernel_loss(x: tf.Tensor, w: tf.Tensor, mixture: Mixture, lam: float | tf.Tensor,
                 nu: float | tf.Tensor, reduction: str = REDUCTION) -> tf.Tensor:
     r"""Bayesian kernel loss $L_B$ of one binarized layer (docs/method.md, "Kernel loss").
 
@@ -43,10 +43,9 @@ def kernel_loss(x: tf.Tensor, w: tf.Tensor, mu_pos: tf.Tensor, mu_neg: tf.Tensor
     Args:
         x: latent kernel, any rank >= 2, output channels on the last axis.
         w: reconstruction vector, same shape as `x`.
-        mu_pos: magnitude of the positive mode per output channel, shape `[C]`.
-        mu_neg: magnitude of the negative mode per output channel, shape `[C]`.
-        sigma_pos: standard deviation of the positive mode per output channel, `[C]`, > 0.
-        sigma_neg: standard deviation of the negative mode per output channel, `[C]`, > 0.
+        mixture: the `bayes_larq.mixture.Mixture` of the layer: mode magnitudes
+            `mu_pos`, `mu_neg` and standard deviations `sigma_pos`, `sigma_neg` (> 0)
+            per output channel, each of shape `[C]`.
         lam: weight of the whole loss.
         nu: weight of the mixture prior inside it.
         reduction: "mean" or "sum".
@@ -55,6 +54,7 @@ def kernel_loss(x: tf.Tensor, w: tf.Tensor, mu_pos: tf.Tensor, mu_neg: tf.Tensor
         A scalar tensor.
     """
     check_choice("reduction", reduction, REDUCTIONS)
+    mu_pos, mu_neg, sigma_pos, sigma_neg = mixture
     x2, w2 = channels_last_2d(x), channels_last_2d(w)
     x_hat = tf.stop_gradient(tf.where(x2 >= 0, tf.ones_like(x2), -tf.ones_like(x2)))
     reconstruction = tf.reduce_sum(tf.square(x_hat - w2 * x2))
@@ -68,8 +68,10 @@ def kernel_loss(x: tf.Tensor, w: tf.Tensor, mu_pos: tf.Tensor, mu_neg: tf.Tensor
     return total
 
 
-def kernel_loss_and_gradients(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu,
-                              reduction: str = REDUCTION):
+def kernel_loss_and_gradients(x: tf.Tensor, w: tf.Tensor, mixture: Mixture,
+                              lam: float | tf.Tensor, nu: float | tf.Tensor,
+                              reduction: str = REDUCTION
+                              ) -> tuple[tf.Tensor, tuple[tf.Tensor, tf.Tensor, Mixture]]:
     r"""$L_B$ (exactly as `kernel_loss`) and its closed-form gradients, in one pass.
 
     With $\hat{x} = \mathrm{sign}(x)$, $r = \hat{x} - w x$, and for each element the mode
@@ -87,10 +89,11 @@ def kernel_loss_and_gradients(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, n
     (all divided by the number of kernel elements with `reduction="mean"`).
 
     Returns:
-        `(value, (d_x, d_w, d_mu_pos, d_mu_neg, d_sigma_pos, d_sigma_neg))`, each
-        gradient with the shape of its argument.
+        `(value, (d_x, d_w, d_mixture))`, each gradient with the shape of its argument
+        (`d_mixture` a `Mixture` of the gradients of its four values).
     """
     check_choice("reduction", reduction, REDUCTIONS)
+    mu_pos, mu_neg, sigma_pos, sigma_neg = mixture
     x2, w2 = channels_last_2d(x), channels_last_2d(w)
     positive = x2 >= 0
     ones = tf.ones_like(x2)
@@ -114,14 +117,14 @@ def kernel_loss_and_gradients(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, n
     if reduction == "mean":
         elements = tf.cast(tf.size(x2), value.dtype)
         value, gradients = value / elements, [g / elements for g in gradients]
-    return value, tuple(gradients)
+    return value, (gradients[0], gradients[1], Mixture(*gradients[2:]))
 
 
 _compiled_kernel_loss_and_gradients = tf.function(kernel_loss_and_gradients, jit_compile=True)
 
 
-def fused_kernel_loss(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu,
-                      reduction: str = REDUCTION) -> tf.Tensor:
+def fused_kernel_loss(x: tf.Tensor, w: tf.Tensor, mixture: Mixture, lam: float | tf.Tensor,
+                      nu: float | tf.Tensor, reduction: str = REDUCTION) -> tf.Tensor:
     """`kernel_loss`, computed together with its gradients in one XLA-compiled pass.
 
     The value is $L_B$; backpropagation uses the closed forms of
@@ -132,15 +135,15 @@ def fused_kernel_loss(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu,
     """
     @tf.custom_gradient
     def loss(x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu):
-        value, gradients = _compiled_kernel_loss_and_gradients(
-            x, w, mu_pos, mu_neg, sigma_pos, sigma_neg, lam, nu, reduction)
+        value, (d_x, d_w, d_mixture) = _compiled_kernel_loss_and_gradients(
+            x, w, Mixture(mu_pos, mu_neg, sigma_pos, sigma_neg), lam, nu, reduction)
 
         def backward(upstream):
-            return [upstream * g for g in gradients] + [None, None]
+            return [upstream * g for g in (d_x, d_w, *d_mixture)] + [None, None]
         return value, backward
     # Variables are read here, outside the custom-gradient function, so it sees tensors
     # and the tape carries their gradients back to the variables through the reads.
-    tensors = [tf.convert_to_tensor(a) for a in (x, w, mu_pos, mu_neg, sigma_pos, sigma_neg)]
+    tensors = [tf.convert_to_tensor(a) for a in (x, w, *mixture)]
     dtype = tensors[0].dtype
     weights = [tf.cast(tf.convert_to_tensor(a, dtype_hint=dtype), dtype) for a in (lam, nu)]
     return loss(*tensors, *weights)

@@ -5,9 +5,10 @@ closed-form mu / sigma), `bayes_larq.callbacks.MixtureMonitor` (per epoch) and t
 reports (at initialisation and at the end). All are NumPy functions of a latent kernel
 whose last axis holds the output channels. The method is described in docs/method.md.
 
+* `Mixture`: the four values of the mixture, $\mu^\pm_i$ and $\sigma^\pm_i$.
 * `fit_mixture`: per output channel $i$, the closed-form optimum of the mixture,
   $\mu^\pm_i$ = mean magnitude and $\sigma^\pm_i$ = standard deviation of the
-  weights on each side, and the least-squares reconstruction factor
+  weights on each side; `fit_reconstruction`: the least-squares reconstruction factor
   $w_i = \sum|x| / \sum x^2$.
 * `mixture_density`: the layer's mixture density $p(x)$, averaged over channels.
 * `bimodality_coefficient`: Sarle's $b = (g^2 + 1)/\kappa$.
@@ -17,18 +18,41 @@ whose last axis holds the output channels. The method is described in docs/metho
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from bayes_larq.defaults import MIN_SIGMA
 
 __all__ = [
-    "MIXTURE_KEYS", "bimodality_coefficient", "fallback_mixture", "fit_mixture",
-    "flip_ratio", "layer_statistics", "mixture_density",
+    "MIXTURE_KEYS", "Mixture", "bimodality_coefficient", "fallback_mixture", "fit_mixture",
+    "fit_reconstruction", "flip_ratio", "layer_statistics", "mixture_density",
 ]
 
-MIXTURE_KEYS = ("mu_pos", "mu_neg", "sigma_pos", "sigma_neg")
+
+class Mixture(NamedTuple):
+    r"""The two-mode Gaussian mixture of a binarized layer's latent weights.
+
+    Per output channel $i$, the weights $x \ge 0$ follow $\mathcal{N}(\mu^+_i, \sigma^+_i)$
+    and the weights $x < 0$ follow $\mathcal{N}(-\mu^-_i, \sigma^-_i)$: `mu_pos` and
+    `mu_neg` are the magnitudes of the two modes, `sigma_pos` and `sigma_neg` their
+    standard deviations, each of shape `[channels]` (NumPy arrays, tensors or
+    variables). The one form in which the four values travel: `BayesianSign.mixture()`,
+    `fit_mixture`, the kernel loss (`bayes_larq.losses`) and the reports take and give
+    it; as a named tuple it is also a `tf.nest` structure.
+    """
+
+    mu_pos: Any
+    mu_neg: Any
+    sigma_pos: Any
+    sigma_neg: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        """The four values by name (the keys of `MIXTURE_KEYS`), as reports store them."""
+        return dict(zip(MIXTURE_KEYS, self))
+
+
+MIXTURE_KEYS = tuple(Mixture.__annotations__)  # mu_pos, mu_neg, sigma_pos, sigma_neg
 
 # Moments of a weight uniform on [0, 1] (a weight-clipped kernel seen from one side):
 # used only when the first kernel seen cannot be read (e.g. built inside a tf.function).
@@ -44,46 +68,53 @@ def _side_moments(channel: np.ndarray, side_mask: np.ndarray, min_sigma: float):
     return mu, max(sigma, min_sigma)
 
 
-def fit_mixture(kernel: np.ndarray, min_sigma: float = MIN_SIGMA) -> dict[str, np.ndarray]:
-    r"""Closed-form W, mu and sigma of a latent kernel (output channels last).
+def _channels(kernel: np.ndarray) -> np.ndarray:
+    kernel = np.asarray(kernel, dtype=np.float64)
+    return kernel.reshape(-1, kernel.shape[-1])
 
-    Per output channel: `reconstruction` holds the least-squares scalar
-    $w = \sum|x| / \sum x^2$ (the best single factor with $\mathrm{sign}(x) \approx w x$),
-    broadcast to the kernel's shape; `mu_pos` / `sigma_pos` are the mean and std of the
-    non-negative weights, `mu_neg` / `sigma_neg` those of the magnitudes of the negative
-    weights, where $\partial L_B/\partial\mu = \partial L_B/\partial\sigma = 0$. An empty
-    side borrows the magnitudes of the whole channel; sigma is at least `min_sigma`.
+
+def fit_mixture(kernel: np.ndarray, min_sigma: float = MIN_SIGMA) -> Mixture:
+    r"""The closed-form mixture of a latent kernel (output channels last).
+
+    Per output channel, `mu_pos` / `sigma_pos` are the mean and std of the non-negative
+    weights, `mu_neg` / `sigma_neg` those of the magnitudes of the negative weights,
+    where $\partial L_B/\partial\mu = \partial L_B/\partial\sigma = 0$. An empty side
+    borrows the magnitudes of the whole channel; sigma is at least `min_sigma`.
 
     Examples:
-        >>> stats = fit_mixture(np.array([[0.5, -0.2], [0.3, -0.4]]))
-        >>> [round(float(v), 2) for v in stats["mu_pos"]]
+        >>> mixture = fit_mixture(np.array([[0.5, -0.2], [0.3, -0.4]]))
+        >>> [round(float(v), 2) for v in mixture.mu_pos]
         [0.4, 0.3]
     """
-    kernel = np.asarray(kernel, dtype=np.float64)
-    flat = kernel.reshape(-1, kernel.shape[-1])
-    sum_abs, sum_sq = np.abs(flat).sum(axis=0), np.square(flat).sum(axis=0)
-    w_channel = np.where(sum_sq > 0, sum_abs / np.where(sum_sq > 0, sum_sq, 1.0), 1.0)
-    stats = {"reconstruction": np.broadcast_to(w_channel, flat.shape).reshape(kernel.shape)}
+    flat = _channels(kernel)
     pos = [_side_moments(c, c >= 0, min_sigma) for c in flat.T]
     neg = [_side_moments(c, c < 0, min_sigma) for c in flat.T]
-    stats["mu_pos"], stats["sigma_pos"] = map(np.array, zip(*pos))
-    stats["mu_neg"], stats["sigma_neg"] = map(np.array, zip(*neg))
-    return {k: v.astype(np.float32) for k, v in stats.items()}
+    (mu_pos, sigma_pos), (mu_neg, sigma_neg) = ([np.array(v, np.float32) for v in zip(*side)]
+                                                for side in (pos, neg))
+    return Mixture(mu_pos, mu_neg, sigma_pos, sigma_neg)
 
 
-def fallback_mixture(shape, min_sigma: float = MIN_SIGMA) -> dict[str, np.ndarray]:
-    """Initial values when the kernel is unknown: W = 1 (plain sign), uniform moments."""
-    channels = shape[-1]
+def fit_reconstruction(kernel: np.ndarray) -> np.ndarray:
+    r"""The closed-form reconstruction vector W of a latent kernel, the kernel's shape.
+
+    Per output channel the least-squares scalar $w = \sum|x| / \sum x^2$ (the best single
+    factor with $\mathrm{sign}(x) \approx w x$; 1 for an all-zero channel), broadcast.
+    """
+    flat = _channels(kernel)
+    sum_abs, sum_sq = np.abs(flat).sum(axis=0), np.square(flat).sum(axis=0)
+    w_channel = np.where(sum_sq > 0, sum_abs / np.where(sum_sq > 0, sum_sq, 1.0), 1.0)
+    shape = np.shape(kernel)
+    return np.broadcast_to(w_channel, flat.shape).reshape(shape).astype(np.float32)
+
+
+def fallback_mixture(channels: int, min_sigma: float = MIN_SIGMA) -> Mixture:
+    """The mixture when the kernel is unknown: the moments of a uniform weight."""
     sigma = np.full(channels, max(FALLBACK_SIGMA, min_sigma), np.float32)
     mu = np.full(channels, FALLBACK_MU, np.float32)
-    return {
-        "reconstruction": np.ones(shape, np.float32),
-        "mu_pos": mu, "mu_neg": mu.copy(), "sigma_pos": sigma, "sigma_neg": sigma.copy(),
-    }
+    return Mixture(mu, mu.copy(), sigma, sigma.copy())
 
 
-def mixture_density(x: np.ndarray, latent: np.ndarray,
-                    mixture: Mapping[str, np.ndarray]) -> np.ndarray:
+def mixture_density(x: np.ndarray, latent: np.ndarray, mixture: Mixture) -> np.ndarray:
     r"""The layer's mixture density at the points `x`, averaged over its $C$ channels.
 
     $$
@@ -99,8 +130,8 @@ def mixture_density(x: np.ndarray, latent: np.ndarray,
     def normal(mean, sigma):
         return np.exp(-0.5 * ((x - mean) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
 
-    per_channel = (positive_share * normal(mixture["mu_pos"], mixture["sigma_pos"])
-                   + (1 - positive_share) * normal(-mixture["mu_neg"], mixture["sigma_neg"]))
+    per_channel = (positive_share * normal(mixture.mu_pos, mixture.sigma_pos)
+                   + (1 - positive_share) * normal(-mixture.mu_neg, mixture.sigma_neg))
     return per_channel.mean(axis=1)
 
 
@@ -130,7 +161,7 @@ def flip_ratio(latent: np.ndarray, reference: np.ndarray) -> float:
     return float(np.mean((np.asarray(latent) >= 0) != (np.asarray(reference) >= 0)))
 
 
-def layer_statistics(latent: np.ndarray, mixture: Mapping[str, np.ndarray],
+def layer_statistics(latent: np.ndarray, mixture: Mixture,
                      reference: np.ndarray | None = None,
                      w_bar: float | None = None) -> dict[str, float]:
     """The per-layer numbers of reports and monitors, averaged over output channels.
@@ -140,7 +171,7 @@ def layer_statistics(latent: np.ndarray, mixture: Mapping[str, np.ndarray],
     `reference`, e.g. the kernel at initialisation or at the previous epoch) and w_bar
     (the mean of W, whose inverse scales the binary kernel).
     """
-    stats = {key: float(np.mean(mixture[key])) for key in MIXTURE_KEYS}
+    stats = {key: float(np.mean(value)) for key, value in mixture.as_dict().items()}
     stats["latent_scale"] = float(np.mean(np.abs(latent)))
     stats["bimodality"] = bimodality_coefficient(latent)
     if reference is not None:

@@ -39,7 +39,7 @@ from bayes_larq._keras import (
     reads_a_variable,
 )
 from bayes_larq.losses import fused_kernel_loss, kernel_loss
-from bayes_larq.mixture import fallback_mixture, fit_mixture
+from bayes_larq.mixture import Mixture, fallback_mixture, fit_mixture, fit_reconstruction
 
 __all__ = [
     "TRANSPOSED_CONVOLUTIONS", "BayesianSign", "BinaryKernel", "bayesian_kernels",
@@ -256,13 +256,16 @@ class BayesianSign(LarqMetricsQuantizer):
                 "BayesianSign quantizes kernels, but it was called on a tensor that is not a "
                 "weight variable (an activation? BayesianSign as an input_quantizer). Use "
                 "'ste_sign' as the input_quantizer and BayesianSign as the kernel_quantizer.")
-        stats = (fit_mixture(value, self.min_sigma) if value is not None
-                 else fallback_mixture(shape.as_list(), self.min_sigma))
-        self.reconstruction = self._add_initialised("reconstruction", stats["reconstruction"])
-        self.mu_pos = self._add_initialised("mu_pos", stats["mu_pos"])
-        self.mu_neg = self._add_initialised("mu_neg", stats["mu_neg"])
-        self.log_sigma_pos = self._add_initialised("log_sigma_pos", np.log(stats["sigma_pos"]))
-        self.log_sigma_neg = self._add_initialised("log_sigma_neg", np.log(stats["sigma_neg"]))
+        if value is not None:
+            reconstruction, mixture = fit_reconstruction(value), fit_mixture(value, self.min_sigma)
+        else:  # W = 1: the plain sign
+            reconstruction = np.ones(shape.as_list(), np.float32)
+            mixture = fallback_mixture(shape[-1], self.min_sigma)
+        self.reconstruction = self._add_initialised("reconstruction", reconstruction)
+        self.mu_pos = self._add_initialised("mu_pos", mixture.mu_pos)
+        self.mu_neg = self._add_initialised("mu_neg", mixture.mu_neg)
+        self.log_sigma_pos = self._add_initialised("log_sigma_pos", np.log(mixture.sigma_pos))
+        self.log_sigma_neg = self._add_initialised("log_sigma_neg", np.log(mixture.sigma_neg))
         self.lam = self._add_initialised("lam", np.float32(self.initial_lam), trainable=False)
         self.nu = self._add_initialised("nu", np.float32(self.initial_nu), trainable=False)
         self._kernel_shape = shape
@@ -302,12 +305,13 @@ class BayesianSign(LarqMetricsQuantizer):
 
     def kernel_loss(self, kernel: tf.Tensor) -> tf.Tensor:
         """$L_B$ of `kernel` under this quantizer's current W, mu, sigma, lam and nu."""
-        mixture = (self.mu_pos, self.mu_neg, self.sigma_pos, self.sigma_neg)
+        mixture = self.mixture()
         if self.prior_gradient == "mean":
             elements_per_channel = kernel.shape.num_elements() // kernel.shape[-1]
-            mixture = [scale_gradient(v, 1.0 / elements_per_channel) for v in mixture]
+            mixture = Mixture(*(scale_gradient(v, 1.0 / elements_per_channel)
+                                for v in mixture))
         loss = fused_kernel_loss if self.jit_compile else kernel_loss
-        return loss(kernel, self.reconstruction, *mixture, self.lam, self.nu, self.reduction)
+        return loss(kernel, self.reconstruction, mixture, self.lam, self.nu, self.reduction)
 
     def call(self, inputs):
         kernel = tf.cast(inputs, tf.float32)
@@ -316,25 +320,25 @@ class BayesianSign(LarqMetricsQuantizer):
         super().call(signs)  # Larq's metrics (flip_ratio), on the binary kernel
         return tf.cast(signs / self.w_bar(), inputs.dtype)
 
-    def mixture(self) -> dict[str, np.ndarray]:
-        """The current mu_pos, mu_neg, sigma_pos, sigma_neg as NumPy arrays."""
-        return {"mu_pos": self.mu_pos.numpy(), "mu_neg": self.mu_neg.numpy(),
-                "sigma_pos": self.sigma_pos.numpy(), "sigma_neg": self.sigma_neg.numpy()}
+    def mixture(self) -> Mixture:
+        """The current mixture: the variables `mu_pos`, `mu_neg` and the tensors
+        `sigma_pos`, `sigma_neg` (gradients reach `log_sigma_pos`, `log_sigma_neg`)."""
+        return Mixture(self.mu_pos, self.mu_neg, self.sigma_pos, self.sigma_neg)
 
-    def reset_from_kernel(self, kernel):
+    def reset_from_kernel(self, kernel: np.ndarray) -> None:
         """Re-initialise W, mu and sigma from a kernel value (e.g. after loading weights)."""
-        stats = self.refresh_mixture(kernel)
-        self.reconstruction.assign(stats["reconstruction"])
+        self.refresh_mixture(kernel)
+        self.reconstruction.assign(fit_reconstruction(np.asarray(kernel)))
 
-    def refresh_mixture(self, kernel):
+    def refresh_mixture(self, kernel: np.ndarray) -> Mixture:
         """Closed-form (EM-like) update: mu and sigma of each mode become the mean and std
         of the weight magnitudes on that side, where dL_B/dmu = dL_B/dsigma = 0."""
-        stats = fit_mixture(np.asarray(kernel), self.min_sigma)
-        self.mu_pos.assign(stats["mu_pos"])
-        self.mu_neg.assign(stats["mu_neg"])
-        self.log_sigma_pos.assign(np.log(stats["sigma_pos"]))
-        self.log_sigma_neg.assign(np.log(stats["sigma_neg"]))
-        return stats
+        mixture = fit_mixture(np.asarray(kernel), self.min_sigma)
+        self.mu_pos.assign(mixture.mu_pos)
+        self.mu_neg.assign(mixture.mu_neg)
+        self.log_sigma_pos.assign(np.log(mixture.sigma_pos))
+        self.log_sigma_neg.assign(np.log(mixture.sigma_neg))
+        return mixture
 
     def get_config(self):
         return {
@@ -365,12 +369,12 @@ class BinaryKernel(NamedTuple):
         return next(name for name in KERNEL_ATTRIBUTES.values()
                     if getattr(self.layer, name, None) is self.latent)
 
-    def mixture(self) -> dict[str, np.ndarray]:
-        """The layer's mixture: learned for `BayesianSign`, else the closed-form fit."""
+    def mixture(self) -> Mixture:
+        """The layer's mixture as NumPy arrays: learned for `BayesianSign`, else the
+        closed-form fit."""
         if isinstance(self.quantizer, BayesianSign):
-            return self.quantizer.mixture()
-        fitted = fit_mixture(self.latent.numpy())
-        return {key: fitted[key] for key in ("mu_pos", "mu_neg", "sigma_pos", "sigma_neg")}
+            return Mixture(*(np.asarray(value) for value in self.quantizer.mixture()))
+        return fit_mixture(self.latent.numpy())
 
 
 def is_one_bit(quantizer) -> bool:

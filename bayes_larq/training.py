@@ -37,7 +37,7 @@ from bayes_larq.quantizers import (
 )
 
 __all__ = ["BONN", "MIXTURE_UPDATES", "BayesianFeatureLoss", "ScaledSchedule",
-           "find_feature_tensor"]
+           "check_bonn_settings", "find_feature_tensor"]
 
 LABEL_RANGE_MARK = "bayes_larq: label out of range"
 
@@ -190,6 +190,25 @@ def scaled_learning_rate_optimizer(optimizer, multiplier, suffix):
 MIXTURE_UPDATES = ("gradient", "closed_form")
 
 
+def check_bonn_settings(theta: float = defaults.THETA, w_lr_multiplier: float = 1.0,
+                        sigma_lr_multiplier: float = 1.0, mixture_update: str = "gradient",
+                        kd_weight: float = 1.0, temperature: float = 1.0) -> dict[str, Any]:
+    """The scalar settings of `BONN` (its arguments of the same names), checked: raise
+    ValueError naming the first bad one, else return them as floats and strings."""
+    kd_weight = defaults.check_non_negative("kd_weight", kd_weight)
+    if kd_weight > 1:
+        raise ValueError(f"`kd_weight` is the share of the distribution loss, in [0, 1]; "
+                         f"got {kd_weight!r}.")
+    return {"theta": defaults.check_non_negative("theta", theta),
+            "w_lr_multiplier": defaults.check_positive("w_lr_multiplier", w_lr_multiplier),
+            "sigma_lr_multiplier": defaults.check_positive("sigma_lr_multiplier",
+                                                           sigma_lr_multiplier),
+            "mixture_update": defaults.check_choice("mixture_update", mixture_update,
+                                                    MIXTURE_UPDATES),
+            "kd_weight": kd_weight,
+            "temperature": defaults.check_positive("temperature", temperature)}
+
+
 @lq_utils.register_keras_custom_object
 class BONN(tf.keras.Model):
     r"""Train a functional Keras classifier the BONN way, with plain `compile` / `fit`.
@@ -269,13 +288,15 @@ class BONN(tf.keras.Model):
         self.classifier = model
         self.num_classes = int(model.outputs[0].shape[-1])
         self.feature_layer = feature_layer
-        self.theta_value = defaults.check_non_negative("theta", theta)
+        settings = check_bonn_settings(
+            theta=theta, w_lr_multiplier=w_lr_multiplier,
+            sigma_lr_multiplier=sigma_lr_multiplier, mixture_update=mixture_update,
+            kd_weight=kd_weight, temperature=temperature)
+        self.initial_theta = settings["theta"]
         self.use_feature_loss = bool(feature_loss)
-        self.lr_multipliers = {
-            "w": defaults.check_positive("w_lr_multiplier", w_lr_multiplier),
-            "sigma": defaults.check_positive("sigma_lr_multiplier", sigma_lr_multiplier)}
-        self.mixture_update = defaults.check_choice("mixture_update", mixture_update,
-                                                    MIXTURE_UPDATES)
+        self.lr_multipliers = {"w": settings["w_lr_multiplier"],
+                               "sigma": settings["sigma_lr_multiplier"]}
+        self.mixture_update = settings["mixture_update"]
         features = find_feature_tensor(model, feature_layer)
         self._network = tf.keras.Model(model.inputs, [features, model.outputs[0]])
         self.flip_threshold = self._flip_threshold(flip_threshold)
@@ -300,11 +321,8 @@ class BONN(tf.keras.Model):
             self.feature_loss = BayesianFeatureLoss(self.num_classes, theta, name="feature_loss")
             self.feature_loss.build(features.shape)
         self.teacher = self._frozen_teacher(teacher)
-        self.kd_weight = defaults.check_non_negative("kd_weight", kd_weight)
-        if self.kd_weight > 1:
-            raise ValueError(f"`kd_weight` is the share of the distribution loss, in "
-                             f"[0, 1]; got {kd_weight!r}.")
-        self.temperature = defaults.check_positive("temperature", temperature)
+        self.kd_weight = settings["kd_weight"]
+        self.temperature = settings["temperature"]
         self.group_optimizers = {}
         self.total_tracker = tf.keras.metrics.Mean(name="loss")
         # Only a distilling BONN has this tracker: checkpoints of the others stay as before.
@@ -548,7 +566,7 @@ class BONN(tf.keras.Model):
     def get_config(self):
         return {
             "model": tf.keras.utils.serialize_keras_object(self.classifier),
-            "theta": self.theta_value,
+            "theta": self.initial_theta,
             "feature_layer": self.feature_layer,
             "feature_loss": self.use_feature_loss,
             "w_lr_multiplier": self.lr_multipliers["w"],

@@ -13,7 +13,9 @@ Every builder has the signature
             precision="binary", float_activation=None, <architecture arguments>,
             sync_batch_norm=False, **bayesian_sign)
 
-and returns a functional `tf.keras.Model` whose output is logits (no softmax) and whose
+(declared once, by the `model_builder` decorator of `models/common.py`; `check_options`
+checks the shared arguments without building) and returns a functional
+`tf.keras.Model` whose output is logits (no softmax) and whose
 last layer is a Dense/QuantDense named "logits" (its input is the penultimate feature
 vector). Compile with `SparseCategoricalCrossentropy(from_logits=True)`.
 
@@ -41,7 +43,7 @@ from typing import Any, Callable
 
 import tensorflow as tf
 
-from .common import PRECISIONS, SCOPES
+from .common import PRECISIONS, SCOPES, check_options
 from .resnet import resnet18, resnet18_cifar
 from .small import small_cnn
 from .wrn import wrn22
@@ -92,6 +94,7 @@ def register(name: str, model_builder: Callable[..., tf.keras.Model]
 
 
 __all__ = [
-    "DEFAULT", "PRECISIONS", "SCOPES", "builder", "get", "names", "register",
+    "DEFAULT", "PRECISIONS", "SCOPES", "builder", "check_options", "get", "names",
+    "register",
     "resnet18", "resnet18_cifar", "small_cnn", "wrn22",
 ]

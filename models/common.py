@@ -15,6 +15,8 @@ The factory turns that role, the scope and the precision into the right Keras/La
 layer, so the architecture code has no binary/float branches of its own.
 """
 
+import functools
+import inspect
 import numbers
 from collections.abc import Sequence
 from typing import Any, Callable
@@ -26,8 +28,8 @@ from bayes_larq.defaults import check_choice, check_integer
 from bayes_larq.quantizers import BayesianSign
 
 __all__ = ["BINARY_ROLES", "FLOAT_ACTIVATIONS", "LayerFactory", "PRECISIONS", "SCOPES",
-           "bireal_stages",
-           "bireal_unit", "check_input_shape", "head", "htanh", "start_builder"]
+           "bireal_stages", "bireal_unit", "check_input_shape", "check_options",
+           "head", "htanh", "model_builder"]
 
 SCOPES = ("paper", "full")
 PRECISIONS = ("binary", "float", "activations")
@@ -88,8 +90,9 @@ class LayerFactory:
             used with `bonn=True`.
     """
 
-    def __init__(self, bonn=True, scope="paper", precision="binary", float_activation=None,
-                 sync_batch_norm=False, **bayesian_sign):
+    def __init__(self, bonn: bool = True, scope: str = "paper", precision: str = "binary",
+                 float_activation: str | Callable | None = None, sync_batch_norm: bool = False,
+                 **bayesian_sign: Any):
         if not isinstance(bonn, bool):
             raise ValueError(f"`bonn` must be True or False; got {bonn!r}.")
         self.scope = check_choice("scope", scope, SCOPES)
@@ -108,7 +111,7 @@ class LayerFactory:
         if self.precision != "binary" and bonn:
             raise ValueError(
                 f"precision={self.precision!r} has no binary kernels, so the Bayesian "
-                f"kernel loss has nothing to act on: pass bonn=False with it."
+                f"kernel loss has nothing to act on: pass `bonn=False` with it."
             )
         if self.precision != "float" and float_activation is not None:
             raise ValueError(
@@ -119,21 +122,21 @@ class LayerFactory:
             "float_activation", float_activation or "relu", FLOAT_ACTIVATIONS)
 
     # -- what is binary ------------------------------------------------------------
-    def is_binary(self, role):
+    def is_binary(self, role: str) -> bool:
         """Whether `role` binarizes its input (and, with precision "binary", its kernel)."""
         return self.precision != "float" and role in BINARY_ROLES[self.scope]
 
-    def kernel_options(self):
+    def kernel_options(self) -> dict[str, Any]:
         """The kernel quantizer and constraint of a binarized layer."""
         if self.precision == "activations":
             return {"kernel_quantizer": None, "kernel_constraint": None}
         return {"kernel_quantizer": self.kernel_quantizer(), "kernel_constraint": "weight_clip"}
 
-    def is_quantized_position(self, role):
+    def is_quantized_position(self, role: str) -> bool:
         """True where the binary model of this scope binarizes (also for the float twin)."""
         return role in BINARY_ROLES[self.scope]
 
-    def kernel_quantizer(self):
+    def kernel_quantizer(self) -> BayesianSign | str:
         if self.bonn:
             return BayesianSign(**self.bayesian_sign)
         return "ste_sign"
@@ -147,7 +150,8 @@ class LayerFactory:
         return x
 
     # -- layers --------------------------------------------------------------------
-    def conv(self, x, filters, kernel_size, role, name, strides=1, padding="same"):
+    def conv(self, x: tf.Tensor, filters: int, kernel_size: int, role: str, name: str,
+             strides: int = 1, padding: str = "same") -> tf.Tensor:
         """A bias-free convolution for `role`, applied to `x`."""
         x = self._float_input(x, role, name)
         common = dict(strides=strides, padding=padding, use_bias=False,
@@ -161,7 +165,7 @@ class LayerFactory:
             layer = tf.keras.layers.Conv2D(filters, kernel_size, **common)
         return layer(x)
 
-    def logits(self, x, num_classes):
+    def logits(self, x: tf.Tensor, num_classes: int) -> tf.Tensor:
         """The final layer, named "logits": its input is the penultimate feature vector."""
         x = self._float_input(x, "classifier", "logits")
         if self.is_binary("classifier"):
@@ -176,31 +180,74 @@ class LayerFactory:
                 kernel_initializer=KERNEL_INITIALIZER, name="logits")
         return layer(x)
 
-    def batch_norm(self, x, name):
+    def batch_norm(self, x: tf.Tensor, name: str) -> tf.Tensor:
         return tf.keras.layers.BatchNormalization(
             momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=self.sync_batch_norm,
             name=name)(x)
 
-    def model_name(self, name):
+    def model_name(self, name: str) -> str:
         suffix = {"float": "float", "activations": "step1"}.get(
             self.precision, "bonn" if self.bonn else "larq")
         return f"{name}_{self.scope}_{suffix}"
 
 
-def start_builder(num_classes: int, input_shape: tuple[int, int, int], bonn: bool, scope: str,
-                  precision: str, float_activation: str | Callable | None,
-                  bayesian_sign: dict, sync_batch_norm: bool = False
-                  ) -> tuple[int, LayerFactory, tf.Tensor]:
-    """Validate the common builder arguments; return (num_classes, factory, image input).
+Architecture = Callable[..., tf.keras.Model]
+_PARAMETER = inspect.Parameter.POSITIONAL_OR_KEYWORD
+# `LayerFactory`'s arguments that a builder takes after its architecture arguments (the
+# others come before them), the order of the builders' positional parameters.
+_AFTER_ARCHITECTURE = ("sync_batch_norm", "bayesian_sign")
 
-    The other arguments are `LayerFactory`'s; `bayesian_sign` is the dict of
-    `BayesianSign` settings.
+
+def model_builder(num_classes: int, input_shape: tuple[int, int, int]
+                  ) -> Callable[[Architecture], Architecture]:
+    """Decorator that turns an architecture into a model builder of `bayes_larq.models`.
+
+    The architecture is `architecture(factory, inputs, num_classes, **arch)`: it gets the
+    `LayerFactory` of the shared arguments, the image input and the checked class count,
+    and returns the `tf.keras.Model`. The builder has the signature every builder shares,
+
+        (num_classes=num_classes, input_shape=input_shape, bonn=True, scope="paper",
+         precision="binary", float_activation=None, <arch arguments>,
+         sync_batch_norm=False, **bayesian_sign)
+
+    with `num_classes` and `input_shape` defaulting to the values given here.
     """
-    num_classes = check_integer("num_classes", num_classes)
-    inputs = tf.keras.Input(check_input_shape(input_shape), name="image")
-    factory = LayerFactory(bonn, scope, precision, float_activation, sync_batch_norm,
-                           **bayesian_sign)
-    return num_classes, factory, inputs
+    def decorate(architecture: Architecture) -> Architecture:
+        arch = list(inspect.signature(architecture).parameters.values())[3:]
+        shared = list(inspect.signature(LayerFactory).parameters.values())
+        signature = inspect.Signature(
+            [inspect.Parameter("num_classes", _PARAMETER, default=num_classes,
+                               annotation=int),
+             inspect.Parameter("input_shape", _PARAMETER, default=input_shape,
+                               annotation=tuple[int, int, int]),
+             *[p for p in shared if p.name not in _AFTER_ARCHITECTURE],
+             *[p.replace(kind=_PARAMETER) for p in arch],
+             *[p for p in shared if p.name in _AFTER_ARCHITECTURE]],
+            return_annotation=tf.keras.Model)
+
+        @functools.wraps(architecture)
+        def build(*args: Any, **kwargs: Any) -> tf.keras.Model:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = dict(bound.arguments)
+            arch_values = {p.name: values.pop(p.name) for p in arch}
+            classes = check_integer("num_classes", values.pop("num_classes"))
+            inputs = tf.keras.Input(check_input_shape(values.pop("input_shape")), name="image")
+            factory = LayerFactory(**values.pop("bayesian_sign"), **values)
+            return architecture(factory, inputs, classes, **arch_values)
+
+        build.__signature__ = signature
+        build.__annotations__ = {p.name: p.annotation for p in signature.parameters.values()}
+        build.__annotations__["return"] = tf.keras.Model
+        return build
+    return decorate
+
+
+def check_options(**options: Any) -> None:
+    """Raise ValueError if a builder would reject these shared arguments (`bonn`, `scope`,
+    `precision`, `float_activation`, `sync_batch_norm` and the `BayesianSign` settings),
+    without building anything."""
+    LayerFactory(**options)
 
 
 @tf.keras.utils.register_keras_serializable(package="bayes_larq")

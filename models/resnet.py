@@ -13,12 +13,11 @@ starts (3 downsampling shortcuts: 64->128, 128->256, 256->512). Stem and head:
   head (the usual CIFAR ResNet-18, 32x32 -> 4x4 before pooling).
 """
 
+from collections.abc import Sequence
+
 import tensorflow as tf
 
-from collections.abc import Sequence
-from typing import Any, Callable
-
-from .common import LayerFactory, bireal_stages, head, start_builder
+from .common import LayerFactory, bireal_stages, head, model_builder
 
 __all__ = ["resnet18", "resnet18_cifar", "resnet_stages"]
 
@@ -33,10 +32,16 @@ def resnet_stages(factory: LayerFactory, x: tf.Tensor,
     return bireal_stages(factory, x, filters, blocks, prefix="stage")
 
 
-def resnet18(num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 224, 3),
-             bonn: bool = True, scope: str = "paper", precision: str = "binary",
-             float_activation: str | Callable | None = None, sync_batch_norm: bool = False,
-             **bayesian_sign: Any) -> tf.keras.Model:
+def _resnet18(factory: LayerFactory, inputs: tf.Tensor, num_classes: int, stem: tf.Tensor,
+              name: str) -> tf.keras.Model:
+    """The stages and the head after `stem`, the model named after `name`."""
+    x = resnet_stages(factory, stem)
+    outputs = head(factory, x, num_classes)
+    return tf.keras.Model(inputs, outputs, name=factory.model_name(name))
+
+
+@model_builder(num_classes=1000, input_shape=(224, 224, 3))
+def resnet18(factory: LayerFactory, inputs: tf.Tensor, num_classes: int) -> tf.keras.Model:
     """Bi-Real-style ResNet-18 for ImageNet (224x224x3 by default), outputs logits.
 
     Paper scope binarizes the 16 3x3 convolutions; full scope also the 3 1x1
@@ -46,21 +51,15 @@ def resnet18(num_classes: int = 1000, input_shape: tuple[int, int, int] = (224, 
     Examples:
         >>> model = resnet18(num_classes=10, input_shape=(64, 64, 3), bonn=False)
     """
-    num_classes, factory, inputs = start_builder(
-        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign,
-        sync_batch_norm)
     x = factory.conv(inputs, STAGE_FILTERS[0], 7, "stem", "stem_conv", strides=2)
     x = factory.batch_norm(x, "stem_bn")
     x = tf.keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
-    x = resnet_stages(factory, x)
-    outputs = head(factory, x, num_classes)
-    return tf.keras.Model(inputs, outputs, name=factory.model_name("resnet18"))
+    return _resnet18(factory, inputs, num_classes, x, "resnet18")
 
 
-def resnet18_cifar(num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
-                   bonn: bool = True, scope: str = "paper", precision: str = "binary",
-                   float_activation: str | Callable | None = None, sync_batch_norm: bool = False,
-                   **bayesian_sign: Any) -> tf.keras.Model:
+@model_builder(num_classes=10, input_shape=(32, 32, 3))
+def resnet18_cifar(factory: LayerFactory, inputs: tf.Tensor,
+                   num_classes: int) -> tf.keras.Model:
     """Bi-Real-style ResNet-18 for CIFAR (3x3 stem, no max-pool), outputs logits.
 
     Same binarization scopes as `resnet18`.
@@ -68,11 +67,6 @@ def resnet18_cifar(num_classes: int = 10, input_shape: tuple[int, int, int] = (3
     Examples:
         >>> model = resnet18_cifar(num_classes=100)
     """
-    num_classes, factory, inputs = start_builder(
-        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign,
-        sync_batch_norm)
     x = factory.conv(inputs, STAGE_FILTERS[0], 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
-    x = resnet_stages(factory, x)
-    outputs = head(factory, x, num_classes)
-    return tf.keras.Model(inputs, outputs, name=factory.model_name("resnet18_cifar"))
+    return _resnet18(factory, inputs, num_classes, x, "resnet18_cifar")

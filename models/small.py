@@ -18,13 +18,11 @@ docs/models.md for the measurement; a unit at 14x14 would add 1.8 M MACs but, be
 memory-bound on CPU, about 60% more time per step). `width` scales every channel count.
 """
 
-from typing import Any, Callable
-
 import tensorflow as tf
 
 from bayes_larq.defaults import check_integer
 
-from .common import bireal_unit, head, start_builder
+from .common import LayerFactory, bireal_unit, head, model_builder
 
 __all__ = ["small_cnn"]
 
@@ -32,25 +30,19 @@ __all__ = ["small_cnn"]
 UNITS = ((2, 2), (2, 1), (4, 2), (4, 1))
 
 
-def small_cnn(num_classes: int = 10, input_shape: tuple[int, int, int] = (28, 28, 1),
-              bonn: bool = True, scope: str = "paper", precision: str = "binary",
-              float_activation: str | Callable | None = None, width: int = 32,
-              sync_batch_norm: bool = False, **bayesian_sign: Any) -> tf.keras.Model:
+@model_builder(num_classes=10, input_shape=(28, 28, 1))
+def small_cnn(factory: LayerFactory, inputs: tf.Tensor, num_classes: int,
+              width: int = 32) -> tf.keras.Model:
     """The fast Fashion-MNIST network (4 binary 3x3 convs), outputs logits.
 
     Args:
         width: channels of the stem (integer >= 1, default 32); the binary units use
             2x and 4x that.
-        **bayesian_sign: `BayesianSign` settings (lam, nu, reduction, scale, ...),
-            used with `bonn=True`.
 
     Examples:
         >>> model = small_cnn(bonn=False)
     """
     width = check_integer("width", width, minimum=1)
-    num_classes, factory, inputs = start_builder(
-        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign,
-        sync_batch_norm)
     x = factory.conv(inputs, width, 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
     x = tf.keras.layers.MaxPool2D(2, padding="same", name="stem_pool")(x)

@@ -10,13 +10,11 @@ Each 3x3 convolution is a Bi-Real unit (`common.bireal_unit`) with its own real-
 shortcut, as in the ResNet-18 builders, so all CIFAR/ImageNet models share one unit.
 """
 
-from typing import Any, Callable
-
 import tensorflow as tf
 
 from bayes_larq.defaults import check_integer
 
-from .common import bireal_stages, head, start_builder
+from .common import LayerFactory, bireal_stages, head, model_builder
 
 __all__ = ["wrn22"]
 
@@ -24,10 +22,9 @@ BLOCKS_PER_GROUP = 3  # (22 - 4) / 6
 GROUP_WIDTHS = (16, 32, 64)
 
 
-def wrn22(num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3),
-          bonn: bool = True, scope: str = "paper", precision: str = "binary",
-          float_activation: str | Callable | None = None, width_factor: int = 4,
-          sync_batch_norm: bool = False, **bayesian_sign: Any) -> tf.keras.Model:
+@model_builder(num_classes=10, input_shape=(32, 32, 3))
+def wrn22(factory: LayerFactory, inputs: tf.Tensor, num_classes: int,
+          width_factor: int = 4) -> tf.keras.Model:
     """Binary WRN-22-`width_factor` for CIFAR, outputs logits.
 
     Args:
@@ -37,13 +34,9 @@ def wrn22(num_classes: int = 10, input_shape: tuple[int, int, int] = (32, 32, 3)
         >>> model = wrn22(num_classes=100, width_factor=1)
     """
     k = check_integer("width_factor", width_factor, minimum=1)
-    num_classes, factory, inputs = start_builder(
-        num_classes, input_shape, bonn, scope, precision, float_activation, bayesian_sign,
-        sync_batch_norm)
     x = factory.conv(inputs, 16 * k, 3, "stem", "stem_conv")
     x = factory.batch_norm(x, "stem_bn")
     x = bireal_stages(factory, x, [width * k for width in GROUP_WIDTHS], BLOCKS_PER_GROUP,
                       prefix="group")
     outputs = head(factory, x, num_classes)
-    model = tf.keras.Model(inputs, outputs, name=factory.model_name(f"wrn22_{k}"))
-    return model
+    return tf.keras.Model(inputs, outputs, name=factory.model_name(f"wrn22_{k}"))

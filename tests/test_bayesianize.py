@@ -70,7 +70,7 @@ def test_bayesianize_keeps_weights_and_predictions(sequential):
     for original, copied in zip(binary_kernels(model), kernels):
         np.testing.assert_array_equal(copied.latent.numpy(), original.latent.numpy())
         fitted = fit_mixture(original.latent.numpy())
-        np.testing.assert_allclose(copied.quantizer.mu_pos.numpy(), fitted["mu_pos"], rtol=1e-5)
+        np.testing.assert_allclose(copied.quantizer.mu_pos.numpy(), fitted.mu_pos, rtol=1e-5)
     # The float layers are untouched.
     np.testing.assert_array_equal(bonn_model.layers[0 if sequential else 1].get_weights()[0],
                                   model.layers[0 if sequential else 1].get_weights()[0])

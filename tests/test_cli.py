@@ -74,6 +74,10 @@ def test_train_convert_benchmark_evaluate(trained, capsys):
     assert "## Latency" in (trained / "report.md").read_text()
     assert not list(trained.glob("*.json.tmp")) and not (trained / "benchmark.json").exists()
 
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["evaluate", str(trained), "--limit", "0"])
+    assert refused.value.code == 2 and "--limit must be an integer >= 1; got 0." in \
+        capsys.readouterr().err
     assert cli.main(["evaluate", str(trained), "--limit", "40"]) == 0
     out = capsys.readouterr().out
     assert f"top-1 accuracy {report['test']['accuracy']:.4f}" in out and "top-5" not in out
@@ -125,7 +129,27 @@ def test_benchmark_needs_a_converted_model(tmp_path, capsys):
     (["train", "--prior-gradient", "avg"], "argument --prior-gradient: invalid choice"),
     (["train", "--arch", "depth=3", "--output", "{tmp}/a"],
      "Bad architecture argument for 'small_cnn'"),
-    (["convert", "--min-top1-agreement", "2", "x"], "expected a share in [0, 1]"),
+    # argparse converts; convert, benchmark and evaluate check their own ranges
+    (["convert", "--min-top1-agreement", "2", "x"],
+     "--min-top1-agreement must be a share in [0, 1]; got 2.0."),
+    (["convert", "--max-logit-diff", "-0.5", "x"], "--max-logit-diff must be a number >= 0"),
+    (["convert", "--samples", "0", "x"], "--samples must be an integer >= 1; got 0."),
+    (["benchmark", "x", "--threads", "0"], "--threads must be an integer >= 1; got 0."),
+    (["benchmark", "x", "--repeats", "0"], "--repeats must be an integer >= 1; got 0."),
+    (["benchmark", "x", "--repeats", "1e3"], "argument --repeats: expected an integer"),
+    (["demo", "--threads", "0", "--output", "{tmp}/demo"], "--threads must be an integer >= 1"),
+    (["demo", "--samples", "-3", "--output", "{tmp}/demo"], "--samples must be an integer >= 1"),
+    (["train", "--flip-threshold", "quantile", "--threshold-quantile", "1.5"],
+     "needs --threshold-quantile in [0, 1); got 1.5."),
+    (["train", "--flip-threshold", "drift", "--threshold-decay", "1"],
+     "needs --threshold-decay in (0, 1); got 1.0."),
+    (["train", "--flip-threshold", "rebnn", "--threshold-every", "0"],
+     "--threshold-every must be an integer >= 1; got 0."),
+    # the owners' checks, named as flags: BayesianSign, the builders, BONN
+    (["train", "--kernel-scale", "channel", "--nu", "-1"], "--nu must be a finite number >= 0"),
+    (["train", "--precision", "float"], "pass --no-kernel-loss with it"),
+    (["train", "--theta", "-1"], "--theta must be a finite number >= 0; got -1.0."),
+    (["train", "--w-lr-multiplier", "0"], "--w-lr-multiplier must be a finite number > 0"),
     (["evaluate", "{tmp}/nothing.keras"], "No such run directory or model file"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
@@ -135,6 +159,7 @@ def test_bad_arguments(args, message, tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "usage: bayes-larq" in err
+    assert not (tmp_path / "demo").exists()  # demo checks its options before training
 
 
 def test_missing_data_names_every_place_and_the_fix(no_fashion_anywhere, tmp_path, capsys):

@@ -8,6 +8,7 @@ import tensorflow as tf
 import bayes_larq as bl
 from bayes_larq import callbacks, flips
 from bayes_larq.losses import kernel_loss
+from bayes_larq.mixture import Mixture
 from bayes_larq.quantizers import BayesianSign, bayesian_kernels, binary_kernels
 from bayes_larq.training import BONN
 
@@ -71,9 +72,10 @@ def test_push_at_zero_is_the_kernel_loss_gradient_just_beside_zero(reduction):
     # autodiff of L_B where every weight is moved to just beside zero on its side
     beside_zero = tf.Variable(np.where(kernel >= 0, 1e-7, -1e-7).astype(np.float32))
     with tf.GradientTape() as tape:
-        loss = kernel_loss(beside_zero, quantizer.reconstruction, quantizer.mu_pos,
-                           quantizer.mu_neg, quantizer.sigma_pos, quantizer.sigma_neg,
-                           quantizer.lam, quantizer.nu, reduction)
+        mixture = Mixture(quantizer.mu_pos, quantizer.mu_neg, quantizer.sigma_pos,
+                          quantizer.sigma_neg)
+        loss = kernel_loss(beside_zero, quantizer.reconstruction, mixture, quantizer.lam,
+                           quantizer.nu, reduction)
     gradient = tape.gradient(loss, beside_zero).numpy().reshape(-1, 4)
     push = flips.push_at_zero(quantizer, kernel).numpy()
     np.testing.assert_allclose(np.abs(gradient), push, rtol=1e-3)

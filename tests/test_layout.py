@@ -272,6 +272,10 @@ def unannotated_public_functions(path):
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.FunctionDef):
             check(node)
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            for method in node.body:
+                if isinstance(method, ast.FunctionDef):
+                    check(method, f"{node.name}.")
     return missing
 
 
@@ -279,6 +283,22 @@ def test_public_functions_of_the_application_and_models_have_type_hints():
     paths = [p for p in APP + sorted((ROOT / "models").glob("*.py"))]
     missing = {str(p.relative_to(ROOT)): m for p in paths if (m := unannotated_public_functions(p))}
     assert missing == {}
+
+
+def test_the_type_hint_check_finds_functions_and_methods_without_hints(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text(textwrap.dedent('''
+        def typed(x: int) -> int: ...
+        def untyped(x): ...
+        def _private(x): ...
+        class Public:
+            def method(self, y) -> None: ...
+            def hinted(self, y: int) -> None: ...
+            def _helper(self, y): ...
+        class _Private:
+            def method(self, y): ...
+    '''))
+    assert unannotated_public_functions(source) == ["untyped", "Public.method"]
 
 
 # --------------------------------------------------------------------------- the layout page

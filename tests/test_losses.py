@@ -11,6 +11,9 @@ from bayes_larq.losses import (
     kernel_loss,
     kernel_loss_and_gradients,
 )
+from bayes_larq.mixture import Mixture
+
+MIXTURE = ("mu_pos", "mu_neg", "s_pos", "s_neg")  # the keys of a Mixture's values in `p`
 
 # L_B by TensorFlow ops (autodiff gradients) and fused with its closed-form gradients.
 IMPLEMENTATIONS = {"ops": kernel_loss, "fused": fused_kernel_loss}
@@ -50,9 +53,8 @@ def random_parameters(shape, only=None):
 
 
 def tf_kernel_loss(p, lam, nu, reduction, implementation=kernel_loss):
-    return implementation(*(tf.constant(p[k], tf.float64) for k in
-                            ("x", "w", "mu_pos", "mu_neg", "s_pos", "s_neg")),
-                          lam=lam, nu=nu, reduction=reduction)
+    x, w, *mixture = (tf.constant(p[k], tf.float64) for k in ("x", "w", *MIXTURE))
+    return implementation(x, w, Mixture(*mixture), lam=lam, nu=nu, reduction=reduction)
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
@@ -72,8 +74,8 @@ def gradients(p, lam, nu, reduction="sum", implementation="ops"):
     variables = {k: tf.Variable(v, dtype=tf.float64) for k, v in p.items()}
     with tf.GradientTape() as tape:
         loss = IMPLEMENTATIONS[implementation](
-            variables["x"], variables["w"], variables["mu_pos"], variables["mu_neg"],
-            variables["s_pos"], variables["s_neg"], lam=lam, nu=nu, reduction=reduction)
+            variables["x"], variables["w"], Mixture(*(variables[k] for k in MIXTURE)),
+            lam=lam, nu=nu, reduction=reduction)
     grads = tape.gradient(loss, variables)
     return {k: g.numpy() for k, g in grads.items()}
 
@@ -131,12 +133,15 @@ def test_mixture_gradients_vanish_at_closed_form_optimum(implementation):
 
 def test_closed_form_gradients_are_returned_with_the_value_and_upstream_scales_them():
     p = {k: tf.constant(v, tf.float64) for k, v in random_parameters((3, 2, 4)).items()}
-    args = [p[k] for k in ("x", "w", "mu_pos", "mu_neg", "s_pos", "s_neg")]
-    value, closed = kernel_loss_and_gradients(*args, 0.5, 0.25, "sum")
-    np.testing.assert_allclose(value, kernel_loss(*args, 0.5, 0.25, "sum"), rtol=1e-12)
+    args = [p[k] for k in ("x", "w", *MIXTURE)]
+    x, w, mixture = args[0], args[1], Mixture(*args[2:])
+    value, (d_x, d_w, d_mixture) = kernel_loss_and_gradients(x, w, mixture, 0.5, 0.25, "sum")
+    assert isinstance(d_mixture, Mixture)
+    np.testing.assert_allclose(value, kernel_loss(x, w, mixture, 0.5, 0.25, "sum"), rtol=1e-12)
     with tf.GradientTape() as tape:
         tape.watch(args)
-        scaled = 3.0 * fused_kernel_loss(*args, 0.5, 0.25, "sum")
+        scaled = 3.0 * fused_kernel_loss(x, w, mixture, 0.5, 0.25, "sum")
+    closed = (d_x, d_w, *d_mixture)
     for ours, reference in zip(tape.gradient(scaled, args), closed, strict=True):
         assert ours.shape == reference.shape
         np.testing.assert_allclose(ours, 3.0 * reference.numpy(), rtol=1e-12)

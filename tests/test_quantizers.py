@@ -62,8 +62,8 @@ def test_adds_the_kernel_loss_of_its_kernel():
     x = np.random.default_rng(2).uniform(-1, 1, (5, 3)).astype(np.float32)
     q = BayesianSign(lam=0.5, nu=0.2, reduction="sum")
     q(tf.constant(x))
-    expected = bl.losses.kernel_loss(x, q.reconstruction, q.mu_pos, q.mu_neg, q.sigma_pos,
-                                     q.sigma_neg, 0.5, 0.2, "sum")
+    mixture = bl.mixture.Mixture(q.mu_pos, q.mu_neg, q.sigma_pos, q.sigma_neg)
+    expected = bl.losses.kernel_loss(x, q.reconstruction, mixture, 0.5, 0.2, "sum")
     assert len(q.losses) == 1
     np.testing.assert_allclose(q.losses[0].numpy(), expected.numpy(), rtol=1e-6)
 
@@ -307,7 +307,7 @@ def test_mixed_precision_builds_trains_and_predicts_with_float32_state(mixed_flo
     kernel = layer.kernel.latent_variable.numpy()
     assert [v.dtype for v in q.weights] == [tf.float32] * 7 and model.losses[0].dtype == tf.float32
     np.testing.assert_allclose(q.reconstruction.numpy(),
-                               bl.mixture.fit_mixture(kernel)["reconstruction"], rtol=1e-6)
+                               bl.mixture.fit_reconstruction(kernel), rtol=1e-6)
     model.compile(tf.keras.optimizers.Adam(1e-2),
                   tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)

@@ -88,7 +88,7 @@ CASES = [
     Case("bad arguments", "evaluate a file that is not a model",
          ["evaluate", "{tmp}/notes.txt"], 2, "is not a Keras model", prepare="notes"),
     Case("bad arguments", "negative warm-up of benchmark",
-         ["benchmark", "{run}", "--warmup", "-5"], 2, "expected an integer >= 0, got '-5'"),
+         ["benchmark", "{run}", "--warmup", "-5"], 2, "--warmup must be an integer >= 0; got -5."),
     Case("bad arguments", "benchmark a file that is not a TFLite model",
          ["benchmark", "{tmp}/notes.txt", "--no-float"], 2, "is not a TFLite model",
          prepare="notes"),

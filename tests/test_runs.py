@@ -128,6 +128,7 @@ def test_run_directory_errors(tmp_path, fashion_dir, finished_run):
     ({"train_limit": -5}, "`train_limit` must be an integer >= 1"),
     ({"lam": -1.0}, "`lam` must be a finite number >= 0"),
     ({"reduction": "max"}, "`reduction` must be one of"),
+    ({"kernel_scale": "row"}, "`kernel_scale` must be one of"),  # BayesianSign's `scale`
     ({"optimizer": "rmsprop"}, "`optimizer` must be one of"),
     ({"augment": "yes"}, "`augment` must be True, False or None"),
     ({"arch": {"depth": 3}}, "Bad architecture argument for 'small_cnn'"),
@@ -228,10 +229,14 @@ def test_a_calibrated_run_sets_lam_from_the_gradient(tmp_path, fashion_dir):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"flip_threshold": "quantile", "threshold_quantile": 1.0}, "in \\[0, 1\\)"),
+    # FlipThreshold's check, its `q` named as the setting that feeds it
+    ({"flip_threshold": "quantile", "threshold_quantile": 1.0},
+     "needs `threshold_quantile` in \\[0, 1\\); got 1.0"),
     ({"flip_threshold": "rebnn", "kernel_loss": False}, "needs the kernel loss on"),
     ({"flip_threshold": "median"}, "`flip_threshold` must be one of"),
-    ({"threshold_every": 0}, "`threshold_every` must be an integer >= 1"),
+    # checked by FlipThreshold, so only where a threshold uses it (else it has no effect)
+    ({"flip_threshold": "quantile", "threshold_every": 0},
+     "`threshold_every` must be an integer >= 1"),
 ])
 def test_bad_threshold_settings_are_refused(overrides, message):
     with pytest.raises(runs.RunError, match=message):

@@ -266,3 +266,16 @@ def test_scaled_schedule_round_trips_through_its_config():
         assert float(restored(step)) == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="`sigma_lr_multiplier` must be a finite number > 0"):
         BONN(binary_classifier(), sigma_lr_multiplier=0.0)
+
+
+def test_theta_has_one_name_and_its_config_key_is_the_argument():
+    """`theta` is the argument and config key, `initial_theta` the value given (as
+    BayesianSign's `initial_lam`), `feature_loss.theta` the variable training reads."""
+    bonn = BONN(binary_classifier(), theta=0.25)
+    assert bonn.initial_theta == bonn.feature_loss.initial_theta == 0.25
+    assert float(bonn.feature_loss.theta.numpy()) == 0.25
+    assert bonn.get_config()["theta"] == 0.25
+    # a config as saved .keras files hold it (the key has not changed)
+    stored = dict(bonn.get_config(), theta=0.5)
+    restored = BONN.from_config(stored)
+    assert restored.initial_theta == 0.5 and float(restored.feature_loss.theta.numpy()) == 0.5

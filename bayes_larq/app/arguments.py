@@ -1,5 +1,8 @@
-"""The argument types of the `bayes-larq` command line: they convert; ranges and rules
-are the business of each setting's owner (`RunConfig`)."""
+"""The argument types of the `bayes-larq` command line: they convert, and nothing else.
+
+A range or a rule is checked once, by the owner of the setting (`RunConfig`, or the
+library object it feeds; `evaluate`, `convert` and `benchmark` for their options),
+whose error names the setting, which the command line shows as its flag (exit 2)."""
 
 from __future__ import annotations
 
@@ -7,12 +10,11 @@ import argparse
 import json
 import pathlib
 
-__all__ = ["arch_argument", "integer", "non_negative_float", "non_negative_int", "number",
-           "output_path", "positive_float", "positive_int", "share"]
+__all__ = ["arch_argument", "integer", "number", "output_path"]
 
 
 def integer(text: str) -> int:
-    """An integer; its range is the business of the setting's owner (`RunConfig`)."""
+    """An integer; its range is the business of the setting's owner."""
     try:
         return int(text)
     except ValueError:
@@ -20,56 +22,11 @@ def integer(text: str) -> int:
 
 
 def number(text: str) -> float:
-    """A number; its range is the business of the setting's owner (`RunConfig`)."""
+    """A number; its range is the business of the setting's owner."""
     try:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def _integer_at_least(text, minimum):
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < minimum:
-        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return _integer_at_least(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    return _integer_at_least(text, 0)
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return value
-
-
-def share(text: str) -> float:
-    value = non_negative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {text!r}")
-    return value
 
 
 def output_path(text: str) -> pathlib.Path:

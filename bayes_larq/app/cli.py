@@ -29,16 +29,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bayes_larq.app import messages
-from bayes_larq.app.arguments import (
-    arch_argument,
-    integer,
-    non_negative_float,
-    non_negative_int,
-    number,
-    output_path,
-    positive_int,
-    share,
-)
+from bayes_larq.app.arguments import arch_argument, integer, number, output_path
 
 if TYPE_CHECKING:
     from bayes_larq.app import runs
@@ -117,12 +108,12 @@ def _train_options(parser):
         "--threshold-quantile of its data gradient; 'drift': of that gradient's moving "
         "average; 'rebnn': ReBNN's rule "
         f"[{defaults.flip_threshold}]")
-    add("--threshold-quantile", type=share,
+    add("--threshold-quantile", type=number,
         help=f"quantile q in [0, 1) of --flip-threshold quantile [{defaults.threshold_quantile}]")
-    add("--threshold-decay", type=share,
+    add("--threshold-decay", type=number,
         help=f"decay of the gradient's moving average, --flip-threshold drift "
              f"[{defaults.threshold_decay}]")
-    add("--threshold-every", type=positive_int,
+    add("--threshold-every", type=integer,
         help=f"recompute lam every N steps [{defaults.threshold_every}]")
     add("--flip-diagnostics", action=argparse.BooleanOptionalAction,
         help="--no-flip-diagnostics: do not record the gradient / flip diagnostics [on]")
@@ -207,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="test accuracy of a trained model")
     _model_source(evaluate)
-    evaluate.add_argument("--batch-size", type=positive_int, default=256)
-    evaluate.add_argument("--limit", type=positive_int, help="only the first N test examples")
+    evaluate.add_argument("--batch-size", type=integer, default=256)
+    evaluate.add_argument("--limit", type=integer, help="only the first N test examples")
 
     convert = commands.add_parser("convert",
                                   help="LCE conversion to .tflite, checked against Keras")
@@ -251,11 +242,11 @@ def _model_source(parser):
 
 def _parity_options(parser):
     group = parser.add_argument_group("Keras vs TFLite agreement")
-    group.add_argument("--samples", type=positive_int, default=1000,
+    group.add_argument("--samples", type=integer, default=1000,
                        help="test images compared [1000]")
-    group.add_argument("--min-top1-agreement", type=share, default=0.99,
+    group.add_argument("--min-top1-agreement", type=number, default=0.99,
                        help="required share of equal top-1 predictions [0.99]")
-    group.add_argument("--max-logit-diff", type=non_negative_float, default=None,
+    group.add_argument("--max-logit-diff", type=number, default=None,
                        help="also require max |logit difference| <= this [not checked: one "
                        "activation whose sign flips at rounding level moves that sample's "
                        "logits without any conversion bug]")
@@ -263,9 +254,9 @@ def _parity_options(parser):
 
 def _latency_options(parser):
     group = parser.add_argument_group("latency (LCE interpreter; defaults are the fastest on x86)")
-    group.add_argument("--threads", type=positive_int, default=1, help="interpreter threads [1]")
-    group.add_argument("--repeats", type=positive_int, default=50, help="timed runs [50]")
-    group.add_argument("--warmup", type=non_negative_int, default=5, help="untimed runs first [5]")
+    group.add_argument("--threads", type=integer, default=1, help="interpreter threads [1]")
+    group.add_argument("--repeats", type=integer, default=50, help="timed runs [50]")
+    group.add_argument("--warmup", type=integer, default=5, help="untimed runs first [5]")
     group.add_argument("--no-indirect-bgemm", action="store_true")
     group.add_argument("--no-xnnpack", action="store_true")
 

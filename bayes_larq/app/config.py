@@ -8,8 +8,9 @@ when the config is made: `learning_rate` (the optimizer's, `DEFAULT_LEARNING_RAT
 config.json of an older version, with `null` for those and for `lam`, `nu`, `theta`,
 reads as the same defaults.
 
-`validate` checks ranges and the rules between fields; choices are those the owning
-modules declare (`bayes_larq.defaults`, `bayes_larq.models`, `bayes_larq.app.data`).
+`validate` has each setting checked by the object that takes it (`BayesianSign`, the
+model builders, `BONN`, `FlipThreshold`, `bayes_larq.app.data`), the check written once
+there, and checks the run's own settings and the rules between fields.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any, Collection, Mapping
 from bayes_larq import defaults, flips
 from bayes_larq import models as model_registry
 from bayes_larq.app import data
-from bayes_larq.app.errors import RunError, Setting, setting_error
+from bayes_larq.app.errors import RunError, Setting, settings_checked
 from bayes_larq.defaults import check_choice, check_integer, check_non_negative, check_positive
-from bayes_larq.training import MIXTURE_UPDATES
+from bayes_larq.quantizers import BayesianSign
+from bayes_larq.training import check_bonn_settings
 
 __all__ = ["DEFAULT_LEARNING_RATES", "FLIP_THRESHOLDS", "FLOAT_TWIN", "LR_SCHEDULES",
            "MAX_EPOCHS", "MAX_SEED", "OPTIMIZERS", "STRATEGIES", "RunConfig",
@@ -43,6 +45,9 @@ _FORMERLY_NONE = {"lam": defaults.LAM, "nu": defaults.NU, "theta": defaults.THET
 _STORED_SINCE_THE_START = ("model", "dataset", "epochs", "batch_size", "seed")
 _BAYESIAN_SIGN = ("lam", "nu", "reduction", "kernel_scale", "prior_gradient", "mixture_update",
                   "lam_warmup_epochs", "w_lr_multiplier", "sigma_lr_multiplier")
+# The name a library object gives a setting, where it differs from the setting's.
+_OWNER_NAMES = {"scale": "kernel_scale", "bonn": "kernel_loss", "q": "threshold_quantile",
+                "decay": "threshold_decay", "every_n_steps": "threshold_every"}
 # (settings, what they need, the condition): a setting takes effect only when it holds.
 _NEEDS = (
     (_BAYESIAN_SIGN, "the kernel loss (BayesianSign kernels), which this run turns off",
@@ -184,35 +189,42 @@ class RunConfig:
             self.step1_epochs = self.epochs // 2
 
     def validate(self) -> RunConfig:
-        """Raise RunError naming the bad setting; returns self."""
-        try:
+        """Raise RunError naming the bad setting; returns self.
+
+        A setting that a library object takes is checked by that object (`BayesianSign`,
+        the model builders, `BONN`, `FlipThreshold`, `data`), before anything is built
+        or written; the rules here are the run's own and those between fields."""
+        with settings_checked(*(f.name for f in dataclasses.fields(RunConfig)),
+                              renamed=_OWNER_NAMES):
             self._check()
-        except ValueError as err:
-            raise setting_error(err, {f.name for f in dataclasses.fields(RunConfig)}) from None
         return self
+
+    def bayesian_sign_settings(self) -> dict[str, Any]:
+        """The `BayesianSign` keyword arguments of the run's binary kernels."""
+        return {"lam": self.lam, "nu": self.nu, "reduction": self.reduction,
+                "scale": self.kernel_scale, "prior_gradient": self.prior_gradient}
 
     def _check(self):
         model_registry.builder(self.model)
         data.dataset_info(self.dataset)
-        for name in ("epochs", "refresh_batches", "threshold_every"):
-            check_integer(name, getattr(self, name))
-        check_integer("batch_size", self.batch_size, maximum=defaults.MAX_COUNT)
-        for name in ("train_limit", "test_limit", "validation_size"):
-            check_integer(name, getattr(self, name), allow_none=True, maximum=defaults.MAX_COUNT)
+        check_integer("epochs", self.epochs, maximum=MAX_EPOCHS)
+        check_integer("refresh_batches", self.refresh_batches)
         check_integer("lam_warmup_epochs", self.lam_warmup_epochs, minimum=0)
         check_integer("seed", self.seed, minimum=0, maximum=MAX_SEED)
-        check_integer("epochs", self.epochs, maximum=MAX_EPOCHS)
-        for name in ("lam", "nu", "theta"):
-            check_non_negative(name, getattr(self, name))
-        for name, allowed in (("reduction", defaults.REDUCTIONS),
-                              ("kernel_scale", defaults.SCALES),
-                              ("prior_gradient", defaults.PRIOR_GRADIENTS),
-                              ("scope", model_registry.SCOPES),
-                              ("precision", model_registry.PRECISIONS),
-                              ("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
-                              ("mixture_update", MIXTURE_UPDATES),
-                              ("strategy", STRATEGIES), ("sync_batch_norm", (False, True)),
-                              ("flip_threshold", FLIP_THRESHOLDS),
+        data.check_count("batch_size", self.batch_size)
+        for name in ("train_limit", "test_limit", "validation_size"):
+            data.check_count(name, getattr(self, name), allow_none=True)
+        BayesianSign.check_settings(self.bayesian_sign_settings())
+        model_registry.check_options(bonn=self.kernel_loss, scope=self.scope,
+                                     precision=self.precision,
+                                     sync_batch_norm=self.sync_batch_norm,
+                                     **self.bayesian_sign_settings())
+        check_bonn_settings(theta=self.theta, w_lr_multiplier=self.w_lr_multiplier,
+                            sigma_lr_multiplier=self.sigma_lr_multiplier,
+                            mixture_update=self.mixture_update, kd_weight=self.kd_weight,
+                            temperature=self.temperature)
+        for name, allowed in (("lr_schedule", LR_SCHEDULES), ("optimizer", OPTIMIZERS),
+                              ("strategy", STRATEGIES), ("flip_threshold", FLIP_THRESHOLDS),
                               ("flip_diagnostics", (False, True))):
             check_choice(name, getattr(self, name), allowed)
         if self.flip_threshold != "fixed":
@@ -221,11 +233,7 @@ class RunConfig:
                 raise RunError("A flip threshold sets the weight of the kernel loss; it needs "
                                "the kernel loss on (a run with BayesianSign kernels).")
         data.check_augment(self.augment)
-        if self.precision != "binary" and self.kernel_loss:
-            raise RunError(f"precision={self.precision!r} has no binary kernels for the "
-                           f"kernel loss: set ", Setting("kernel_loss", False), ".")
-        for name in ("learning_rate", "w_lr_multiplier", "sigma_lr_multiplier"):
-            check_positive(name, getattr(self, name))
+        check_positive("learning_rate", self.learning_rate)
         if not 0 <= check_non_negative("momentum", self.momentum) < 1:
             raise ValueError(f"`momentum` must be in [0, 1); got {self.momentum!r}.")
         self._check_distillation()
@@ -243,10 +251,6 @@ class RunConfig:
                              f"{self.config_file!r}.")
 
     def _check_distillation(self):
-        check_positive("temperature", self.temperature)
-        if not 0 <= check_non_negative("kd_weight", self.kd_weight) <= 1:
-            raise ValueError(f"`kd_weight` is the share of the distribution loss, in [0, 1]; "
-                             f"got {self.kd_weight!r}.")
         if self.teacher is None:
             if (self.kd_weight, self.temperature) != (1.0, 1.0):
                 raise RunError(Setting("kd_weight"), " and ", Setting("temperature"),

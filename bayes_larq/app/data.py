@@ -87,7 +87,7 @@ from bayes_larq.app.preprocess import imagenet_eval, imagenet_train, normalise, 
 from bayes_larq.app.preprocess import lazy_tensorflow as _tf
 from bayes_larq.app.tfds_source import TFDS_DEFAULT_DIR_TEXT, TFDSUnavailable
 from bayes_larq.app.tfds_source import tfds_load as _tfds_load
-from bayes_larq.defaults import check_integer
+from bayes_larq.defaults import MAX_COUNT, check_integer
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -96,8 +96,8 @@ __all__ = [
     "CIFAR100_MEAN", "CIFAR100_STD", "CIFAR10_MEAN", "CIFAR10_STD", "DATASETS",
     "DEFAULT_FASHION_MNIST_DIR", "DatasetError", "DatasetInfo", "DatasetNotFoundError",
     "DatasetSpec", "FASHION_MNIST_APT_COMMAND", "FASHION_MNIST_ENV", "IMAGENET_MEAN",
-    "IMAGENET_STD", "check_augment", "dataset_info", "default_augment", "epoch_seed", "load",
-    "load_fashion_mnist",
+    "IMAGENET_STD", "check_augment", "check_count", "dataset_info", "default_augment",
+    "epoch_seed", "load", "load_fashion_mnist",
     "read_idx", "validate_split",
 ]
 
@@ -318,6 +318,12 @@ def _read_tfds_source(spec, stored, carve, data_dir, file_shuffle):
 _SOURCES = {"idx": _read_idx_source, "tfds": _read_tfds_source}
 
 
+def check_count(name: str, value: int | None, allow_none: bool = False) -> int | None:
+    """`value` as a batch size or a number of examples: an integer in [1, `MAX_COUNT`]
+    (tf.data's and TensorFlow's int32 shapes take no more), or None with `allow_none`."""
+    return check_integer(name, value, allow_none=allow_none, maximum=MAX_COUNT)
+
+
 def check_augment(augment: bool | None) -> bool | None:
     """Return ``augment`` if it is True, False or None; ValueError naming it otherwise."""
     if not (augment is None or isinstance(augment, bool)):
@@ -388,8 +394,8 @@ def load(name: str, split: str, batch_size: int, *, training: bool,
     """
     spec = dataset_info(name)
     stored = validate_split(name, split)
-    batch_size = check_integer("batch_size", batch_size)
-    limit = check_integer("limit", limit, allow_none=True)
+    batch_size = check_count("batch_size", batch_size)
+    limit = check_count("limit", limit, allow_none=True)
     carve = _carve(spec, split, holdout)
     if isinstance(shuffle_seed, bool) or not isinstance(shuffle_seed, numbers.Integral):
         raise ValueError(f"`shuffle_seed` must be an integer; got {shuffle_seed!r}.")

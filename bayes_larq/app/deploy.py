@@ -4,6 +4,7 @@ beside the float twin, and the main job (`demo`: train, convert, benchmark)."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import pathlib
@@ -15,18 +16,15 @@ import tensorflow as tf
 from bayes_larq import convert as lce
 from bayes_larq.app import data, report
 from bayes_larq.app.config import RunConfig
-from bayes_larq.app.errors import JobFailed, RunError, Setting, Step, checked_setting
+from bayes_larq.app.errors import JobFailed, RunError, Setting, Step, settings_checked
 from bayes_larq.app.evaluation import load_classifier, test_data_of
 from bayes_larq.app.model import build_model
 from bayes_larq.app.rundir import RunDirectory, read_json, run_config_of
 from bayes_larq.app.train import train
-from bayes_larq.defaults import MAX_COUNT, check_integer
+from bayes_larq.defaults import check_integer
 
 __all__ = ["Benchmark", "Conversion", "Demo", "benchmark", "convert", "demo", "float_twin",
            "test_images"]
-
-MAX_REPEATS = 100_000  # timed (or warm-up) interpreter runs of one benchmark
-
 
 def max_threads() -> int:
     """The most interpreter threads a benchmark may ask for: 4 per CPU. More only contend
@@ -92,7 +90,7 @@ def convert(path: str | os.PathLike, *, samples: int = 1000, min_top1_agreement:
     directory the result is added to report.json / report.md. `classifier` skips
     loading the model when it is already in memory.
     """
-    checked_setting(check_integer, "samples", samples, maximum=MAX_COUNT)
+    _check_conversion(samples, min_top1_agreement, max_logit_diff)
     path = pathlib.Path(path)
     run = RunDirectory(path) if path.is_dir() else None
     dataset, data_dir = test_data_of(path, dataset, data_dir)
@@ -112,14 +110,38 @@ def convert(path: str | os.PathLike, *, samples: int = 1000, min_top1_agreement:
     result = Conversion(output, len(flatbuffer), dict(lce.op_census(flatbuffer).most_common()),
                         agreement)
     try:
-        agreement.check(atol=math.inf if max_logit_diff is None else max_logit_diff,
-                        min_top1_agreement=min_top1_agreement)
+        agreement.check(atol=_atol(max_logit_diff), min_top1_agreement=min_top1_agreement)
     except ValueError as err:
         raise JobFailed(f"{err} No .tflite written.") from None
     output.write_bytes(flatbuffer)
     if run and run.has_report():
         report.update_run_report(path, "conversion", dataclasses.asdict(result))
     return result
+
+
+def _check_conversion(samples, min_top1_agreement, max_logit_diff):
+    with settings_checked("samples", "min_top1_agreement", "max_logit_diff",
+                          renamed={"atol": "max_logit_diff"}):
+        data.check_count("samples", samples)
+        lce.check_tolerances(_atol(max_logit_diff), min_top1_agreement)
+
+
+def _check_latency(threads, repeats, warmup):
+    with settings_checked("repeats", "warmup", "threads"):
+        lce.check_runs(repeats, warmup)
+        check_integer("threads", threads, maximum=max_threads())
+
+
+def _arguments(function, options):
+    """The keyword arguments of `function(path, **options)`, its defaults filled in."""
+    bound = inspect.signature(function).bind(None, **options)
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def _atol(max_logit_diff):
+    """`Agreement.check`'s tolerance of a logit difference: None checks none."""
+    return math.inf if max_logit_diff is None else max_logit_diff
 
 
 def float_twin(config: RunConfig) -> bytes:
@@ -133,9 +155,7 @@ def benchmark(path: str | os.PathLike, *, threads: int = 1, repeats: int = 50, w
               include_float: bool = True) -> Benchmark:
     """Median batch-1 latency of a run's model.tflite (or a .tflite file) in the LCE
     interpreter, and of the float twin of its architecture; added to the run's report."""
-    checked_setting(check_integer, "repeats", repeats, maximum=MAX_REPEATS)
-    checked_setting(check_integer, "warmup", warmup, minimum=0, maximum=MAX_REPEATS)
-    checked_setting(check_integer, "threads", threads, maximum=max_threads())
+    _check_latency(threads, repeats, warmup)
     path = pathlib.Path(path)
     run = RunDirectory(path) if path.is_dir() else None
     tflite = run.tflite if run else path
@@ -173,12 +193,18 @@ def demo(config: RunConfig, run_dir: str | os.PathLike, *, verbose: int = 1,
     """The main job: train `config` into `run_dir`, convert it, benchmark it.
 
     `conversion_options` and `latency_options` are keyword arguments of `convert` and
-    `benchmark`. The trained classifier is converted from memory.
+    `benchmark`, checked before training. The trained classifier is converted from memory.
     """
+    conversion_options, latency_options = conversion_options or {}, latency_options or {}
+    converting = _arguments(convert, conversion_options)
+    _check_conversion(converting["samples"], converting["min_top1_agreement"],
+                      converting["max_logit_diff"])
+    timing = _arguments(benchmark, latency_options)
+    _check_latency(timing["threads"], timing["repeats"], timing["warmup"])
     start = time.perf_counter()
     trained = train(config, run_dir, verbose=verbose)
-    conversion = convert(run_dir, classifier=trained.classifier, **(conversion_options or {}))
-    measured = benchmark(run_dir, **(latency_options or {}))
+    conversion = convert(run_dir, classifier=trained.classifier, **conversion_options)
+    measured = benchmark(run_dir, **latency_options)
     seconds = time.perf_counter() - start
     summary = report.update_run_report(run_dir, "demo", {"seconds": seconds})
     return Demo(pathlib.Path(run_dir), summary, conversion, measured, seconds)

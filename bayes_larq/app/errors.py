@@ -9,18 +9,20 @@ flags (`bayes-larq train --resume RUN`, `--no-kernel-loss`).
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import dataclasses
 import pathlib
 import re
-from typing import Any, Callable, Collection, Union
+from typing import Any, Callable, Collection, Iterator, Mapping, Union
 
 __all__ = [
     "DatasetError", "DatasetNotFoundError", "Hint", "Hinted", "JobFailed", "RunError",
     "RunInterrupted", "Setting", "Step",
-    "TrainingDiverged", "checked_setting", "python_text", "setting_error",
+    "TrainingDiverged", "python_text", "setting_error", "settings_checked",
 ]
 
-_NAMED_SETTING = re.compile(r"^`(\w+)`(.*)$", re.DOTALL)
+_NAMED_SETTING = re.compile(r"`(\w+)(?:=([^`]+))?`")
 STEPS = ("train", "resume", "resume_previous", "convert")
 _UNSET = object()
 
@@ -117,22 +119,44 @@ class RunInterrupted(Hinted, KeyboardInterrupt):
         super().__init__(self.render(python_text))
 
 
-def setting_error(err: ValueError, settings: Collection[str]) -> RunError:
-    """RunError of a failed check; a message that starts with one of `settings` (`lam`
-    ...) names it as a Setting, so the command line can show its flag."""
+def setting_error(err: ValueError, settings: Collection[str],
+                  renamed: Mapping[str, str] | None = None) -> RunError:
+    """RunError of a failed check of a setting's owner (`BayesianSign`, a model builder,
+    `data.load`, ...), every `name` or `name=value` in backticks that is one of
+    `settings` turned into a Setting hint, so the command line shows its flag.
+
+    `renamed` maps an owner's argument name to the setting that feeds it (for example
+    BayesianSign's `scale` to RunConfig's `kernel_scale`)."""
     if isinstance(err, RunError):
         return err
+    renamed = dict(renamed or {})
+    parts: list[Part] = []
+    position = 0
     message = str(err)
-    named = _NAMED_SETTING.match(message)
-    if named and named.group(1) in settings:
-        return RunError(Setting(named.group(1)), named.group(2))
-    return RunError(message)
+    for named in _NAMED_SETTING.finditer(message):
+        name = renamed.get(named.group(1), named.group(1))
+        if name not in settings:
+            continue
+        parts += [message[position:named.start()], _setting(name, named.group(2))]
+        position = named.end()
+    return RunError(*parts, message[position:])
 
 
-def checked_setting(check: Callable[..., Any], name: str, value: Any, **limits: Any) -> Any:
-    """`check(name, value, **limits)` (a `bayes_larq.defaults` check), its ValueError
-    raised as a RunError naming the setting."""
+def _setting(name: str, value: str | None) -> Setting:
+    if value is None:
+        return Setting(name)
     try:
-        return check(name, value, **limits)
+        return Setting(name, ast.literal_eval(value))
+    except (ValueError, SyntaxError):
+        return Setting(name, value)
+
+
+@contextlib.contextmanager
+def settings_checked(*settings: str, renamed: Mapping[str, str] | None = None
+                     ) -> Iterator[None]:
+    """Inside, a ValueError of a setting's owner (a `bayes_larq.defaults` check, a
+    library object) is raised as a RunError naming `settings` (`setting_error`)."""
+    try:
+        yield
     except ValueError as err:
-        raise setting_error(err, {name}) from None
+        raise setting_error(err, settings, renamed) from None

@@ -10,10 +10,9 @@ import tensorflow as tf
 
 from bayes_larq.app import data
 from bayes_larq.app.config import RunConfig
-from bayes_larq.app.errors import RunError, Step, checked_setting
+from bayes_larq.app.errors import RunError, Step, settings_checked
 from bayes_larq.app.model import TOP5_MIN_CLASSES
 from bayes_larq.app.rundir import RunDirectory, run_config_of
-from bayes_larq.defaults import MAX_COUNT, check_integer
 from bayes_larq.training import BONN
 
 __all__ = ["Evaluation", "evaluate", "load_classifier", "test_data_of"]
@@ -75,8 +74,9 @@ def evaluate(classifier: tf.keras.Model, dataset: str, batch_size: int = 256,
             f"The model takes {tuple(classifier.inputs[0].shape[1:])} inputs and predicts "
             f"{classes} classes, but {dataset} has {info.input_shape} images and "
             f"{info.num_classes} classes; pass the dataset the model was trained on.")
-    checked_setting(check_integer, "batch_size", batch_size, maximum=MAX_COUNT)
-    checked_setting(check_integer, "limit", limit, allow_none=True, maximum=MAX_COUNT)
+    with settings_checked("batch_size", "limit"):
+        data.check_count("batch_size", batch_size)
+        data.check_count("limit", limit, allow_none=True)
     test = data.load(dataset, "test", batch_size, training=False, data_dir=data_dir,
                      limit=limit)
     metrics = [tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")]

@@ -16,8 +16,8 @@ from bayes_larq.app.distribute import distribution
 from bayes_larq.app.errors import RunError
 from bayes_larq.training import BONN
 
-__all__ = ["TOP5_MIN_CLASSES", "bayesian_sign_settings", "build_model", "compile_bonn",
-           "learning_rate_schedule", "make_optimizer", "new_bonn", "steps_per_epoch",
+__all__ = ["TOP5_MIN_CLASSES", "build_model", "compile_bonn", "learning_rate_schedule",
+           "make_optimizer", "new_bonn", "steps_per_epoch",
            "train_examples"]
 
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported for models with more than 10 classes
@@ -32,17 +32,11 @@ def build_model(config: RunConfig) -> tf.keras.Model:
         model = model_registry.get(
             config.model, num_classes=info.num_classes, input_shape=info.input_shape,
             bonn=config.kernel_loss, scope=config.scope, precision=config.precision,
-            sync_batch_norm=config.sync_batch_norm, **bayesian_sign_settings(config),
+            sync_batch_norm=config.sync_batch_norm, **config.bayesian_sign_settings(),
             **config.arch)
     except (TypeError, ValueError) as err:
         raise RunError(f"Bad architecture argument for {config.model!r}: {err}") from None
     return with_weight_decay(model, config.weight_decay)
-
-
-def bayesian_sign_settings(config: RunConfig) -> dict:
-    """The `BayesianSign` keyword arguments of the run's binary kernels."""
-    return {"lam": config.lam, "nu": config.nu, "reduction": config.reduction,
-            "scale": config.kernel_scale, "prior_gradient": config.prior_gradient}
 
 
 def train_examples(config: RunConfig) -> int:

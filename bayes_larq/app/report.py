@@ -25,6 +25,7 @@ from bayes_larq.app.config import RunConfig
 from bayes_larq.app.rundir import RunDirectory, RunState, read_json, write_json
 from bayes_larq.mixture import (
     MIXTURE_KEYS,
+    Mixture,
     bimodality_coefficient,
     layer_statistics,
     mixture_density,
@@ -48,11 +49,9 @@ LOSS_TERMS = (("loss", "total loss"), ("ce_loss", "cross-entropy"),
               ("accuracy", "top-1 accuracy"))
 
 
-def binarized_kernels(model: tf.keras.Model) -> dict[str, tuple[np.ndarray, dict]]:
-    """{layer name: (latent kernel, mixture)} for every 1-bit kernel of `model`.
-
-    `mixture` maps mu_pos, mu_neg, sigma_pos, sigma_neg to per-channel arrays.
-    """
+def binarized_kernels(model: tf.keras.Model) -> dict[str, tuple[np.ndarray, Mixture]]:
+    """{layer name: (latent kernel, its `Mixture` of per-channel NumPy arrays)} for every
+    1-bit kernel of `model`."""
     return {kernel.layer.name: (kernel.latent.numpy(), kernel.mixture())
             for kernel in binary_kernels(model)}
 
@@ -62,18 +61,21 @@ def save_mixture_snapshot(path: str | os.PathLike, model: tf.keras.Model) -> Non
     arrays = {}
     for name, (latent, mixture) in binarized_kernels(model).items():
         arrays[f"{name}|latent"] = latent
-        arrays.update({f"{name}|{key}": value for key, value in mixture.items()})
+        arrays.update({f"{name}|{key}": value for key, value in mixture.as_dict().items()})
     np.savez_compressed(path, **arrays)
 
 
-def load_mixture_snapshot(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, dict]]:
+def load_mixture_snapshot(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, Mixture]]:
     """The inverse of `save_mixture_snapshot`: {layer: (latent, mixture)}."""
     layers = {}
     with np.load(path) as stored:
         for key in stored.files:
             name, field = key.split("|")
             layers.setdefault(name, {})[field] = stored[key]
-    return {name: (fields.pop("latent"), fields) for name, fields in layers.items()}
+    try:
+        return {name: (fields.pop("latent"), Mixture(**fields)) for name, fields in layers.items()}
+    except (KeyError, TypeError) as err:  # a layer without its latent or a mixture value
+        raise ValueError(f"{path} is not a mixture snapshot: {err}") from None
 
 
 def _pyplot():

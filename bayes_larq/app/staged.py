@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from bayes_larq import staged
 from bayes_larq.app.config import RunConfig
-from bayes_larq.app.model import bayesian_sign_settings, new_bonn
+from bayes_larq.app.model import new_bonn
 from bayes_larq.quantizers import BayesianSign
 from bayes_larq.training import BONN
 
@@ -52,7 +52,7 @@ def first_bonn(config: RunConfig, teacher: tf.keras.Model | None = None) -> BONN
 def step2_bonn(config: RunConfig, step1: BONN) -> BONN:
     """The step-2 BONN from the trained step-1 one (its teacher included)."""
     tf.keras.utils.set_random_seed(config.seed)  # the same start, resumed or not
-    quantizer = BayesianSign(**bayesian_sign_settings(config)) if config.kernel_loss \
+    quantizer = BayesianSign(**config.bayesian_sign_settings()) if config.kernel_loss \
         else "ste_sign"
     bonn = new_bonn(config, step1.teacher, epochs=step_epochs(config)[1],
                     build=lambda: staged.binarize_kernels(step1.classifier, quantizer))
