@@ -310,11 +310,11 @@ def test_the_demo_recipe_trains_as_two_workers(tmp_path, fashion_dir):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     run_dir = tmp_path / "multi"
-    workers = start_workers(["train", "--config", str(RECIPES / "small-cnn-fashion-mnist.toml"),
-                             "--epochs", "1", "--batch-size", "32", "--train-limit", "64",
-                             "--test-limit", "40", "--arch", "width=4", "--quiet",
-                             "--sync-batch-norm", "--data-dir", str(fashion_dir),
-                             "--output", str(run_dir)], scratch)
+    workers, _ = start_workers(
+        ["train", "--config", str(RECIPES / "small-cnn-fashion-mnist.toml"), "--epochs", "1",
+         "--batch-size", "32", "--train-limit", "64", "--test-limit", "40", "--arch",
+         "width=4", "--quiet", "--sync-batch-norm", "--data-dir", str(fashion_dir),
+         "--output", str(run_dir)], scratch)
     finish(workers)
     stored = json.loads((run_dir / "config.json").read_text())
     assert stored["config_file"].endswith("recipes/small-cnn-fashion-mnist.toml")
