@@ -24,8 +24,9 @@ teacher is a float run of this script, trained on the same 50,000 images. Stages
 
 Distilling cells are BONN runs without the kernel loss (`kernel_loss=False`): the
 kernel loss lost in every setting of the evidence sweep. A cell already in --results is
-read back; an interrupted run is resumed, a teacher missing from --output is retrained
-first (see benchmarks/sweep.py, whose `Sweep` runs the cells). Stop it with SIGTERM.
+read back; an interrupted run is resumed; a teacher is a cell of its own (the larger one
+runs just before its student), retrained when --output lacks its run directory (see
+benchmarks/sweep.py, whose `Sweep` runs the cells). Stop it with SIGTERM.
 `benchmarks/evidence.py` turns the results into docs/evidence.md.
 """
 
@@ -63,15 +64,21 @@ def distilling(cells):
     return [cell for cell in cells if cell.get("teacher")]
 
 
+def ensure_teacher(runner, teacher):
+    """The teacher run directory `teacher` trained: its cell is run (or read back), and
+    retrained when only its stored result is there (another machine's --output)."""
+    float_cell = next(cell for cell in (sweep.FLOAT_TWIN, LARGE_TEACHER)
+                      if teacher_dir(runner, cell) == teacher)
+    runner.run(OPTIMIZER, float_cell, TEACHER_SEED)
+    if not (teacher / "model.keras").exists():
+        runner.train_or_resume(OPTIMIZER, float_cell, TEACHER_SEED, teacher)
+
+
 def run_student(runner, overrides, seed):
-    """One cell's run; its teacher trained (or resumed) first if it is not there."""
+    """One cell's run, its teacher made ready first when the cell has to train."""
     stored = runner.results / sweep.cell_name(OPTIMIZER, overrides) / f"seed-{seed}.json"
     if overrides.get("teacher") and not stored.exists():
-        teacher = pathlib.Path(overrides["teacher"])
-        if not (teacher / "model.keras").exists():
-            float_cell = next(cell for cell in (sweep.FLOAT_TWIN, LARGE_TEACHER)
-                              if teacher_dir(runner, cell) == teacher)
-            runner.train_or_resume(OPTIMIZER, float_cell, TEACHER_SEED, teacher)
+        ensure_teacher(runner, pathlib.Path(overrides["teacher"]))
     return runner.run(OPTIMIZER, overrides, seed)
 
 

@@ -332,7 +332,8 @@ def distill_section(results, committed, figures, rel):
              "teacher validation % | two-step epochs |", "| --- | --- | --- | --- | --- |"]
     lines += [distill_row(name, reports) for name, reports in results.items()]
     lines += ["", f"![distillation and two-step curves]({rel / 'distill.png'})", ""]
-    students = {n: r for n, r in results.items() if n not in (plain, float_twin)}
+    students = {n: r for n, r in results.items() if n != plain
+                and r[min(r)].get("config", {}).get("precision") != "float"}  # not teachers
     finished = [n for n, r in students.items() if sweep.finished(r)]
     if not finished:
         return lines

@@ -117,14 +117,15 @@ class TeacherRecordingSweep(RecordingSweep):
         self.output, self.results, self.teachers = output, output / "results", []
 
     def run(self, optimizer, overrides, seed):
-        run_dir = self.output / sweep.cell_name(optimizer, overrides) / f"seed-{seed}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "model.keras").write_text("")
+        name = sweep.cell_name(optimizer, overrides)
+        if seed not in self.reports.get(name, {}):  # a new run leaves its model
+            (self.output / name / f"seed-{seed}").mkdir(parents=True, exist_ok=True)
+            (self.output / name / f"seed-{seed}" / "model.keras").write_text("")
         return super().run(optimizer, overrides, seed)
 
     def train_or_resume(self, optimizer, overrides, seed, run_dir):
         self.teachers.append(sweep.cell_name(optimizer, overrides))
-        run_dir.mkdir(parents=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "model.keras").write_text("")
 
 
@@ -136,10 +137,18 @@ def test_distill_screen_chooses_among_cells_run_and_trains_each_teacher_once(tmp
         "adam-float", "adam-plain", "adam-plain-twostep", "adam-plain-kd1-T1",
         "adam-plain-twostep-kd1-T1", "adam-plain-kd0.5-T1",
         "adam-plain-kd0.5-T4",  # T 4 at the better kd weight
+        "adam-float-width64",  # the larger teacher, a cell of its own, just before its student
         "adam-plain-kd0.5-T4-teacher-adam-float-width64",  # the best one-step distillation
         "adam-theta0.001-kd0.5-T4"]  # the feature loss on top of the best cell
     assert {seed for _, seed in runs.calls} == {0}
-    # The float twin is a baseline cell; only the larger teacher is trained for a student.
+    assert runs.teachers == []  # every teacher's run directory is there: nothing retrained
+    # A stored result whose run directory is missing (another machine) is retrained.
+    larger_dir = tmp_path / "adam-float-width64" / "seed-0"
+    (larger_dir / "model.keras").unlink()
+    student = {**distill.distilled(runs, kd_weight=0.5, temperature=4.0),
+               "teacher": str(distill.teacher_dir(runs, distill.LARGE_TEACHER))}
+    del runs.reports[sweep.cell_name("adam", student)]
+    distill.run_student(runs, student, 0)
     assert runs.teachers == ["adam-float-width64"]
     larger = distill.teacher_dir(runs, distill.LARGE_TEACHER)
     assert larger == tmp_path.resolve() / "adam-float-width64" / "seed-0"
@@ -150,7 +159,7 @@ def test_distill_seeds_run_the_best_cell_and_rerun_baselines_that_do_not_reprodu
     monkeypatch.setattr(distill, "SWEEP_RESULTS", tmp_path / "nothing-committed")
     runs = TeacherRecordingSweep({"adam-plain-twostep": 0.93}, tmp_path)
     distill.run_distill(runs, last_stage=2)
-    later = runs.calls[9:]
+    later = runs.calls[10:]  # after the 10 cells of stages 1 and 2
     for cell in ("adam-plain", "adam-float", "adam-plain-twostep"):
         assert [(cell, seed) for seed in distill.SEEDS] == [c for c in later if c[0] == cell]
     assert len(later) == 12
@@ -344,8 +353,10 @@ def test_distill_section_compares_the_seeded_cell_with_reproduced_baselines(tmp_
                for s, t in enumerate([0.912, 0.914, 0.913, 0.915, 0.911])}
     student[0]["teacher"] = {"validation": {"accuracy": 0.93}}
     leader = {0: run_report(0.95, 0.95)}  # leads on seed 0 but has no seeds: not compared
+    larger_teacher = {s: run_report(0.96, 0.95, precision="float") for s in range(6)}
     results = {"adam-plain": {0: plain[0]}, "adam-float": {0: twin[0]},
-               "adam-plain-twostep": student, "adam-plain-kd1-T1": leader}
+               "adam-plain-twostep": student, "adam-plain-kd1-T1": leader,
+               "adam-float-width64": larger_teacher}  # a teacher, never the compared cell
     text = "\n".join(evidence.distill_section(results, committed, tmp_path,
                                                pathlib.Path("figures")))
     assert "| `adam-plain-twostep` | 91.50 | 91.00 | 93.00 | 1 + 1 |" in text
