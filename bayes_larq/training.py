@@ -30,11 +30,13 @@ from bayes_larq.flips import FlipThreshold, binary_sign, kernel_loss_gradient
 from bayes_larq.losses import distribution_loss, feature_loss
 from bayes_larq.quantizers import (
     BayesianSign,
+    BinaryKernel,
     bayesian_kernels,
     bayesian_quantizers,
     binary_kernels,
     check_bayesian_roles,
 )
+from bayes_larq.weight_decay import REGULARIZED_KERNELS
 
 __all__ = ["BONN", "MIXTURE_UPDATES", "BayesianFeatureLoss", "ScaledSchedule",
            "check_bonn_settings", "find_feature_tensor"]
@@ -210,6 +212,21 @@ def check_bonn_settings(theta: float = defaults.THETA, w_lr_multiplier: float = 
 
 
 @lq_utils.register_keras_custom_object
+
+def _regularizer_gradient(kernel: BinaryKernel) -> tf.Tensor:
+    """The gradient, at the latent kernel, of its layer's kernel regularizer (weight
+    decay: `L2(wd / 2)` gives `wd * x`), zero without one. The total gradient holds it, but
+    it is not the data's: a flip threshold and FlipDiagnostics take it out."""
+    attribute = next((name for name in REGULARIZED_KERNELS
+                      if getattr(kernel.layer, name, None) is kernel.latent), None)
+    regularizer = getattr(kernel.layer, REGULARIZED_KERNELS.get(attribute, ""), None)
+    if regularizer is None:
+        return tf.zeros_like(kernel.latent)
+    with tf.GradientTape() as tape:
+        tape.watch(kernel.latent)
+        value = regularizer(kernel.latent)
+    return tape.gradient(value, kernel.latent)
+
 class BONN(tf.keras.Model):
     r"""Train a functional Keras classifier the BONN way, with plain `compile` / `fit`.
 
@@ -395,7 +412,7 @@ class BONN(tf.keras.Model):
                              if isinstance(kernel.quantizer, BayesianSign)
                              else tf.zeros_like(total))
             loss_gradients.append(loss_gradient)
-            data_gradients.append(total - loss_gradient)
+            data_gradients.append(total - loss_gradient - _regularizer_gradient(kernel))
         if self.flip_threshold is not None:
             self._calibrate(kernels, data_gradients)
         if self._flip_probe is not None:

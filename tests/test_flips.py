@@ -210,6 +210,21 @@ def test_probe_records_the_cross_entropy_and_kernel_loss_gradients():
         np.testing.assert_allclose(recorded.numpy(), expected, rtol=1e-4, atol=1e-12)
 
 
+def test_probe_data_gradient_leaves_out_weight_decay():
+    x, y = batch()
+    model = bl.weight_decay.with_weight_decay(
+        classifier(lam=1e-3, nu=1e-2, reduction="sum"), 0.5)  # strong: 0.5 * x per weight
+    bonn = compiled(model)
+    probe = flips.FlipProbe(binary_kernels(model))
+    bonn.attach_flip_probe(probe)
+    expected_data = cross_entropy_gradients(model, x, y)
+    decay = [0.5 * k.latent.numpy() for k in binary_kernels(model)]
+    bonn.train_on_batch(x, y)
+    for recorded, expected, decayed in zip(probe.data_gradients, expected_data, decay):
+        np.testing.assert_allclose(recorded.numpy(), expected, rtol=1e-4, atol=1e-8)
+        assert np.abs(decayed).max() > 10 * np.abs(expected).max()  # it would show
+
+
 def test_probe_counts_flips_and_flips_back_over_a_window():
     model = classifier("ste_sign")
     kernel = binary_kernels(model)[0]
