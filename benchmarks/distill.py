@@ -44,6 +44,7 @@ SEEDS = (1, 2, 3, 4)
 SWEEP_RESULTS = pathlib.Path("benchmarks/results/sweep")
 LARGE_TEACHER = {**sweep.FLOAT_TWIN, "arch": {"width": 64}}
 FEATURE_LOSS = {"feature_loss": True, "theta": 1e-3}
+SCREEN_CELLS = 7  # the students of stage 2
 
 
 def teacher_dir(runner, teacher):
@@ -98,6 +99,7 @@ def screen(runner):
     run_student(runner, cells[-1], 0)
     cells.append({**runner.best(OPTIMIZER, cells), **FEATURE_LOSS})
     run_student(runner, cells[-1], 0)
+    assert len(cells) == SCREEN_CELLS
     return cells
 
 

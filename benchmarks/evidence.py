@@ -240,15 +240,17 @@ def threshold_seeds(results, committed):
     plain, float_twin = (sweep.cell_name(threshold.OPTIMIZER, c)
                          for c in (sweep.PLAIN, sweep.FLOAT_TWIN))
     merged = with_baselines(results, committed, [plain])
-    merged.setdefault(float_twin, committed.get(float_twin, {}))
+    merged.setdefault(float_twin, committed.get(float_twin, {}))  # threshold.py has none
     lines = seed_comparison(merged, best, plain, float_twin, f"`{best}`",
                             1 + len(threshold.SEEDS))
     if not lines:
         return []
+    source = ("Plain Larq's seeds are the evidence sweep's (this script's seed 0 reproduces "
+              "its seed 0 bit for bit)" if merged[plain] is committed.get(plain)
+              else "Plain Larq's seeds are this script's")
     return ["### The best threshold cell over seeds", "",
             f"`{best}` leads the cells in which the kernel loss acts on seed-0 validation. "
-            f"Plain Larq's and the float twin's seeds are the evidence sweep's (plain "
-            f"Larq's seed 0 reproduces there bit for bit).", ""] + lines + [""]
+            f"{source}; the float twin's are the evidence sweep's.", ""] + lines + [""]
 
 
 def threshold_section(results, figures, rel, committed=None):
@@ -331,10 +333,13 @@ def distill_section(results, committed, figures, rel):
              "| cell | validation top-1 % | training top-1 % (last epoch) | "
              "teacher validation % | two-step epochs |", "| --- | --- | --- | --- | --- |"]
     lines += [distill_row(name, reports) for name, reports in results.items()]
-    lines += ["", f"![distillation and two-step curves]({rel / 'distill.png'})", ""]
-    students = {n: r for n, r in results.items() if n != plain
+    students = {n: r for n, r in results.items() if n not in (plain, float_twin)
                 and r[min(r)].get("config", {}).get("precision") != "float"}  # not teachers
     finished = [n for n, r in students.items() if sweep.finished(r)]
+    if len(finished) < distill.SCREEN_CELLS:
+        lines += ["", f"Screen in progress: {len(finished)} of its {distill.SCREEN_CELLS} "
+                  "seed-0 cells have run (`python benchmarks/distill.py` resumes it)."]
+    lines += ["", f"![distillation and two-step curves]({rel / 'distill.png'})", ""]
     if not finished:
         return lines
     # The seeds stage's cell is the one with seeds beyond 0; before it runs, the leader.
@@ -381,7 +386,7 @@ def gap_line(shared, candidate, plain, float_twin, what):
     gap = means[float_twin] - means[plain]
     if gap <= 0:
         return f"* The float twin is not above plain Larq here ({100 * gap:+.2f} points)."
-    closed = (means[candidate] - means[plain]) / gap if gap else math.nan
+    closed = (means[candidate] - means[plain]) / gap
     return (f"* The float twin is {100 * gap:.2f} points above plain Larq; {what} "
             + (f"closes {100 * closed:.0f}% of that gap." if closed >= 0
                else f"widens that gap by {-100 * closed:.0f}%."))

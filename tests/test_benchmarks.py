@@ -360,6 +360,7 @@ def test_distill_section_compares_the_seeded_cell_with_reproduced_baselines(tmp_
     text = "\n".join(evidence.distill_section(results, committed, tmp_path,
                                                pathlib.Path("figures")))
     assert "| `adam-plain-twostep` | 91.50 | 91.00 | 93.00 | 1 + 1 |" in text
+    assert "Screen in progress: 2 of its 7 seed-0 cells have run" in text
     assert "### `adam-plain-twostep` over seeds" in text
     gain = np.mean([0.912, 0.914, 0.913, 0.915, 0.911]) - np.mean([0.905, 0.902, 0.908, 0.904,
                                                                    0.906])

@@ -303,7 +303,9 @@ def _dry_run(args, config):
     print(json.dumps(dry_run.plan(config, output), indent=2))
 
 
-def command_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runs.Trained:
+def command_train(args: argparse.Namespace,
+                  parser: argparse.ArgumentParser) -> runs.Trained | None:
+    """`bayes-larq train`: a new run, `--resume RUN`, or (`--dry-run`) the plan only."""
     from bayes_larq.app import runs
 
     config = _train_config(args, parser)
