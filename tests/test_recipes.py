@@ -171,6 +171,23 @@ def test_dry_run_resolves_a_multi_worker_cluster(tmp_path, capsys, monkeypatch):
                                 "chief": False}
 
 
+def test_dry_run_refuses_what_the_run_would_refuse(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    code, out, err = run_cli(["train", "--strategy", "multi-worker", "--dry-run"], capsys)
+    assert code == 2 and out == "" and "needs TF_CONFIG" in err
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["host-a", "host-b:1"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    code, out, err = run_cli(["train", "--dry-run"], capsys)
+    assert code == 2 and "'host-a' of worker 0 is not HOST:PORT" in err
+    monkeypatch.delenv("TF_CONFIG")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    code, out, err = run_cli(["train", "--output", "taken", "--dry-run"], capsys)
+    assert code == 2 and out == "" and "refusing to write a run into it" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+
+
 def test_dry_run_step_schedule_of_two_step_training(tmp_path, capsys, monkeypatch):
     plan = dry_run(tmp_path, capsys, monkeypatch, "--epochs", "10", "--two-step",
                    "--step1-epochs", "4", "--lr-schedule", "step", "--lr-decay-epochs", "2")

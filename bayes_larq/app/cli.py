@@ -295,11 +295,13 @@ def _dry_run(args, config):
     import json
 
     from bayes_larq.app import dry_run, runs
+    from bayes_larq.app.train import check_new_run
 
     if config is None:
         config, output = runs.RunDirectory(args.resume).read_config(), args.resume
     else:
         output = args.output or _runs_dir_name(f"{config.model}-{config.dataset}")
+        check_new_run(runs.RunDirectory(output))  # as the run would, before it writes
     print(json.dumps(dry_run.plan(config, output), indent=2))
 
 

@@ -76,9 +76,7 @@ def planned_replicas(config: RunConfig) -> dict:
     """The strategy of a run, its workers and replicas, without creating it (a dry run):
     every worker is assumed to have this machine's GPUs (one replica without GPUs)."""
     name = strategy_name(config)
-    cluster, _ = _cluster()
-    workers = max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", []))
-                  ) if name == "multi-worker" else 1
+    workers = len(cluster_tasks()[0]) if name == "multi-worker" else 1
     local = len(tf.config.list_physical_devices("GPU")) if name in (
         "mirrored", "multi-worker") else 1
     return {"name": name, "workers": workers, "replicas": workers * max(1, local),
@@ -101,9 +99,14 @@ def distribution(config: RunConfig) -> tf.distribute.Strategy:
     return _STRATEGIES[name]
 
 
-def _multi_worker():
-    """MultiWorkerMirroredStrategy, created once every peer is up (`bayes_larq.app.peers`),
-    with Python's signal handlers in place again afterwards."""
+def cluster_tasks() -> tuple[dict[str, tuple[str, int]], str]:
+    """The training tasks of TF_CONFIG's cluster ({"worker 1": (host, port), ...}) and
+    this task's name, checked for a multi-worker run.
+
+    Raises:
+        RunError: no TF_CONFIG cluster or task, an address that is not HOST:PORT, or a
+            task that does not train (neither chief nor worker).
+    """
     cluster, task = _cluster()
     if not (cluster and task):
         raise RunError(Setting("strategy", "multi-worker"), " needs TF_CONFIG with "
@@ -116,6 +119,13 @@ def _multi_worker():
     if own not in addresses:
         raise _tf_config_error(f"its task is a {task['type']!r}; a multi-worker run trains "
                                f"on the 'chief' and 'worker' tasks only")
+    return addresses, own
+
+
+def _multi_worker():
+    """MultiWorkerMirroredStrategy, created once every peer is up (`bayes_larq.app.peers`),
+    with Python's signal handlers in place again afterwards."""
+    addresses, own = cluster_tasks()
     wait_for_peers(addresses, own, cluster_timeout())
     handlers = _python_signal_handlers()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()

@@ -57,7 +57,7 @@ from bayes_larq.app.teacher import (
 from bayes_larq.quantizers import bayesian_kernels, bayesian_quantizers, binary_kernels
 from bayes_larq.training import BONN
 
-__all__ = ["StopOnNonFiniteLoss", "Trained", "resume", "train"]
+__all__ = ["StopOnNonFiniteLoss", "Trained", "check_new_run", "resume", "train"]
 
 
 @dataclasses.dataclass
@@ -92,7 +92,7 @@ def train(config: RunConfig, run_dir: str | os.PathLike, verbose: int = 1,
     run = RunDirectory(run_dir)
     if trains_as_worker(config):
         return _train_as_worker(config, run, verbose, extra_callbacks)
-    _check_new_run(run)
+    check_new_run(run)
     _check_data(config)
     if config.teacher not in (None, FLOAT_TWIN):
         check_teacher_run(teacher_run(run, config), config)
@@ -101,7 +101,7 @@ def train(config: RunConfig, run_dir: str | os.PathLike, verbose: int = 1,
     except OUT_OF_MEMORY:
         raise _out_of_memory(config) from None
     with run.locked():
-        _check_new_run(run)  # again, under the lock: another training may have started
+        check_new_run(run)  # again, under the lock: another training may have started
         _write_start(run, config, bonn)
         if config.teacher is not None:
             bonn = first_bonn(config, _ready_teacher(run, config, verbose))
@@ -127,7 +127,8 @@ def _check_data(config):
             raise RunError(Setting("validation_size"), f" is too large: {err}") from None
 
 
-def _check_new_run(run):
+def check_new_run(run: RunDirectory) -> None:
+    """RunError unless `run` can take a new run: a new path, or an empty directory."""
     if run.config.exists() and not run.exists():
         raise RunError(f"{run.path} holds a run stopped while it started (config.json, no "
                        f"state.json). Start it again with `", Step("resume", run.path),
