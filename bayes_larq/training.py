@@ -211,8 +211,6 @@ def check_bonn_settings(theta: float = defaults.THETA, w_lr_multiplier: float = 
             "temperature": defaults.check_positive("temperature", temperature)}
 
 
-@lq_utils.register_keras_custom_object
-
 def _regularizer_gradient(kernel: BinaryKernel) -> tf.Tensor:
     """The gradient, at the latent kernel, of its layer's kernel regularizer (weight
     decay: `L2(wd / 2)` gives `wd * x`), zero without one. The total gradient holds it, but
@@ -227,6 +225,8 @@ def _regularizer_gradient(kernel: BinaryKernel) -> tf.Tensor:
         value = regularizer(kernel.latent)
     return tape.gradient(value, kernel.latent)
 
+
+@lq_utils.register_keras_custom_object
 class BONN(tf.keras.Model):
     r"""Train a functional Keras classifier the BONN way, with plain `compile` / `fit`.
 
