@@ -2,9 +2,8 @@
 
 The core, imported here: `losses`, `mixture`, `quantizers` (`BayesianSign`), `training`
 (`BONN`), `flips` (the flip threshold), `callbacks`, `bayesianize` / `debayesianize`,
-`profile`, `convert`, `staged` (two-step training), `weight_decay` (the paper's L2 on
-the kernels),
-`defaults`, and the model
+`profile`, `convert`, `staged` (two-step training), `layers` (ReActNet's learnable
+activations), `weight_decay` (the paper's L2 on the kernels), `defaults`, and the model
 builders `models`. The application (`bayes_larq.app`: data, runs, report, cli) is
 loaded on first use of `bl.app`; the core never imports it.
 """
@@ -20,6 +19,7 @@ from bayes_larq import (  # noqa: E402
     convert,
     defaults,
     flips,
+    layers,
     losses,
     mixture,
     models,
@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BONN", "BayesianFeatureLoss", "BayesianSign", "app", "bayesianize", "callbacks",
-    "convert", "debayesianize", "defaults", "flips",
+    "convert", "debayesianize", "defaults", "flips", "layers",
     "losses", "mixture", "models", "profile", "quantizers", "staged", "training", "weight_decay",
     "__version__",
 ]

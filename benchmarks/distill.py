@@ -16,8 +16,9 @@ teacher is a float run of this script, trained on the same 50,000 images. Stages
    binary kernels too); ReActNet's distribution loss alone (kd_weight 1, temperature 1);
    two-step with that distillation; half distribution loss, half cross-entropy
    (kd_weight 0.5); temperature 4 at the better kd_weight; a larger teacher (the float
-   twin at width 64) at the best distillation setting; BONN's feature loss (theta 1e-3)
-   on top of the best cell.
+   twin at width 64) at the best distillation setting; ReActNet's learnable activations
+   (`learnable_threshold` and `rprelu` of the model builders) on plain Larq, then on the
+   best cell without them; BONN's feature loss (theta 1e-3) on top of the best cell.
 3. seeds: the best cell of the screen, seeds 1 to 4, against plain Larq and the float
    twin. Every student seed learns from the seed-0 teacher, so the spread of a cell is
    that of its students alone.
@@ -44,7 +45,8 @@ SEEDS = (1, 2, 3, 4)
 SWEEP_RESULTS = pathlib.Path("benchmarks/results/sweep")
 LARGE_TEACHER = {**sweep.FLOAT_TWIN, "arch": {"width": 64}}
 FEATURE_LOSS = {"feature_loss": True, "theta": 1e-3}
-SCREEN_CELLS = 7  # the students of stage 2
+REACTNET = {"learnable_threshold": True, "rprelu": True}
+SCREEN_CELLS = 9  # the students of stage 2
 
 
 def teacher_dir(runner, teacher):
@@ -59,6 +61,11 @@ def distilled(runner, teacher=sweep.FLOAT_TWIN, **settings):
 def two_step(cell):
     """`cell` trained in two steps, the first half of the epochs (rounded down) the first."""
     return {**cell, "two_step": True}
+
+
+def with_reactnet(cell):
+    """`cell` with ReActNet's learnable sign threshold and RPReLU in its architecture."""
+    return {**cell, "arch": {**cell.get("arch", {}), **REACTNET}}
 
 
 def distilling(cells):
@@ -97,6 +104,10 @@ def screen(runner):
     best_kd = runner.best(OPTIMIZER, [c for c in distilling(cells) if not c.get("two_step")])
     cells.append({**best_kd, "teacher": str(teacher_dir(runner, LARGE_TEACHER))})
     run_student(runner, cells[-1], 0)
+    best_without = runner.best(OPTIMIZER, cells)
+    cells += [with_reactnet(sweep.PLAIN), with_reactnet(best_without)]
+    for overrides in cells[-2:]:
+        run_student(runner, overrides, 0)
     cells.append({**runner.best(OPTIMIZER, cells), **FEATURE_LOSS})
     run_student(runner, cells[-1], 0)
     assert len(cells) == SCREEN_CELLS

@@ -113,7 +113,8 @@ def regime_parts(overrides):
 
 def training_parts(optimizer, overrides):
     """What a cell's name says of its architecture, two-step training and teacher."""
-    parts = [f"{key}{value}" for key, value in sorted(overrides.get("arch", {}).items())]
+    parts = [key if value is True else f"{key}{value}"
+             for key, value in sorted(overrides.get("arch", {}).items())]
     if overrides.get("two_step"):
         parts.append(f"twostep{overrides.get('step1_epochs', '')}")
     if overrides.get("teacher"):

@@ -10,7 +10,8 @@ model = models.get("wrn22", num_classes=100, width_factor=1, scope="full")
 Every builder has the signature
 
     builder(num_classes=..., input_shape=..., bonn=True, scope="paper",
-            precision="binary", float_activation=None, <architecture arguments>,
+            precision="binary", float_activation=None, learnable_threshold=False,
+            rprelu=False, <architecture arguments>,
             sync_batch_norm=False, **bayesian_sign)
 
 (declared once, by the `model_builder` decorator of `models/common.py`; `check_options`

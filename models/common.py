@@ -25,6 +25,7 @@ import larq as lq
 import tensorflow as tf
 
 from bayes_larq.defaults import check_choice, check_integer
+from bayes_larq.layers import LearnableShift, RPReLU
 from bayes_larq.quantizers import BayesianSign
 
 __all__ = ["BINARY_ROLES", "FLOAT_ACTIVATIONS", "LayerFactory", "PRECISIONS", "SCOPES",
@@ -83,6 +84,12 @@ class LayerFactory:
         float_activation: activation of the float variant, "relu" (default), "htanh"
             (the function whose gradient the straight-through sign uses) or "linear".
             Only valid with `precision="float"`.
+        learnable_threshold: ReActNet's RSign: a `bayes_larq.layers.LearnableShift`
+            before every position the scope binarizes, so each channel's sign threshold
+            is learned (in the float variant the shift stands before its activation).
+        rprelu: ReActNet's RPReLU (`bayes_larq.layers.RPReLU`) on the output of every
+            residual unit, after the shortcut is added: a learned nonlinearity on the
+            real-valued path, which otherwise has none between the signs.
         sync_batch_norm: BatchNormalization with statistics over all replicas (for
             `tf.distribute` training; the same as plain BatchNorm on one device).
         **bayesian_sign: keyword arguments of `BayesianSign` (lam, nu, reduction,
@@ -91,15 +98,18 @@ class LayerFactory:
     """
 
     def __init__(self, bonn: bool = True, scope: str = "paper", precision: str = "binary",
-                 float_activation: str | Callable | None = None, sync_batch_norm: bool = False,
-                 **bayesian_sign: Any):
-        if not isinstance(bonn, bool):
-            raise ValueError(f"`bonn` must be True or False; got {bonn!r}.")
+                 float_activation: str | Callable | None = None,
+                 learnable_threshold: bool = False, rprelu: bool = False,
+                 sync_batch_norm: bool = False, **bayesian_sign: Any):
+        for name, flag in (("bonn", bonn), ("learnable_threshold", learnable_threshold),
+                           ("rprelu", rprelu), ("sync_batch_norm", sync_batch_norm)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"`{name}` must be True or False; got {flag!r}.")
         self.scope = check_choice("scope", scope, SCOPES)
         self.precision = check_choice("precision", precision, PRECISIONS)
         self.bonn = bonn
-        if not isinstance(sync_batch_norm, bool):
-            raise ValueError(f"`sync_batch_norm` must be True or False; got {sync_batch_norm!r}.")
+        self.learnable_threshold = learnable_threshold
+        self.rprelu = rprelu
         self.sync_batch_norm = sync_batch_norm
         self.bayesian_sign = dict(bayesian_sign)
         try:
@@ -141,8 +151,11 @@ class LayerFactory:
             return BayesianSign(**self.bayesian_sign)
         return "ste_sign"
 
-    def _float_input(self, x, role, name):
-        """In the float variant, the activation that stands where the sign would be."""
+    def _before_sign(self, x, role, name):
+        """Where the binary model takes the sign: the learnable threshold (if on), and in
+        the float variant the activation that stands where the sign would be."""
+        if self.learnable_threshold and self.is_quantized_position(role):
+            x = LearnableShift(name=f"{name}_threshold")(x)
         if (self.precision == "float" and self.is_quantized_position(role)
                 and self.float_activation != "linear"):
             activation = "relu" if self.float_activation == "relu" else htanh
@@ -153,7 +166,7 @@ class LayerFactory:
     def conv(self, x: tf.Tensor, filters: int, kernel_size: int, role: str, name: str,
              strides: int = 1, padding: str = "same") -> tf.Tensor:
         """A bias-free convolution for `role`, applied to `x`."""
-        x = self._float_input(x, role, name)
+        x = self._before_sign(x, role, name)
         common = dict(strides=strides, padding=padding, use_bias=False,
                       kernel_initializer=KERNEL_INITIALIZER, name=name)
         if self.is_binary(role):
@@ -167,7 +180,7 @@ class LayerFactory:
 
     def logits(self, x: tf.Tensor, num_classes: int) -> tf.Tensor:
         """The final layer, named "logits": its input is the penultimate feature vector."""
-        x = self._float_input(x, "classifier", "logits")
+        x = self._before_sign(x, "classifier", "logits")
         if self.is_binary("classifier"):
             layer = lq.layers.QuantDense(
                 num_classes, input_quantizer="ste_sign", **self.kernel_options(),
@@ -179,6 +192,10 @@ class LayerFactory:
                 num_classes, use_bias=self.scope == "paper",
                 kernel_initializer=KERNEL_INITIALIZER, name="logits")
         return layer(x)
+
+    def unit_output(self, x: tf.Tensor, name: str) -> tf.Tensor:
+        """The output of a residual unit: RPReLU when `rprelu`, else `x` itself."""
+        return RPReLU(name=f"{name}_rprelu")(x) if self.rprelu else x
 
     def batch_norm(self, x: tf.Tensor, name: str) -> tf.Tensor:
         return tf.keras.layers.BatchNormalization(
@@ -207,7 +224,8 @@ def model_builder(num_classes: int, input_shape: tuple[int, int, int]
     and returns the `tf.keras.Model`. The builder has the signature every builder shares,
 
         (num_classes=num_classes, input_shape=input_shape, bonn=True, scope="paper",
-         precision="binary", float_activation=None, <arch arguments>,
+         precision="binary", float_activation=None, learnable_threshold=False,
+         rprelu=False, <arch arguments>,
          sync_batch_norm=False, **bayesian_sign)
 
     with `num_classes` and `input_shape` defaulting to the values given here.
@@ -258,7 +276,8 @@ def htanh(x: tf.Tensor) -> tf.Tensor:
 
 def bireal_unit(factory: LayerFactory, x: tf.Tensor, filters: int, name: str,
                 strides: int = 1) -> tf.Tensor:
-    """One Bi-Real unit: binary 3x3 conv -> BatchNorm, plus a real-valued shortcut.
+    """One Bi-Real unit: binary 3x3 conv -> BatchNorm, plus a real-valued shortcut (then
+    RPReLU when the factory's `rprelu` is on, ReActNet's block).
 
     As Larq Zoo's Bi-Real Net: when the unit changes the shape, the shortcut is
     AvgPool(2) (if strided) -> 1x1 conv -> BatchNorm, else the identity.
@@ -274,7 +293,7 @@ def bireal_unit(factory: LayerFactory, x: tf.Tensor, filters: int, name: str,
         shortcut = factory.batch_norm(shortcut, f"{name}_downsample_bn")
     y = factory.conv(x, filters, 3, "binary", f"{name}_conv", strides=strides)
     y = factory.batch_norm(y, f"{name}_bn")
-    return tf.keras.layers.Add(name=f"{name}_add")([y, shortcut])
+    return factory.unit_output(tf.keras.layers.Add(name=f"{name}_add")([y, shortcut]), name)
 
 
 def bireal_stages(factory: LayerFactory, x: tf.Tensor, filters: Sequence[int], blocks: int,

@@ -139,6 +139,8 @@ def test_distill_screen_chooses_among_cells_run_and_trains_each_teacher_once(tmp
         "adam-plain-kd0.5-T4",  # T 4 at the better kd weight
         "adam-float-width64",  # the larger teacher, a cell of its own, just before its student
         "adam-plain-kd0.5-T4-teacher-adam-float-width64",  # the best one-step distillation
+        "adam-plain-learnable_threshold-rprelu",  # ReActNet's activations on plain Larq
+        "adam-plain-learnable_threshold-rprelu-kd0.5-T4",  # ... on the best cell so far
         "adam-theta0.001-kd0.5-T4"]  # the feature loss on top of the best cell
     assert {seed for _, seed in runs.calls} == {0}
     assert runs.teachers == []  # every teacher's run directory is there: nothing retrained
@@ -159,7 +161,7 @@ def test_distill_seeds_run_the_best_cell_and_rerun_baselines_that_do_not_reprodu
     monkeypatch.setattr(distill, "SWEEP_RESULTS", tmp_path / "nothing-committed")
     runs = TeacherRecordingSweep({"adam-plain-twostep": 0.93}, tmp_path)
     distill.run_distill(runs, last_stage=2)
-    later = runs.calls[10:]  # after the 10 cells of stages 1 and 2
+    later = runs.calls[12:]  # after the 12 cells of stages 1 and 2
     for cell in ("adam-plain", "adam-float", "adam-plain-twostep"):
         assert [(cell, seed) for seed in distill.SEEDS] == [c for c in later if c[0] == cell]
     assert len(later) == 12
@@ -360,7 +362,7 @@ def test_distill_section_compares_the_seeded_cell_with_reproduced_baselines(tmp_
     text = "\n".join(evidence.distill_section(results, committed, tmp_path,
                                                pathlib.Path("figures")))
     assert "| `adam-plain-twostep` | 91.50 | 91.00 | 93.00 | 1 + 1 |" in text
-    assert "Screen in progress: 2 of its 7 seed-0 cells have run" in text
+    assert "Screen in progress: 2 of its 9 seed-0 cells have run" in text
     assert "### `adam-plain-twostep` over seeds" in text
     gain = np.mean([0.912, 0.914, 0.913, 0.915, 0.911]) - np.mean([0.905, 0.902, 0.908, 0.904,
                                                                    0.906])

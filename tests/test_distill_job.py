@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import processes
-from bayes_larq import models
+from bayes_larq import convert, layers, models
 from bayes_larq.app import cli, runs, teacher
 from bayes_larq.quantizers import BayesianSign, bayesian_kernels, binary_kernels
 from test_cli import TINY
@@ -198,3 +198,23 @@ def test_a_run_without_the_options_writes_what_it_did_before(float_run):
     assert "teacher" not in report and "steps" not in report
     assert not (float_run / "teacher.json").exists() and not (float_run / "teacher").exists()
     assert "kd_loss" not in report["history"][0]
+
+
+def test_two_step_with_reactnets_learnable_activations_trains_and_converts(fashion_dir,
+                                                                           tmp_path):
+    """`--arch learnable_threshold=true --arch rprelu=true` reaches both steps' models."""
+    run_dir = tmp_path / "run"
+    assert _train("--two-step", "--no-kernel-loss", "--arch", "learnable_threshold=true",
+                  "--arch", "rprelu=true", "--data-dir", str(fashion_dir),
+                  "--output", str(run_dir)) == 0
+    assert _json(run_dir / "config.json")["arch"] == {
+        "width": 4, "learnable_threshold": True, "rprelu": True}
+    classifier = runs.load_classifier(run_dir)
+    extra = [layer for layer in classifier.layers
+             if isinstance(layer, (layers.LearnableShift, layers.RPReLU))]
+    assert len(extra) == 8
+    # Trained in both steps: no weight is left at its initial value (0, or 0.25 slopes).
+    assert all(np.all(w.numpy() != (0.25 if "slope" in w.name else 0.0))
+               for layer in extra for w in layer.weights)
+    census = convert.op_census(convert.convert(classifier))
+    assert census["LceBconv2d"] == 4 and census["PRELU"] == 4

@@ -16,6 +16,7 @@ import tensorflow as tf
 import bayes_larq.models  # noqa: F401  - registers htanh
 from bayes_larq.models.common import htanh
 from bayes_larq.flips import FlipThreshold
+from bayes_larq.layers import LearnableShift, RPReLU
 from bayes_larq.quantizers import BayesianSign
 from bayes_larq.training import BONN, BayesianFeatureLoss, ScaledSchedule
 
@@ -71,6 +72,8 @@ CASES = {
     "FlipThreshold": (lambda: FlipThreshold("drift", 0.7, every_n_steps=3, decay=0.95),
                       (".keras",)),
     "bayes_larq>htanh": (lambda: htanh, (".keras", ".h5")),
+    "LearnableShift": (lambda: LearnableShift(name="threshold"), (".keras", ".h5")),
+    "RPReLU": (lambda: RPReLU(initial_slope=0.1), (".keras", ".h5")),
 }
 # Found by this test: tf_keras's H5 writer stores a registered function as the generic
 # "function" class, which its H5 reader cannot resolve. strict: a fix makes it fail.
@@ -115,6 +118,11 @@ def _model_holding(name):
         return quantized_classifier(activation=obj), images()
     if name == "BONN":
         return obj, images()
+    if name in ("LearnableShift", "RPReLU"):  # with trained-looking, non-initial weights
+        model = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), obj])
+        rng = np.random.default_rng(3)
+        obj.set_weights([rng.normal(size=w.shape) for w in obj.weights])
+        return model, images()
     if name == "FlipThreshold":
         return bonn_model(flip_threshold=obj), images()
     if name == "ScaledSchedule":
