@@ -15,8 +15,9 @@ job's default). Stages (`--stages` says how far to go):
    The seed-0 cells of both stages run interleaved (`seed0_cells`), the ones that say
    most first, so that a run cut short still sees every regime: plain, paper, lam 1e-7
    (where the diagnostics put the threshold: the push at zero equals the median drift of
-   plain Larq's data gradient), q 0.5, drift 0.5, ReBNN, lam 1e-8, drift 0.9, lam 1e-9,
-   q 0.9, q 0.99.
+   plain Larq's data gradient), q 0.5, drift 0.5, ReBNN, lam 1e-8, lam 1e-9, q 0.9,
+   q 0.99, drift 0.9 (last: the one cell beyond what the grid and the quantile screen
+   ask for).
 3. seeds: the best cell of stages 1 and 2 in which the kernel loss acts (lam > 0 or a
    threshold rule; chosen on seed-0 validation accuracy) to seeds 1 to 4. The leader's
    seeds run as soon as the first six seed-0 cells (`LEADING_CELLS`, one per regime) are
@@ -80,7 +81,7 @@ def seed0_cells(last_stage):
         return regimes
     plain, paper, lam_9, lam_8, lam_7 = regimes
     q_5, q_9, q_99, drift_5, drift_9, rebnn = calibrated
-    order = [plain, paper, lam_7, q_5, drift_5, rebnn, lam_8, drift_9, lam_9, q_9, q_99]
+    order = [plain, paper, lam_7, q_5, drift_5, rebnn, lam_8, lam_9, q_9, q_99, drift_9]
     assert sorted(map(str, order)) == sorted(map(str, regimes + calibrated))
     return order
 
