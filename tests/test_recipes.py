@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from bayes_larq.app import cli, data, runs, tfds_source
+from bayes_larq.app import cli, data, fashion_mnist, runs, tfds_source
 from bayes_larq.app.config_file import read_settings_file
 from bayes_larq.app.model import new_bonn
 from bayes_larq.weight_decay import decayed_kernels
@@ -336,3 +336,19 @@ def test_the_demo_recipe_trains_as_two_workers(tmp_path, fashion_dir):
     stored = json.loads((run_dir / "config.json").read_text())
     assert stored["config_file"].endswith("recipes/small-cnn-fashion-mnist.toml")
     assert processes.epochs_done(run_dir) == 1 and list(scratch.iterdir()) == []
+
+
+def test_dry_run_names_the_directory_the_loader_would_read(tmp_path, capsys, monkeypatch,
+                                                           fashion_dir):
+    """The data directory of a dry run is the Fashion-MNIST loader's own choice, and a
+    directory named by the variable without the files is refused, as the run refuses it."""
+    monkeypatch.setenv(fashion_mnist.FASHION_MNIST_ENV, str(fashion_dir))
+    (tmp_path / "a").mkdir()
+    plan = dry_run(tmp_path / "a", capsys, monkeypatch)
+    assert plan["settings"]["data_dir"] == str(fashion_dir)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv(fashion_mnist.FASHION_MNIST_ENV, str(empty))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["train", "--dry-run"], capsys)
+    assert code == 2 and f"is not in {empty}" in err

@@ -30,7 +30,7 @@ import pathlib
 from bayes_larq.app import data
 from bayes_larq.app.config import RunConfig
 from bayes_larq.app.distribute import planned_replicas
-from bayes_larq.app.fashion_mnist import DEFAULT_FASHION_MNIST_DIR, FASHION_MNIST_ENV, find_files
+from bayes_larq.app.fashion_mnist import local_files
 from bayes_larq.app.model import build_model, steps_per_epoch, train_examples
 from bayes_larq.app.report import examples_tested
 from bayes_larq.app.staged import step_epochs
@@ -70,9 +70,9 @@ def data_location(config: RunConfig) -> str:
     if config.data_dir is not None:
         return str(config.data_dir)
     if data.dataset_info(config.dataset).source == "idx":
-        for directory in (os.environ.get(FASHION_MNIST_ENV), DEFAULT_FASHION_MNIST_DIR):
-            if directory and find_files(directory, "train")[0] is not None:
-                return directory
+        files, _ = local_files("train")
+        if files is not None:
+            return os.path.dirname(files[0])
     return os.environ.get("TFDS_DATA_DIR") or str(pathlib.Path("~/tensorflow_datasets")
                                                     .expanduser())
 

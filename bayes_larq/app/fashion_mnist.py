@@ -13,7 +13,7 @@ from bayes_larq.app.idx import read_idx
 from bayes_larq.app.tfds_source import TFDS_DEFAULT_DIR_TEXT, TFDSUnavailable, tfds_load
 
 __all__ = ["DEFAULT_FASHION_MNIST_DIR", "DOWNLOAD_HOST", "FASHION_MNIST_APT_COMMAND",
-           "FASHION_MNIST_ENV", "find_files", "load_fashion_mnist"]
+           "FASHION_MNIST_ENV", "find_files", "load_fashion_mnist", "local_files"]
 
 FASHION_MNIST_ENV = "BAYES_LARQ_FASHION_MNIST_DIR"
 DEFAULT_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -74,6 +74,41 @@ def _read_fashion_files(images_path, labels_path):
     return images, labels.astype(np.int64)
 
 
+def local_files(split: str = "train", data_dir: str | os.PathLike | None = None
+                ) -> tuple[tuple[str, str] | None, list[str]]:
+    """The IDX files `load_fashion_mnist` reads for `split`, from the first of `data_dir`,
+    ``$BAYES_LARQ_FASHION_MNIST_DIR`` and the default directory that has them (None when
+    none has them: TFDS is next), and every place looked, for the error message.
+
+    Raises:
+        DatasetError: `data_dir` or the variable names a directory without the files (a
+            place the user named is never passed over silently).
+    """
+    if split not in _FASHION_PREFIX:
+        raise ValueError(f"Unknown split {split!r} for dataset 'fashion_mnist'; valid splits: "
+                         f"{', '.join(_FASHION_PREFIX)}.")
+    env_dir = os.environ.get(FASHION_MNIST_ENV) or None
+    places = [
+        ("data_dir argument", None if data_dir is None else os.fspath(data_dir), "not given"),
+        (f"${FASHION_MNIST_ENV}", env_dir, "not set"),
+        ("default directory", DEFAULT_FASHION_MNIST_DIR, None),
+    ]
+    looked = []
+    for label, directory, unset in places:
+        if directory is None:
+            looked.append(f"{label}: {unset}")
+            continue
+        files, reason = find_files(directory, split)
+        if files is not None:
+            return files, looked
+        if unset is not None:
+            raise DatasetError(
+                f"Fashion-MNIST {split!r} is not in {directory} (the {label}): {reason}. "
+                f"Put the four IDX files there, or name another directory.")
+        looked.append(f"{label} {directory}: {reason}")
+    return None, looked
+
+
 def load_fashion_mnist(
     split: str = "train", data_dir: str | os.PathLike | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -94,28 +129,9 @@ def load_fashion_mnist(
     >>> images.shape, labels.shape   # doctest: +SKIP
     ((10000, 28, 28), (10000,))
     """
-    if split not in _FASHION_PREFIX:
-        raise ValueError(f"Unknown split {split!r} for dataset 'fashion_mnist'; valid splits: "
-                         f"{', '.join(_FASHION_PREFIX)}.")
-    env_dir = os.environ.get(FASHION_MNIST_ENV) or None
-    places = [
-        ("data_dir argument", None if data_dir is None else os.fspath(data_dir), "not given"),
-        (f"${FASHION_MNIST_ENV}", env_dir, "not set"),
-        ("default directory", DEFAULT_FASHION_MNIST_DIR, None),
-    ]
-    looked = []
-    for label, directory, unset in places:
-        if directory is None:
-            looked.append(f"{label}: {unset}")
-            continue
-        files, reason = find_files(directory, split)
-        if files is not None:
-            return _read_fashion_files(*files)
-        if unset is not None:  # a directory the user named: never fall back silently
-            raise DatasetError(
-                f"Fashion-MNIST {split!r} is not in {directory} (the {label}): {reason}. "
-                f"Put the four IDX files there, or name another directory.")
-        looked.append(f"{label} {directory}: {reason}")
+    files, looked = local_files(split, data_dir)
+    if files is not None:
+        return _read_fashion_files(*files)
 
     tfds_dir = _FASHION_TFDS_DATA_DIR or TFDS_DEFAULT_DIR_TEXT
     try:  # may download
