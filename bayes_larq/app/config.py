@@ -215,10 +215,10 @@ class RunConfig:
         for name in ("train_limit", "test_limit", "validation_size"):
             data.check_count(name, getattr(self, name), allow_none=True)
         BayesianSign.check_settings(self.bayesian_sign_settings())
+        # The builders' options without the BayesianSign settings, just checked above.
         model_registry.check_options(bonn=self.kernel_loss, scope=self.scope,
                                      precision=self.precision,
-                                     sync_batch_norm=self.sync_batch_norm,
-                                     **self.bayesian_sign_settings())
+                                     sync_batch_norm=self.sync_batch_norm)
         check_bonn_settings(theta=self.theta, w_lr_multiplier=self.w_lr_multiplier,
                             sigma_lr_multiplier=self.sigma_lr_multiplier,
                             mixture_update=self.mixture_update, kd_weight=self.kd_weight,
