@@ -147,6 +147,7 @@ class LayerFactory:
         return role in BINARY_ROLES[self.scope]
 
     def kernel_quantizer(self) -> BayesianSign | str:
+        """A new `BayesianSign` per binary layer (`bonn=True`), else Larq's "ste_sign"."""
         if self.bonn:
             return BayesianSign(**self.bayesian_sign)
         return "ste_sign"
@@ -198,11 +199,13 @@ class LayerFactory:
         return RPReLU(name=f"{name}_rprelu")(x) if self.rprelu else x
 
     def batch_norm(self, x: tf.Tensor, name: str) -> tf.Tensor:
+        """BatchNormalization of `x` (momentum 0.9, epsilon 1e-5; synchronized when asked)."""
         return tf.keras.layers.BatchNormalization(
             momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=self.sync_batch_norm,
             name=name)(x)
 
     def model_name(self, name: str) -> str:
+        """`name` with the scope and the precision or quantizer, e.g. small_cnn_paper_larq."""
         suffix = {"float": "float", "activations": "step1"}.get(
             self.precision, "bonn" if self.bonn else "larq")
         return f"{name}_{self.scope}_{suffix}"

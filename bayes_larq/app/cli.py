@@ -169,6 +169,7 @@ def _run_config(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `bayes-larq` parser: one subcommand per entry of `COMMANDS`."""
     parser = argparse.ArgumentParser(
         prog="bayes-larq", description="Train, evaluate, convert and benchmark BONN binary "
         "networks (Bayesian Optimized 1-bit CNNs) with Larq and LCE.")
@@ -326,6 +327,7 @@ def command_train(args: argparse.Namespace,
 
 def command_evaluate(args: argparse.Namespace,
                      parser: argparse.ArgumentParser) -> runs.Evaluation:
+    """`bayes-larq evaluate PATH`: test accuracy of a run's (or a .keras file's) model."""
     from bayes_larq.app import runs
     from bayes_larq.app.evaluation import test_data_of
 
@@ -352,6 +354,7 @@ def _latency_options_of(args, include_float=True):
 
 def command_convert(args: argparse.Namespace,
                     parser: argparse.ArgumentParser) -> runs.Conversion:
+    """`bayes-larq convert PATH`: the LCE flatbuffer of a trained model, checked against it."""
     from bayes_larq.app import runs
 
     result = runs.convert(args.path, output=args.output, dataset=args.dataset,
@@ -362,6 +365,7 @@ def command_convert(args: argparse.Namespace,
 
 def command_benchmark(args: argparse.Namespace,
                       parser: argparse.ArgumentParser) -> runs.Benchmark:
+    """`bayes-larq benchmark PATH`: latency of a converted model (and its float twin's)."""
     from bayes_larq.app import runs
 
     result = runs.benchmark(args.path, **_latency_options_of(args, not args.no_float))
@@ -370,6 +374,7 @@ def command_benchmark(args: argparse.Namespace,
 
 
 def command_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> runs.Demo:
+    """`bayes-larq demo`: train, evaluate, convert and benchmark in one run directory."""
     from bayes_larq.app import runs
 
     args.resume = None
