@@ -147,7 +147,7 @@ def _atol(max_logit_diff):
 def float_twin(config: RunConfig) -> bytes:
     """The float version (same architecture, no quantizers) of a run's model, converted."""
     float_config = dataclasses.replace(config, kernel_loss=False, precision="float")
-    return lce.convert(build_model(float_config))
+    return lce.convert(build_model(float_config, decayed=False))
 
 
 def benchmark(path: str | os.PathLike, *, threads: int = 1, repeats: int = 50, warmup: int = 5,

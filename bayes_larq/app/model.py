@@ -23,9 +23,11 @@ __all__ = ["TOP5_MIN_CLASSES", "build_model", "compile_bonn", "learning_rate_sch
 TOP5_MIN_CLASSES = 11  # top-5 accuracy is reported for models with more than 10 classes
 
 
-def build_model(config: RunConfig) -> tf.keras.Model:
+def build_model(config: RunConfig, decayed: bool = True) -> tf.keras.Model:
     """The classifier of a run, seeded: same config -> same initial weights; with the
-    run's weight decay on its kernels (`bayes_larq.weight_decay`)."""
+    run's weight decay on its kernels (`bayes_larq.weight_decay`) unless `decayed` is
+    False (a model that is never trained: the decay's regularizers would only cost a
+    clone)."""
     info = data.dataset_info(config.dataset)
     tf.keras.utils.set_random_seed(config.seed)
     try:
@@ -36,7 +38,7 @@ def build_model(config: RunConfig) -> tf.keras.Model:
             **config.arch)
     except (TypeError, ValueError) as err:
         raise RunError(f"Bad architecture argument for {config.model!r}: {err}") from None
-    return with_weight_decay(model, config.weight_decay)
+    return with_weight_decay(model, config.weight_decay) if decayed else model
 
 
 def train_examples(config: RunConfig) -> int:

@@ -194,7 +194,7 @@ def _restore_mixture_snapshot(run, config):
     try:
         report.load_mixture_snapshot(run.init_mixture)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        report.save_mixture_snapshot(run.init_mixture, build_model(config))
+        report.save_mixture_snapshot(run.init_mixture, build_model(config, decayed=False))
 
 
 def _finished(run, config):
@@ -256,7 +256,7 @@ def _restore(run, state, config, teacher=None):
 
 def _check_checkpoint_matches(run, config, state, bonn):
     """RunError when config.json contradicts the checkpoint (it was edited)."""
-    expected = [tuple(w.shape) for w in build_model(config).weights]
+    expected = [tuple(w.shape) for w in build_model(config, decayed=False).weights]
     quantizers = bayesian_quantizers(bonn.classifier)
     stored = [(q.initial_lam, q.initial_nu) for q in quantizers[:1]]
     wanted = [(config.lam, config.nu)] if config.kernel_loss else []
