@@ -251,13 +251,21 @@ class RunDirectory:
                 old.unlink(missing_ok=True)
         return state
 
-    def deleted(self) -> RunError:
-        """The error of a run directory deleted while its training ran. What TensorBoard
-        wrote there again since (`tensorboard/`) is removed, so that nothing half-written
-        keeps a new run from starting there."""
+    def was_deleted(self, err: OSError) -> bool:
+        """Whether `err`, raised while this run trained, means the directory was deleted
+        (a file is missing and so is config.json)."""
+        return err.errno == errno.ENOENT and not self.config.exists()
+
+    def remove_leftovers(self) -> None:
+        """After the directory was deleted mid-training: remove what TensorBoard wrote
+        there again since (`tensorboard/`), and the directory when nothing else is in it,
+        so that nothing half-written keeps a new run from starting there."""
         shutil.rmtree(self.tensorboard, ignore_errors=True)
         with contextlib.suppress(OSError):
-            self.path.rmdir()  # only when nothing else is in it
+            self.path.rmdir()
+
+    def deleted(self) -> RunError:
+        """The error of a run directory deleted while its training ran."""
         return RunError(f"{self.path} was deleted while this training ran (its config.json "
                         f"is gone): there is no run left to save into or to resume. Start "
                         f"it again with `", Step("train", self.path), "`.")
@@ -293,8 +301,6 @@ def unwritable(path: pathlib.Path, err: OSError) -> Exception:
     """The error of a run directory that cannot be written: JobFailed (exit 1) for a full
     disk, which freeing space fixes; RunError (exit 2) otherwise (another directory does)."""
     reason = f"{type(err).__name__}: {err.strerror or err}"
-    if err.errno == errno.ENOENT and not (path / "config.json").exists():
-        return RunDirectory(path).deleted()
     if err.errno == errno.ENOSPC:
         return JobFailed(f"No space left on the device of {path} ({reason}). Free some "
                          f"space, then resume with `", Step("resume", path), "`.")

@@ -412,6 +412,9 @@ def _train_epochs(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunSt
         except DatasetNotFoundError:
             raise
         except OSError as err:  # a full disk, the run directory removed or read-only
+            if run.was_deleted(err):
+                run.remove_leftovers()
+                raise run.deleted() from None
             raise unwritable(run.path, err) from None
         except OUT_OF_MEMORY:
             raise _out_of_memory(config) from None
