@@ -23,6 +23,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import distill  # noqa: E402
 import sweep  # noqa: E402  - the cell definitions live in the sweep script
+import teacher_targets  # noqa: E402
 import threshold  # noqa: E402
 from bayes_larq.app import runs  # noqa: E402
 
@@ -327,8 +328,10 @@ def distill_section(results, committed, figures, rel):
              "Plain Larq's binary network distilled from a float teacher (`kd...`: "
              "kd_weight and temperature of `bl.BONN`; the teacher is the float twin unless "
              "named), trained in two steps (`twostep`: binary activations with real kernels "
-             "first, ReActNet's recipe), or both; 15 epochs in every cell, chosen on "
-             "validation. Reproduce: `python benchmarks/distill.py`, then "
+             "first, ReActNet's recipe), with ReActNet's learnable activations "
+             "(`learnable_threshold-rprelu`: a learned sign threshold per channel and "
+             "RPReLU after every unit, docs/models.md), or combinations; 15 epochs in every "
+             "cell, chosen on validation. Reproduce: `python benchmarks/distill.py`, then "
              "`python benchmarks/evidence.py`.", "",
              "| cell | validation top-1 % | training top-1 % (last epoch) | "
              "teacher validation % | two-step epochs |", "| --- | --- | --- | --- | --- |"]
@@ -349,6 +352,28 @@ def distill_section(results, committed, figures, rel):
     return lines + ([f"### `{best}` over seeds", "",
                      f"`{best}` led the screen on seed-0 validation when its seeds ran.", ""]
                     + seeds + [""] if seeds else [])
+
+
+def teacher_targets_lines(path):
+    """What the teacher's softmax says beyond the labels (benchmarks/teacher_targets.py)."""
+    if not path.exists():
+        return []
+    measured = json.loads(path.read_text())
+    lines = ["### What the teacher's distribution adds to the labels", "",
+             f"The teacher `{measured['teacher']}` in inference mode on the images the "
+             "students train on and on the held-out ones: the mean softmax probability at "
+             "the true label and the mean entropy of the softmax, at the screen's "
+             "temperatures. Reproduce: `python benchmarks/teacher_targets.py "
+             f"runs/distill/{measured['teacher']} --output {path}`.", "",
+             "| images | teacher top-1 % | T | mean probability at the label | "
+             "mean entropy (nats) |", "| --- | --- | --- | --- | --- |"]
+    names = {"train": "training (50,000)", "holdout": "validation (10,000)"}
+    for split, temperatures in measured["splits"].items():
+        for temperature, stats in temperatures.items():
+            lines.append(f"| {names.get(split, split)} | {100 * stats['accuracy']:.2f} | "
+                         f"{temperature[1:]} | {stats['mean_label_probability']:.4f} | "
+                         f"{stats['mean_entropy_nats']:.4f} |")
+    return lines + [""]
 
 
 def sweep_view(results):
@@ -599,6 +624,7 @@ def main(argv=None):
                   "here.", ""] + final + [""]
     lines += threshold_section(load_results(args.threshold), args.figures, rel, results)
     lines += distill_section(load_results(args.distill), results, args.figures, rel)
+    lines += teacher_targets_lines(args.distill / teacher_targets.RESULT_NAME)
     lines += ["## Accuracy: the best BONN run and larger budgets", ""]
     lines += accuracy_lines(results, capacity)
     args.write.write_text("\n".join(lines) + "\n")

@@ -2,6 +2,7 @@
 and the statistics of docs/evidence.md."""
 
 import json
+import math
 import pathlib
 import re
 import sys
@@ -16,6 +17,7 @@ import conversion_parity  # noqa: E402
 import distill  # noqa: E402
 import evidence  # noqa: E402
 import sweep  # noqa: E402
+import teacher_targets  # noqa: E402
 import threshold  # noqa: E402
 
 
@@ -428,3 +430,30 @@ def test_a_stored_distillation_result_names_its_teacher_by_cell_and_seed_not_by_
 def test_sweep_refuses_zero_epochs():
     with pytest.raises(SystemExit, match="--epochs must be an integer >= 1; got 0"):
         sweep.main(["--epochs", "0"])
+
+
+def test_teacher_target_statistics_match_hand_computed_softmax():
+    # logits (ln 3, 0): softmax (3/4, 1/4) at T 1; (sqrt 3, 1) / (1 + sqrt 3) at T 2.
+    logits = np.array([[math.log(3.0), 0.0], [math.log(3.0), 0.0]])
+    labels = np.array([0, 1])
+    stats = teacher_targets.target_statistics(logits, labels, 1.0)
+    assert stats["mean_label_probability"] == pytest.approx((0.75 + 0.25) / 2)
+    assert stats["mean_top1_probability"] == pytest.approx(0.75)
+    assert stats["mean_entropy_nats"] == pytest.approx(-(0.75 * math.log(0.75)
+                                                         + 0.25 * math.log(0.25)))
+    assert (stats["accuracy"], stats["examples"]) == (0.5, 2)
+    high = math.sqrt(3.0) / (1.0 + math.sqrt(3.0))
+    assert teacher_targets.target_statistics(logits, labels, 2.0)[
+        "mean_top1_probability"] == pytest.approx(high)
+
+
+def test_teacher_targets_table_shows_each_split_and_temperature(tmp_path):
+    stats = {"mean_label_probability": 0.99312, "mean_top1_probability": 0.9932,
+             "mean_entropy_nats": 0.02856, "accuracy": 0.9997, "examples": 50000}
+    path = tmp_path / teacher_targets.RESULT_NAME
+    path.write_text(json.dumps({"teacher": "adam-float/seed-0",
+                                "splits": {"train": {"T1": stats, "T4": stats}}}))
+    lines = evidence.teacher_targets_lines(path)
+    assert "| training (50,000) | 99.97 | 1 | 0.9931 | 0.0286 |" in lines
+    assert "| training (50,000) | 99.97 | 4 | 0.9931 | 0.0286 |" in lines
+    assert evidence.teacher_targets_lines(tmp_path / "missing.json") == []
