@@ -19,6 +19,10 @@ Variants of the same architecture, data and batch:
   `flips.FlipThreshold` (`--flip-threshold`, `--threshold-every 1`);
 * `... + distillation`: `bl.BONN(..., teacher=float twin)`: the float twin of the same
   architecture runs forward (inference mode) in every step for the distribution loss.
+* `... + learnable activations`: the builders' `learnable_threshold=True, rprelu=True`
+  (ReActNet's learned sign threshold and RPReLU, `bayes_larq.layers`).
+
+`--variants NAME ...` times a subset (plain Larq, the reference, is always in it).
 
 Each variant is compiled once and warmed up; then the variants take turns one training
 step at a time (A B C D E, A B C D E, ...: each a call of the Keras train function that
@@ -75,7 +79,13 @@ VARIANTS = {
                                   "teacher": True},
     "full BONN + distillation": {"bonn": True, "wrapper": True, "feature_loss": True,
                                  "teacher": True},
+    "plain Larq + learnable activations": {"bonn": False, "wrapper": False,
+                                           "feature_loss": False, "learnable": True},
+    "plain Larq + learnable activations + distillation": {
+        "bonn": False, "wrapper": True, "feature_loss": False, "learnable": True,
+        "teacher": True},
 }
+LEARNABLE = {"learnable_threshold": True, "rprelu": True}
 INPUTS = {"small_cnn": ((28, 28, 1), {}), "resnet18_cifar": ((32, 32, 3), {}),
           "wrn22": ((32, 32, 3), {"width_factor": 1})}
 
@@ -85,8 +95,9 @@ def build(model_name, variant, seed=0, **compile_options):
     tf.keras.utils.set_random_seed(seed)
     bayesian_sign = ({"reduction": "sum", "lam": 1e-4, "nu": 1e-4,
                       "jit_compile": variant.get("jit_compile", True)} if variant["bonn"] else {})
+    options = LEARNABLE if variant.get("learnable") else {}
     classifier = models.get(model_name, num_classes=10, input_shape=input_shape,
-                            bonn=variant["bonn"], **bayesian_sign, **arch)
+                            bonn=variant["bonn"], **bayesian_sign, **options, **arch)
     teacher = (models.get(model_name, num_classes=10, input_shape=input_shape, bonn=False,
                           precision="float", **arch) if variant.get("teacher") else None)
     model = (bl.BONN(classifier, feature_loss=variant["feature_loss"],
@@ -136,10 +147,13 @@ def interleaved_medians(functions, calls, rounds, warmup_calls=5):
     return per_round
 
 
-def measure(model_name, batch_size, steps, rounds, compile_options=None):
+def measure(model_name, batch_size, steps, rounds, compile_options=None, variants=None):
+    """The table's numbers for `variants` (names of VARIANTS; None: all of them)."""
     x, y = next(iter(batches(model_name, batch_size, 1)))
-    built = {name: keras_step(build(model_name, variant, **(compile_options or {})), x, y)
-             for name, variant in VARIANTS.items()}
+    chosen = ["plain Larq"] + [n for n in (variants or VARIANTS) if n != "plain Larq"]
+    built = {name: keras_step(build(model_name, VARIANTS[name], **(compile_options or {})),
+                              x, y)
+             for name in chosen}
     per_round = interleaved_medians(built, steps, rounds)
     ratios = {name: [s / p for s, p in zip(per_round[name], per_round["plain Larq"])]
               for name in built}
@@ -241,6 +255,8 @@ def main(argv=None):
     parser.add_argument("--main-job", type=int, metavar="N",
                         help="time N one-epoch runs of the demo per variant instead")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), metavar="NAME",
+                        help="time only these variants (and plain Larq)")
     parser.add_argument("--write", type=pathlib.Path)
     args = parser.parse_args(argv)
     if args.main_job:
@@ -249,7 +265,7 @@ def main(argv=None):
     else:
         options = {"jit_compile": True} if args.jit_compile else {}
         results = measure(args.model, args.batch_size, args.steps, args.rounds,
-                          compile_options=options)
+                          compile_options=options, variants=args.variants)
         print(table(results))
     if args.write:
         write_results(args.write, "speed.py", argv, results=results)
