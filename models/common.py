@@ -266,8 +266,8 @@ def model_builder(num_classes: int, input_shape: tuple[int, int, int]
 
 def check_options(**options: Any) -> None:
     """Raise ValueError if a builder would reject these shared arguments (`bonn`, `scope`,
-    `precision`, `float_activation`, `sync_batch_norm` and the `BayesianSign` settings),
-    without building anything."""
+    `precision`, `float_activation`, `learnable_threshold`, `rprelu`, `sync_batch_norm`
+    and the `BayesianSign` settings), without building anything."""
     LayerFactory(**options)
 
 
