@@ -290,30 +290,48 @@ def distill_row(name, reports):
 
 
 def plot_distill(results, path):
-    """Validation and training accuracy per epoch of every seed-0 cell of the screen."""
+    """Left: each seed-0 cell's final validation accuracy, sorted, beside plain Larq's and
+    the float twin's. Right: validation (solid) and training (dashed) accuracy per epoch
+    of plain Larq, the float twin and the best student."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (validation, training) = plt.subplots(1, 2, figsize=(12, 4.2))
-    for index, (name, reports) in enumerate(results.items()):
-        if not sweep.finished(reports):
-            continue
-        history, style = reports[0]["history"], "s--" if "float" in name else "o-"
+    finished = {n: r[0] for n, r in results.items() if sweep.finished(r)}
+    plain, float_twin = (sweep.cell_name(distill.OPTIMIZER, c)
+                         for c in (sweep.PLAIN, sweep.FLOAT_TWIN))
+    order = sorted(finished, key=lambda n: finished[n]["validation"]["accuracy"])
+    figure, (cells, curves) = plt.subplots(1, 2, figsize=(14, 0.32 * len(order) + 2.2),
+                                           gridspec_kw={"width_ratios": [1.2, 1]})
+    values = [100 * finished[n]["validation"]["accuracy"] for n in order]
+    teachers = {n for n in order if finished[n]["config"].get("precision") == "float"}
+    colours = ["0.55" if n in teachers else "C3" if n == plain else "C0" for n in order]
+    cells.barh(range(len(order)), values, color=colours)
+    cells.set_yticks(range(len(order)), order, fontsize=7)
+    for name, style in ((plain, ":"), (float_twin, "--")):
+        if name in finished:
+            cells.axvline(100 * finished[name]["validation"]["accuracy"], color="k", ls=style,
+                          lw=0.8, label=name)
+    low = min(values)
+    cells.set(xlim=(low - 0.5, max(values) + 0.3), xlabel="validation top-1 % (seed 0, epoch 15)")
+    cells.legend(fontsize=7, loc="lower right")
+    students = [n for n in order if n != plain and n not in teachers]
+    shown = [n for n in (plain, float_twin, students[-1] if students else None) if n in finished]
+    for index, name in enumerate(shown):
+        history = finished[name]["history"]
         epochs = range(1, len(history) + 1)
-        for axis, key in ((validation, "val_accuracy"), (training, "accuracy")):
-            axis.plot(epochs, [100 * h[key] for h in history], style, ms=3,
-                      color=f"C{index % 10}", label=name)
-    validation.set(xlabel="epoch", ylabel="top-1 %", title="Validation accuracy (seed 0)")
-    training.set(xlabel="epoch", ylabel="top-1 %",
-                 title="Training accuracy (two-step: step 2 starts after epoch 7)")
-    for axis in (validation, training):
+        curves.plot(epochs, [100 * h["val_accuracy"] for h in history], "-", color=f"C{index}",
+                    label=f"{name} (validation)")
+        curves.plot(epochs, [100 * h["accuracy"] for h in history], "--", color=f"C{index}",
+                    label=f"{name} (training)")
+    curves.set(xlabel="epoch", ylabel="top-1 %", ylim=(85, 100),
+               title="Plain Larq, the float twin and the best student (seed 0)")
+    for axis in (cells, curves):
         axis.grid(alpha=0.3)
-        axis.set_ylim(80, 100)
-    validation.legend(fontsize=7)
+    curves.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(figure)
 
 
