@@ -131,12 +131,17 @@ def teacher_cell(teacher):
     return pathlib.Path(teacher).parent.name
 
 
+def run_name(run_dir):
+    """A run directory named by its cell and seed (CELL/seed-N), the same on every machine."""
+    return "/".join(pathlib.Path(run_dir).parts[-2:])
+
+
 def comparable(settings):
     """A run's settings as they must match across machines: the data's location left
     out, a teacher named by its cell and seed (CELL/seed-N) rather than its full path."""
     settings = {key: value for key, value in settings.items() if key != "data_dir"}
     if settings.get("teacher"):
-        settings["teacher"] = "/".join(pathlib.Path(settings["teacher"]).parts[-2:])
+        settings["teacher"] = run_name(settings["teacher"])
     return settings
 
 

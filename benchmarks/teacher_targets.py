@@ -22,12 +22,16 @@ writes one JSON file; `benchmarks/evidence.py` shows it in the distillation sect
 import argparse
 import json
 import pathlib
+import sys
 
 import numpy as np
 import tensorflow as tf
 
 from bayes_larq.app import data, runs
 from bayes_larq.app.rundir import write_json
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import sweep  # noqa: E402
 
 TEMPERATURES = (1.0, 4.0)
 RESULT_NAME = "teacher-targets.json"  # where benchmarks/evidence.py reads it, in the results
@@ -61,7 +65,7 @@ def measure(run_dir):
         raise SystemExit(f"{run_dir} holds no validation split (validation_size 0): this "
                          f"script compares the training images with held-out ones.")
     teacher = runs.load_classifier(run_dir)
-    result = {"teacher": "/".join(pathlib.Path(run_dir).resolve().parts[-2:]), "splits": {}}
+    result = {"teacher": sweep.run_name(pathlib.Path(run_dir).resolve()), "splits": {}}
     for split in SPLITS:
         logits, labels = logits_and_labels(teacher, config, split)
         result["splits"][split] = {f"T{t:g}": target_statistics(logits, labels, t)
