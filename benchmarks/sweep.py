@@ -120,9 +120,12 @@ def training_parts(optimizer, overrides):
     if overrides.get("teacher"):
         weight, temperature = overrides.get("kd_weight", 1.0), overrides.get("temperature", 1.0)
         parts.append(f"kd{weight:g}-T{temperature:g}")
-        teacher = teacher_cell(overrides["teacher"])
-        if teacher != f"{optimizer}-float":
-            parts.append(f"teacher-{teacher}")
+        if overrides["teacher"] == runs.FLOAT_TWIN:  # trained inside the run
+            parts.append(f"twin{overrides.get('teacher_epochs', '')}")
+        elif teacher_cell(overrides["teacher"]) != f"{optimizer}-float":
+            parts.append(f"teacher-{teacher_cell(overrides['teacher'])}")
+    if "epochs" in overrides:  # a cell with its own budget
+        parts.append(f"e{overrides['epochs']}")
     return parts
 
 

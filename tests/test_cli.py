@@ -193,8 +193,16 @@ def test_demo_prints_the_summary(tmp_path, fashion_dir, capsys):
     assert report["conversion"]["agreement"]["samples"] == 40
     assert report["demo"]["seconds"] > 0 and report["benchmark"]["float_ms"] > 0
     assert sorted(p.name for p in run_dir.glob("*.json")) == ["config.json", "report.json",
-                                                              "state.json"]
+                                                              "state.json", "teacher.json"]
     assert "== bayes-larq demo summary" in out
+    # The demo's recipe under the flags: the flags win, the arch table merges key by key.
+    config = report["config"]
+    assert {key: config[key] for key in runs.DEMO_SETTINGS} == {
+        **runs.DEMO_SETTINGS, "epochs": 2,
+        "arch": {**runs.DEMO_SETTINGS["arch"], "width": 4}}
+    twin = run_dir / "teacher"
+    assert json.loads((twin / "state.json").read_text())["epochs_done"] == \
+        runs.DEMO_SETTINGS["teacher_epochs"]
     # Each printed number against an independent source: the saved classifier's
     # predictions on the test images, the file on disk, the profile of the classifier.
     classifier = runs.load_classifier(run_dir)
@@ -202,6 +210,10 @@ def test_demo_prints_the_summary(tmp_path, fashion_dir, capsys):
                                          data_dir=str(fashion_dir), limit=40)))
     accuracy = np.mean(classifier.predict(images.numpy(), verbose=0).argmax(-1) == labels)
     assert f"test accuracy:        {accuracy:.4f} on 40 fashion_mnist test images" in out
+    teacher = runs.load_classifier(twin)
+    accuracy = np.mean(teacher.predict(images.numpy(), verbose=0).argmax(-1) == labels)
+    assert (f"teacher:              float-twin, test accuracy {accuracy:.4f} after "
+            f"{runs.DEMO_SETTINGS['teacher_epochs']} epochs (") in out
     tflite_kib = (run_dir / "model.tflite").stat().st_size / 1024
     assert f"TFLite size:          {tflite_kib:.1f} KiB" in out
     share = 100 * profile.binary_mac_share(classifier)

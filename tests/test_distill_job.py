@@ -83,6 +83,23 @@ def test_float_twin_is_the_float_run_of_the_same_settings(float_run, fashion_dir
     assert _json(twin / "state.json")["epoch_seconds"] == seconds
 
 
+def test_teacher_epochs_train_the_twin_alone_for_that_many(fashion_dir, tmp_path):
+    data = ["--data-dir", str(fashion_dir)]
+    run_dir, reference = tmp_path / "run", tmp_path / "float-1-epoch"
+    assert _train("--teacher", "float-twin", "--teacher-epochs", "1", *data,
+                  "--output", str(run_dir)) == 0
+    # The independent reference: a one-epoch float run trained on its own.
+    assert _train(*FLOAT, "--epochs", "1", *data, "--output", str(reference)) == 0
+    twin = run_dir / "teacher"
+    assert _json(twin / "config.json") == _json(reference / "config.json")
+    for left, right in zip(final_weights(twin), final_weights(reference)):
+        np.testing.assert_array_equal(left, right)
+    assert _json(run_dir / "report.json")["epochs_done"] == 2  # the student's own epochs
+    record = _json(run_dir / "teacher.json")
+    assert record["config"]["epochs"] == 1
+    assert record["train_seconds"] == _json(twin / "report.json")["train_seconds"]
+
+
 def _interrupted(config, run_dir, at_epoch, resume_too=()):
     with pytest.raises(runs.RunInterrupted):
         runs.train(config, run_dir, verbose=0, extra_callbacks=[InterruptAt(at_epoch, 1)])
@@ -186,7 +203,8 @@ def test_resume_refuses_a_changed_teacher(student, float_run, tmp_path, capsys):
 
 def test_old_config_files_read_with_the_new_defaults(float_run):
     stored = _json(float_run / "config.json")
-    for name in ("teacher", "kd_weight", "temperature", "two_step", "step1_epochs"):
+    for name in ("teacher", "teacher_epochs", "kd_weight", "temperature", "two_step",
+                 "step1_epochs"):
         stored.pop(name)
     assert runs.RunConfig.from_dict(stored).validate() == runs.RunConfig.from_dict(
         _json(float_run / "config.json"))

@@ -150,7 +150,7 @@ def test_dry_run_without_a_file_names_every_default(tmp_path, capsys, monkeypatc
     settings = plan["settings"]
     assert settings == {**dataclasses.asdict(runs.RunConfig()), "validation_size": 10000,
                         "train_limit": 50000, "test_limit": 10000, "data_dir": "/somewhere",
-                        "teacher": "none", "step1_epochs": 0}
+                        "teacher": "none", "teacher_epochs": 0, "step1_epochs": 0}
     assert plan["schedule"]["lr_decays_after_epochs"] == []
     assert plan["output"].startswith("runs/small_cnn-fashion_mnist-")
 
@@ -255,14 +255,23 @@ def test_a_run_directory_without_the_new_keys_reads_as_the_defaults(tmp_path):
 # --------------------------------------------------------------------------- recipes/
 
 
-def test_the_five_recipes_are_there():
+def test_the_six_recipes_are_there():
     assert sorted(p.name for p in RECIPES.glob("*.toml")) == [
-        "bonn-resnet18-imagenet.toml", "bonn-wrn22-cifar10.toml", "larq-resnet18-imagenet.toml",
-        "larq-wrn22-cifar10.toml", "small-cnn-fashion-mnist.toml"]
+        "bonn-resnet18-imagenet.toml", "bonn-small-cnn-fashion-mnist.toml",
+        "bonn-wrn22-cifar10.toml", "larq-resnet18-imagenet.toml", "larq-wrn22-cifar10.toml",
+        "small-cnn-fashion-mnist.toml"]
 
 
 def test_the_demo_recipe_is_what_make_demo_trains():
     settings = read_settings_file(RECIPES / "small-cnn-fashion-mnist.toml")
+    assert runs.RunConfig(**settings) == runs.RunConfig(**runs.DEMO_SETTINGS)
+    args = cli.build_parser().parse_args(["demo"])
+    assert cli._train_config(args, args.subparser, recipe=runs.DEMO_SETTINGS) == \
+        runs.RunConfig(**settings)
+
+
+def test_the_bonn_recipe_is_what_train_trains_by_default():
+    settings = read_settings_file(RECIPES / "bonn-small-cnn-fashion-mnist.toml")
     assert runs.RunConfig(**settings) == runs.RunConfig()
 
 
@@ -303,7 +312,7 @@ SLOW = {"bonn-resnet18-imagenet.toml", "larq-resnet18-imagenet.toml", "bonn-wrn2
 def test_every_recipe_trains_a_few_steps_on_mock_data(recipe, tmp_path, capsys, fashion_dir):
     run_dir = tmp_path / "run"
     argv = ["train", "--config", str(RECIPES / recipe), *TINY, "--output", str(run_dir)]
-    if recipe.startswith("small-cnn"):
+    if "fashion-mnist" in recipe:
         argv += ["--data-dir", str(fashion_dir)]  # Fashion-MNIST is read from IDX files
     with tfds.testing.mock_data(num_examples=4):
         code, out, err = run_cli(argv, capsys)
@@ -323,18 +332,18 @@ def test_every_recipe_trains_a_few_steps_on_mock_data(recipe, tmp_path, capsys, 
 
 
 @pytest.mark.slow
-def test_the_demo_recipe_trains_as_two_workers(tmp_path, fashion_dir):
+def test_the_bonn_fashion_mnist_recipe_trains_as_two_workers(tmp_path, fashion_dir):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     run_dir = tmp_path / "multi"
     workers, _ = start_workers(
-        ["train", "--config", str(RECIPES / "small-cnn-fashion-mnist.toml"), "--epochs", "1",
+        ["train", "--config", str(RECIPES / "bonn-small-cnn-fashion-mnist.toml"), "--epochs", "1",
          "--batch-size", "32", "--train-limit", "64", "--test-limit", "40", "--arch",
          "width=4", "--quiet", "--sync-batch-norm", "--data-dir", str(fashion_dir),
          "--output", str(run_dir)], scratch)
     finish(workers)
     stored = json.loads((run_dir / "config.json").read_text())
-    assert stored["config_file"].endswith("recipes/small-cnn-fashion-mnist.toml")
+    assert stored["config_file"].endswith("recipes/bonn-small-cnn-fashion-mnist.toml")
     assert processes.epochs_done(run_dir) == 1 and list(scratch.iterdir()) == []
 
 

@@ -198,7 +198,12 @@ CASES = [
           ("--step1-epochs that leaves step 2 none", ["--two-step", "--step1-epochs", "2"],
            "--step1-epochs must be in [1, 1] for 2 epochs", ""),
           ("--step1-epochs without --two-step", ["--step1-epochs", "1"],
-           "--step1-epochs splits two-step training; set --two-step too.", ""))],
+           "--step1-epochs splits two-step training; set --two-step too.", ""),
+          ("--teacher-epochs without a float twin", ["--teacher-epochs", "1"],
+           "--teacher-epochs are the epochs of the float twin; set --teacher float-twin too, "
+           "or leave them out.", ""),
+          ("--teacher-epochs 0", ["--teacher", "float-twin", "--teacher-epochs", "0"],
+           "--teacher-epochs must be an integer >= 1; got 0.", ""))],
     Case("distillation", "--resume with a --teacher",
          ["train", "--resume", "{run}", "--teacher", "float-twin"], 2,
          "--resume continues a run with its saved settings; do not pass --teacher"),

@@ -139,6 +139,8 @@ def _train_options(parser):
     add("--teacher", metavar="RUN_DIR|float-twin",
         help="distil from a finished float run (its model.keras), or from the float twin "
         "of this run, trained first in RUN/teacher/ [none]")
+    add("--teacher-epochs", type=integer,
+        help="epochs of the float twin of --teacher float-twin [--epochs]")
     add("--kd-weight", type=number,
         help=f"share of the distribution loss in the task loss, in [0, 1]; 1: the "
         f"teacher's distribution instead of the labels [{defaults.kd_weight:g}]")
@@ -269,11 +271,11 @@ def _runs_dir_name(prefix):
     return pathlib.Path(DEFAULT_RUNS_DIR) / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _train_config(args, parser):
+def _train_config(args, parser, recipe=None):
     """RunConfig of a new run, or None with --resume (then no other setting may be passed):
-    the flags over the settings file of --config, over the defaults."""
+    the flags over the settings file of --config (else over `recipe`), over the defaults."""
     from bayes_larq.app import runs
-    from bayes_larq.app.config_file import merge_settings, read_settings_file
+    from bayes_larq.app.config_file import merge_settings, overlay, read_settings_file
 
     given = _run_config(args)
     config_file = getattr(args, "config", None)
@@ -288,6 +290,11 @@ def _train_config(args, parser):
         parser.error("--previous-checkpoint goes with --resume RUN_DIR")
     if config_file is not None:
         given = merge_settings(read_settings_file(config_file), given, config_file)
+    elif recipe is not None:
+        if given.get("teacher", runs.FLOAT_TWIN) != runs.FLOAT_TWIN:
+            recipe = {k: v for k, v in recipe.items() if k != "teacher_epochs"}  # no twin
+        flags, given = given, overlay(recipe, given)
+        return runs.RunConfig(**given).validate().check_settings_used(flags)
     return runs.RunConfig(**given).validate().check_settings_used(given)
 
 
@@ -378,7 +385,7 @@ def command_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> r
     from bayes_larq.app import runs
 
     args.resume = None
-    config = _train_config(args, parser)
+    config = _train_config(args, parser, recipe=runs.DEMO_SETTINGS)
     run_dir = args.output or _runs_dir_name("demo")
     result = runs.demo(config, run_dir, verbose=0 if args.quiet else 1,
                        conversion_options=_conversion_options(args),

@@ -26,8 +26,8 @@ from bayes_larq.defaults import check_choice, check_integer, check_non_negative,
 from bayes_larq.quantizers import BayesianSign
 from bayes_larq.training import check_bonn_settings
 
-__all__ = ["DEFAULT_LEARNING_RATES", "FLIP_THRESHOLDS", "FLOAT_TWIN", "LR_SCHEDULES",
-           "MAX_EPOCHS", "MAX_SEED", "OPTIMIZERS", "STRATEGIES", "RunConfig",
+__all__ = ["DEFAULT_LEARNING_RATES", "DEMO_SETTINGS", "FLIP_THRESHOLDS", "FLOAT_TWIN",
+           "LR_SCHEDULES", "MAX_EPOCHS", "MAX_SEED", "OPTIMIZERS", "STRATEGIES", "RunConfig",
            "has_setting_type", "setting_kind"]
 
 LR_SCHEDULES = ("cosine", "constant", "step")
@@ -39,6 +39,14 @@ FLIP_THRESHOLDS = ("fixed", *flips.FLIP_THRESHOLD_RULES)
 MAX_SEED = 2**32 - 1  # what tf.keras.utils.set_random_seed accepts
 MAX_EPOCHS = 100_000
 FLOAT_TWIN = "float-twin"  # `teacher`: train the run's float twin first
+# The main job's recipe (`bayes-larq demo`, recipes/small-cnn-fashion-mnist.toml), over the
+# defaults: the screen's best cell (ReActNet's learnable activations, distilled from the
+# float twin at kd_weight 0.5, T 4; docs/evidence.md), at a budget that fits the demo's
+# five minutes on two cores: four student epochs after a two-epoch teacher.
+DEMO_SETTINGS = {"epochs": 4, "kernel_loss": False, "feature_loss": False,
+                 "arch": {"learnable_threshold": True, "rprelu": True},
+                 "teacher": FLOAT_TWIN, "teacher_epochs": 2, "kd_weight": 0.5,
+                 "temperature": 4.0}
 # Fields that config.json files written before the defaults were resolved hold as null.
 _FORMERLY_NONE = {"lam": defaults.LAM, "nu": defaults.NU, "theta": defaults.THETA}
 # Settings every config.json holds (later ones default when absent from older files).
@@ -125,7 +133,8 @@ class RunConfig:
     Distillation and two-step training (`bayes_larq.app.teacher`, `bayes_larq.app.staged`):
     `teacher` is None, a finished float run directory whose model.keras teaches, or
     `FLOAT_TWIN` (the float twin of the run, trained first in the run's teacher/
-    directory); `kd_weight` and `temperature` are those of `BONN`. `two_step` trains
+    directory); `teacher_epochs` are the float twin's epochs (not given: the run's);
+    `kd_weight` and `temperature` are those of `BONN`. `two_step` trains
     `step1_epochs` (not given: half the epochs) with binary activations and real
     kernels, then the rest with binary kernels too.
     """
@@ -171,6 +180,7 @@ class RunConfig:
     data_dir: str = None
     arch: dict = dataclasses.field(default_factory=dict)
     teacher: str = None
+    teacher_epochs: int = None  # resolved with teacher="float-twin": the run's epochs
     kd_weight: float = 1.0
     temperature: float = 1.0
     two_step: bool = False
@@ -187,6 +197,8 @@ class RunConfig:
             self.augment = data.default_augment(data.dataset_info(self.dataset))
         if self.two_step and self.step1_epochs is None and isinstance(self.epochs, int):
             self.step1_epochs = self.epochs // 2
+        if self.teacher == FLOAT_TWIN and self.teacher_epochs is None:
+            self.teacher_epochs = self.epochs
 
     def validate(self) -> RunConfig:
         """Raise RunError naming the bad setting; returns self.
@@ -237,6 +249,7 @@ class RunConfig:
         if not 0 <= check_non_negative("momentum", self.momentum) < 1:
             raise ValueError(f"`momentum` must be in [0, 1); got {self.momentum!r}.")
         self._check_distillation()
+        self._check_teacher_epochs()
         self._check_two_step()
         self._check_recipe()
 
@@ -263,6 +276,14 @@ class RunConfig:
         if self.teacher == FLOAT_TWIN and self.precision == "float":
             raise RunError(f"A float run is its own float twin: teacher={FLOAT_TWIN!r} "
                            f"needs a binary student (leave out ", Setting("precision"), ").")
+
+    def _check_teacher_epochs(self):
+        if self.teacher != FLOAT_TWIN:
+            if self.teacher_epochs is not None:
+                raise RunError(Setting("teacher_epochs"), " are the epochs of the float twin; "
+                               "set ", Setting("teacher", FLOAT_TWIN), " too, or leave them out.")
+            return
+        check_integer("teacher_epochs", self.teacher_epochs, maximum=MAX_EPOCHS)
 
     def _check_two_step(self):
         check_choice("two_step", self.two_step, (False, True))

@@ -37,7 +37,7 @@ from typing import Any, Mapping
 from bayes_larq.app.config import RunConfig, has_setting_type, setting_kind
 from bayes_larq.app.errors import RunError
 
-__all__ = ["FILE_KEY", "merge_settings", "read_settings_file"]
+__all__ = ["FILE_KEY", "merge_settings", "overlay", "read_settings_file"]
 
 FILE_KEY = "config_file"  # the setting that records the file; never set in one
 
@@ -78,8 +78,12 @@ def merge_settings(file_settings: Mapping[str, Any], flags: Mapping[str, Any],
                    path: str | os.PathLike) -> dict[str, Any]:
     """The settings of a run: those of the file at `path`, overridden by `flags` (`arch`
     key by key), with `config_file` recording the file."""
-    merged = {**file_settings, **flags}
-    if "arch" in file_settings and "arch" in flags:
-        merged["arch"] = {**file_settings["arch"], **flags["arch"]}
-    merged[FILE_KEY] = str(pathlib.Path(path).resolve())
+    return {**overlay(file_settings, flags), FILE_KEY: str(pathlib.Path(path).resolve())}
+
+
+def overlay(base: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` settings overridden by `flags`, the `arch` table key by key."""
+    merged = {**base, **flags}
+    if "arch" in base and "arch" in flags:
+        merged["arch"] = {**base["arch"], **flags["arch"]}
     return merged

@@ -7,7 +7,8 @@ values:
 * `settings`: one key per setting with the value the run uses. Where config.json holds
   `null` for "the default", the plan names it: `train_limit` and `test_limit` are the
   examples read, `validation_size` 0, `data_dir` the directory the data is looked for
-  in, `teacher` "none", `step1_epochs` 0 without two-step training.
+  in, `teacher` "none", `teacher_epochs` 0 without a float twin, `step1_epochs` 0
+  without two-step training.
 * `strategy`: the `tf.distribute` strategy "auto" resolves to on this machine and with
   this `TF_CONFIG`, its workers and replicas (nothing is created).
 * `schedule`: examples and steps per epoch, the learning rate of each optimizer group
@@ -61,6 +62,7 @@ def resolved_settings(config: RunConfig) -> dict:
     settings.update(train_limit=train_examples(config), test_limit=examples_tested(config),
                     validation_size=config.validation_size or 0,
                     data_dir=data_location(config), teacher=config.teacher or "none",
+                    teacher_epochs=config.teacher_epochs or 0,
                     step1_epochs=config.step1_epochs if config.two_step else 0)
     return settings
 

@@ -73,6 +73,16 @@ def benchmark_text(result: Benchmark) -> str:
     return "\n".join(lines)
 
 
+def _teacher_line(teacher: dict | None) -> list[str]:
+    """The demo summary's line on the run's teacher, if it has one."""
+    if not teacher:
+        return []
+    epochs, seconds = teacher["config"]["epochs"], teacher.get("train_seconds")
+    trained = f" after {epochs} epochs" + (f" ({seconds:.0f} s)" if seconds is not None else "")
+    return [f"teacher:              {teacher['source']}, test accuracy "
+            f"{teacher['test']['accuracy']:.4f}{trained}"]
+
+
 def demo_text(result: Demo) -> str:
     """The demo summary printed at the end of `bayes-larq demo`."""
     summary, conversion, bench = result.report, result.conversion, result.benchmark
@@ -83,6 +93,7 @@ def demo_text(result: Demo) -> str:
         f"test accuracy:        {summary['test']['accuracy']:.4f} on "
         f"{summary['test_examples']:,} {summary['config']['dataset']} test images "
         f"after {summary['epochs_done']} epochs ({summary['train_seconds']:.0f} s)",
+        *_teacher_line(summary.get("teacher")),
         f"binarized MAC share:  {100 * summary['model']['binarized_mac_share']:.1f}%",
         f"Keras vs TFLite:      top-1 agreement {agreement.top1_agreement:.4f} on "
         f"{agreement.samples} test images, max |logit diff| {agreement.max_abs_diff:.3g}; "

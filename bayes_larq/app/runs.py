@@ -33,6 +33,7 @@ concern, in the order the job runs:
 
 from bayes_larq.app.config import (
     DEFAULT_LEARNING_RATES,
+    DEMO_SETTINGS,
     FLIP_THRESHOLDS,
     FLOAT_TWIN,
     LR_SCHEDULES,
@@ -69,7 +70,7 @@ from bayes_larq.app.train import StopOnNonFiniteLoss, Trained, resume, train
 from bayes_larq.training import MIXTURE_UPDATES
 
 __all__ = [
-    "DEFAULT_LEARNING_RATES", "FLIP_THRESHOLDS", "FLOAT_TWIN", "LR_SCHEDULES", "MAX_EPOCHS",
+    "DEFAULT_LEARNING_RATES", "DEMO_SETTINGS", "FLIP_THRESHOLDS", "FLOAT_TWIN", "LR_SCHEDULES", "MAX_EPOCHS",
     "MAX_SEED",
     "MIXTURE_UPDATES", "OPTIMIZERS", "STRATEGIES", "TOP5_MIN_CLASSES", "Benchmark",
     "Conversion", "Demo",

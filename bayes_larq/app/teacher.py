@@ -2,8 +2,8 @@
 
 `RunConfig.teacher` names a finished run with `precision="float"` (its model.keras
 teaches) or `FLOAT_TWIN`: the float version of the run's architecture, trained first as
-an ordinary nested run in RUN/teacher/ with the run's data, seed and epochs (an
-interrupted run resumes it; a finished one is reused).
+an ordinary nested run in RUN/teacher/ with the run's data and seed, for `teacher_epochs`
+(default: the run's epochs; an interrupted run resumes it; a finished one is reused).
 
 Once the teacher is ready, RUN/teacher.json records which model teaches (its file, its
 SHA-256 and its accuracy): report.md shows that accuracy beside the student's, and a
@@ -28,11 +28,13 @@ __all__ = ["check_teacher_run", "load_teacher", "record_teacher", "teacher_run",
 
 
 def twin_config(config: RunConfig) -> RunConfig:
-    """The settings of the float twin of `config`: same data, seed, epochs and optimizer."""
+    """The settings of the float twin of `config`: same data, seed and optimizer, and
+    `config.teacher_epochs` epochs (the run's, unless set)."""
     return dataclasses.replace(config, precision="float", kernel_loss=False,
                                feature_loss=False, flip_threshold="fixed", teacher=None,
-                               kd_weight=1.0, temperature=1.0, two_step=False,
-                               step1_epochs=None)
+                               teacher_epochs=None, kd_weight=1.0, temperature=1.0,
+                               two_step=False, step1_epochs=None,
+                               epochs=config.teacher_epochs or config.epochs)
 
 
 def teacher_run(run: RunDirectory, config: RunConfig) -> RunDirectory:
@@ -111,6 +113,7 @@ def record_teacher(run: RunDirectory, config: RunConfig) -> tf.keras.Model:
         "source": config.teacher, "run_dir": str(teacher.path),
         "model": str(teacher.classifier), "sha256": digest,
         "test": summary.get("test"), "validation": summary.get("validation"),
+        "train_seconds": summary.get("train_seconds"),
         "config": {key: summary["config"].get(key)
                    for key in ("model", "arch", "precision", "epochs", "seed")}})
     return model
