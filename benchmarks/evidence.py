@@ -21,6 +21,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import demo_budget  # noqa: E402
 import distill  # noqa: E402
 import sweep  # noqa: E402  - the cell definitions live in the sweep script
 import teacher_targets  # noqa: E402
@@ -372,6 +373,48 @@ def distill_section(results, committed, figures, rel):
                     + seeds + [""] if seeds else [])
 
 
+DEMO_ROLES = {"recipe": "the demo's recipe: learnable activations, 2-epoch float twin "
+                        "kd0.5-T4, 4 epochs",
+              "plain": "plain Larq, 4 epochs", "bonn": "BONN at the defaults, 5 epochs "
+                                                     "(the previous demo)"}
+
+
+def demo_budget_section(results):
+    """The main job's recipe against plain Larq and the previous demo, at the demo's budget
+    (benchmarks/demo_budget.py): test accuracy per cell, training time, Welch's tests."""
+    names = demo_budget.cell_names()
+    if names["recipe"] not in results:
+        return []
+    lines = ["## The main job's recipe at its budget (`bayes-larq demo`)", "",
+             "All 60,000 training images, tested on the 10,000 test images (nothing is "
+             "chosen here). Training time is the student's plus its teacher's, measured as "
+             "the runs went, with other work on the machine. Reproduce: `python "
+             "benchmarks/demo_budget.py`, then `python benchmarks/evidence.py`.", "",
+             "| cell | what | seeds | test top-1 % | per-seed test | training time (s, mean) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for role, name in names.items():
+        reports = results.get(name, {})
+        if not reports:
+            continue
+        test = [r["test"]["accuracy"] for r in reports.values()]
+        spread = f" +- {100 * np.std(test, ddof=1):.2f}" if len(test) > 1 else ""
+        seconds = np.mean([demo_budget.training_seconds(r) for r in reports.values()])
+        lines.append(f"| `{name}` | {DEMO_ROLES[role]} | {len(test)} | "
+                     f"{100 * np.mean(test):.2f}{spread} | "
+                     + ", ".join(f"{100 * t:.2f}" for t in test) + f" | {seconds:.0f} |")
+    for other in ("plain", "bonn"):
+        shared = shared_seeds(results, [names["recipe"], names[other]])
+        if shared:
+            lines += [""] + [f"* {line}" for line in
+                             comparison_lines(shared, names["recipe"], names[other])]
+    planned = len(demo_budget.SEEDS)
+    done = min(len(results.get(name, {})) for name in names.values())
+    if done < planned:
+        lines += ["", f"**Interim: {done} of {planned} seeds of every cell so far** (`python "
+                  "benchmarks/demo_budget.py` resumes)."]
+    return lines + [""]
+
+
 def teacher_targets_lines(path):
     """What the teacher's softmax says beyond the labels (benchmarks/teacher_targets.py)."""
     if not path.exists():
@@ -584,6 +627,9 @@ def main(argv=None):
     parser.add_argument("--distill", type=pathlib.Path,
                         default=pathlib.Path("benchmarks/results/distill"),
                         help="results of benchmarks/distill.py")
+    parser.add_argument("--demo-budget", type=pathlib.Path,
+                        default=pathlib.Path("benchmarks/results/demo_budget"),
+                        help="results of benchmarks/demo_budget.py")
     parser.add_argument("--capacity", type=pathlib.Path,
                         default=pathlib.Path("benchmarks/results/capacity"),
                         help="results of benchmarks/capacity.py, one folder per budget")
@@ -643,6 +689,7 @@ def main(argv=None):
     lines += threshold_section(load_results(args.threshold), args.figures, rel, results)
     lines += distill_section(load_results(args.distill), results, args.figures, rel)
     lines += teacher_targets_lines(args.distill / teacher_targets.RESULT_NAME)
+    lines += demo_budget_section(load_results(args.demo_budget))
     lines += ["## Accuracy: the best BONN run and larger budgets", ""]
     lines += accuracy_lines(results, capacity)
     args.write.write_text("\n".join(lines) + "\n")

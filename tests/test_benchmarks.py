@@ -14,11 +14,13 @@ from scipy import stats
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 import capacity  # noqa: E402
 import conversion_parity  # noqa: E402
+import demo_budget  # noqa: E402
 import distill  # noqa: E402
 import evidence  # noqa: E402
 import sweep  # noqa: E402
 import teacher_targets  # noqa: E402
 import threshold  # noqa: E402
+from bayes_larq.app import runs  # noqa: E402
 
 
 def names(cells, optimizer="adam"):
@@ -457,3 +459,51 @@ def test_teacher_targets_table_shows_each_split_and_temperature(tmp_path):
     assert "| training (50,000) | 99.97 | 1 | 0.9931 | 0.0286 |" in lines
     assert "| training (50,000) | 99.97 | 4 | 0.9931 | 0.0286 |" in lines
     assert evidence.teacher_targets_lines(tmp_path / "missing.json") == []
+
+
+def test_demo_budget_runs_the_demos_recipe_and_its_two_baselines(tmp_path, fashion_dir):
+    demo_budget.main(["--seeds", "0", "--output", str(tmp_path / "runs"),
+                      "--results", str(tmp_path / "results"), "--train-limit", "128",
+                      "--test-limit", "40", "--data-dir", str(fashion_dir)])
+    results = evidence.load_results(tmp_path / "results")
+    names = demo_budget.cell_names()
+    assert sorted(results) == sorted(names.values())
+    recipe = results[names["recipe"]][0]
+    # The recipe cell is what `bayes-larq demo` trains, on the limited data.
+    config = runs.RunConfig(**{k: v for k, v in recipe["config"].items() if k != "config_file"})
+    assert config == runs.RunConfig(**{**runs.DEMO_SETTINGS, "train_limit": 128,
+                                       "test_limit": 40, "data_dir": str(fashion_dir)})
+    twin = json.loads((tmp_path / "runs" / names["recipe"] / "seed-0" / "teacher" /
+                       "report.json").read_text())
+    assert twin["epochs_done"] == runs.DEMO_SETTINGS["teacher_epochs"]
+    assert demo_budget.training_seconds(recipe) == pytest.approx(
+        recipe["train_seconds"] + twin["train_seconds"])
+    plain, bonn = results[names["plain"]][0]["config"], results[names["bonn"]][0]["config"]
+    assert (plain["kernel_loss"], plain["feature_loss"], plain["epochs"]) == (False, False, 4)
+    assert runs.RunConfig(**{k: v for k, v in bonn.items() if k != "data_dir"}) == \
+        runs.RunConfig(train_limit=128, test_limit=40)  # the library's defaults, 5 epochs
+
+
+def test_demo_budget_section_compares_the_recipe_on_shared_seeds():
+    names = demo_budget.cell_names()
+
+    def cell(tests, seconds, teacher_seconds=None):
+        reports = {}
+        for seed, test in enumerate(tests):
+            reports[seed] = {**run_report(None, test), "train_seconds": seconds}
+            if teacher_seconds is not None:
+                reports[seed]["teacher"] = {"train_seconds": teacher_seconds}
+        return reports
+
+    recipe, plain = [0.905, 0.903, 0.907], [0.899, 0.901, 0.897]
+    results = {names["recipe"]: cell(recipe, 130.0, 45.0),
+               names["plain"]: cell(plain, 100.0), names["bonn"]: cell([0.9], 150.0)}
+    text = "\n".join(evidence.demo_budget_section(results))
+    assert (f"| `{names['recipe']}` | {evidence.DEMO_ROLES['recipe']} | 3 | 90.50 +- 0.20 | "
+            f"90.50, 90.30, 90.70 | 175 |") in text
+    difference, low, high, p_value = evidence.welch(recipe, plain)
+    assert (f"minus `{names['plain']}` (3 seeds), test top-1: {100 * difference:+.2f} points, "
+            f"95% CI [{100 * low:+.2f}, {100 * high:+.2f}], Welch's t-test p = {p_value:.3g}"
+            ) in text
+    assert f"minus `{names['bonn']}`" not in text  # one seed: no test
+    assert "Interim: 1 of 5 seeds of every cell so far" in text
