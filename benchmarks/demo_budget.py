@@ -1,6 +1,7 @@
 """What the main job's recipe gains, and costs, at the main job's budget.
 
-    python benchmarks/demo_budget.py --output runs/demo_budget --results benchmarks/results/demo_budget
+    python benchmarks/demo_budget.py --output runs/demo_budget \\
+        --results benchmarks/results/demo_budget
 
 `bayes-larq demo` trains `runs.DEMO_SETTINGS`: binary `small_cnn` (width 32) with
 ReActNet's learnable activations, distilled (kd_weight 0.5, T 4) from a float twin that

@@ -1,7 +1,7 @@
 """Training step time of each recipe (recipes/*.toml) on this machine, a few steps each.
 
-    python benchmarks/recipe_steps.py recipes/*cifar10.toml recipes/bonn-small-cnn-fashion-mnist.toml \\
-        --write benchmarks/results/recipe-steps.json
+    python benchmarks/recipe_steps.py recipes/*cifar10.toml \\
+        recipes/bonn-small-cnn-fashion-mnist.toml --write benchmarks/results/recipe-steps.json
     python benchmarks/recipe_steps.py recipes/*imagenet.toml --max-batch 32 \\
         --write benchmarks/results/recipe-steps.json
 

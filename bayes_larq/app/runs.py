@@ -70,8 +70,8 @@ from bayes_larq.app.train import StopOnNonFiniteLoss, Trained, resume, train
 from bayes_larq.training import MIXTURE_UPDATES
 
 __all__ = [
-    "DEFAULT_LEARNING_RATES", "DEMO_SETTINGS", "FLIP_THRESHOLDS", "FLOAT_TWIN", "LR_SCHEDULES", "MAX_EPOCHS",
-    "MAX_SEED",
+    "DEFAULT_LEARNING_RATES", "DEMO_SETTINGS", "FLIP_THRESHOLDS", "FLOAT_TWIN", "LR_SCHEDULES",
+    "MAX_EPOCHS", "MAX_SEED",
     "MIXTURE_UPDATES", "OPTIMIZERS", "STRATEGIES", "TOP5_MIN_CLASSES", "Benchmark",
     "Conversion", "Demo",
     "Evaluation", "JobFailed", "RunConfig", "RunDirectory", "RunError", "RunInterrupted",
