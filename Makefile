@@ -1,6 +1,7 @@
 # On a fresh machine: `make test` builds .venv, installs bayes_larq[dev] and runs the suite
 # (`make lint`: ruff, configured in pyproject.toml);
-# `make demo` also gets Fashion-MNIST (apt) and runs the main job (`bayes-larq demo`);
+# `make demo` installs bayes_larq alone, gets Fashion-MNIST (apt) and runs the main job
+# (`bayes-larq demo`);
 # `make docs` builds the documentation site into site/ (mkdocs.yml), strictly: any warning fails.
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,9 +12,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: test lint install demo docs fashion-mnist
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# The demo needs the package alone (.installed-core); tests, lint and docs the extras too.
+$(VENV)/.installed-core: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-core
 	$(PY) -m pip install -q -e ".[dev,docs]"
 	# Larq Zoo's architectures test bayesianize on third-party models. Its pins (protobuf
 	# < 3.21, tensorflow-datasets < 4.9) do not fit TensorFlow 2.21, and none of those
@@ -43,5 +49,5 @@ fashion-mnist:
 	@if [ ! -d $(FASHION_MNIST_DIR) ] && [ -z "$$BAYES_LARQ_FASHION_MNIST_DIR" ]; then \
 	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; fi
 
-demo: $(VENV)/.installed fashion-mnist
+demo: $(VENV)/.installed-core fashion-mnist
 	$(VENV)/bin/bayes-larq demo
