@@ -240,3 +240,21 @@ def test_flip_threshold_options_reach_the_run_config():
     assert cli._run_config(args) == {"flip_threshold": "quantile", "threshold_quantile": 0.9,
                                      "threshold_every": 5, "threshold_decay": 0.95,
                                      "flip_diagnostics": False}
+
+
+def _demo_config(*flags):
+    args = cli.build_parser().parse_args(["demo", *flags])
+    return cli._train_config(args, args.subparser, recipe=runs.DEMO_SETTINGS)
+
+
+def test_demo_flags_override_its_recipe():
+    assert _demo_config() == runs.RunConfig(**runs.DEMO_SETTINGS)
+    # A teacher run directory has no twin to train: the recipe's teacher_epochs go.
+    config = _demo_config("--teacher", "runs/float")
+    assert (config.teacher, config.teacher_epochs, config.kd_weight) == ("runs/float", None, 0.5)
+    assert _demo_config("--kernel-loss", "--arch", "rprelu=false").arch == {
+        "learnable_threshold": True, "rprelu": False}
+    # A setting the recipe leaves without effect is refused, naming what it needs.
+    with pytest.raises(runs.RunError, match="`lam` has no effect in this run: it needs the "
+                       "kernel loss"):
+        _demo_config("--lam", "1e-5")
