@@ -255,8 +255,28 @@ def threshold_seeds(results, committed):
             f"{source}; the float twin's are the evidence sweep's.", ""] + lines + [""]
 
 
-def threshold_section(results, figures, rel, committed=None):
-    """The flip-threshold section of docs/evidence.md (benchmarks/threshold.py's cells)."""
+def deeper_network_lines(budgets, figures, rel):
+    """The WRN stage of benchmarks/threshold.py: per budget ({name: results}), the same
+    diagnostics table and figure as `small_cnn`'s."""
+    lines = []
+    for budget, results in budgets.items():
+        if not results:
+            continue
+        plot_threshold(results, figures / f"threshold-{budget}.png")
+        lines += [f"### A deeper network: `{budget}`", "",
+                  "`wrn22` with width factor 1 (16-16-32-64, 18 binarized 3x3 convolutions, "
+                  "BONN's WRN family) on the same data, seed 0: plain Larq, the paper's "
+                  "setting and the best cell of the seeds stage, through the same "
+                  "diagnostics (means over the binarized layers).", ""]
+        lines += threshold_table(results)
+        lines += ["", f"![WRN-22: gradient against the flip threshold]"
+                  f"({rel / f'threshold-{budget}.png'})", ""]
+    return lines
+
+
+def threshold_section(results, figures, rel, committed=None, deeper=None):
+    """The flip-threshold section of docs/evidence.md (benchmarks/threshold.py's cells;
+    `deeper`: its WRN stage, {budget: results})."""
     if not results:
         return []
     plot_threshold(results, figures / "threshold.png")
@@ -274,7 +294,8 @@ def threshold_section(results, figures, rel, committed=None):
         lines += ["", f"Not run yet ({len(missing)} seed-0 cells, in the order they run): "
                   + ", ".join(f"`{m}`" for m in missing) + "."]
     lines += ["", f"![gradient against the flip threshold]({rel / 'threshold.png'})", ""]
-    return lines + threshold_seeds(results, committed or {})
+    return (lines + threshold_seeds(results, committed or {})
+            + deeper_network_lines(deeper or {}, figures, rel))
 
 
 def distill_row(name, reports):
@@ -686,7 +707,9 @@ def main(argv=None):
                   "Chosen by the sweep's rules (`best_bonn_setting`, `leading_optimizer` in "
                   "benchmarks/sweep.py) on validation accuracy; the test set is read only "
                   "here.", ""] + final + [""]
-    lines += threshold_section(load_results(args.threshold), args.figures, rel, results)
+    wrn = {budget.name: load_results(budget)
+           for budget in sorted(args.threshold.glob("wrn22-*")) if budget.is_dir()}
+    lines += threshold_section(load_results(args.threshold), args.figures, rel, results, wrn)
     lines += distill_section(load_results(args.distill), results, args.figures, rel)
     lines += teacher_targets_lines(args.distill / teacher_targets.RESULT_NAME)
     lines += demo_budget_section(load_results(args.demo_budget))

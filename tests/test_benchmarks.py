@@ -342,6 +342,17 @@ def test_threshold_section_averages_layers_at_the_first_and_last_epoch(tmp_path)
     assert "| 3 | 1.50e-04 | 2.00e-05 | 60.00% |" in rows[1]
     assert (tmp_path / "threshold.png").read_bytes()[:4] == b"\x89PNG"
     assert evidence.threshold_section({}, tmp_path, pathlib.Path("figures")) == []
+    # The WRN stage: its own table (layers averaged the same way) and figure per budget.
+    wrn = {"adam-plain": {0: {**report, "validation": {"accuracy": 0.8908}}}}
+    lines = evidence.threshold_section({"adam-q0.9-nu0.0001": {0: report}}, tmp_path,
+                                       pathlib.Path("figures"),
+                                       deeper={"wrn22-k1-epochs5": wrn, "wrn22-k1-epochs9": {}})
+    text = "\n".join(lines)
+    assert text.count("### A deeper network") == 1  # a budget without results is left out
+    wrn_rows = text.split("### A deeper network: `wrn22-k1-epochs5`")[1]
+    assert "| `adam-plain` | 89.08 | 1 | 1.50e-04 | 2.00e-05 | 30.00% |" in wrn_rows
+    assert "(figures/threshold-wrn22-k1-epochs5.png)" in wrn_rows
+    assert (tmp_path / "threshold-wrn22-k1-epochs5.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def run_report(validation, test, epochs=2, **config):
