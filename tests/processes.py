@@ -1,15 +1,23 @@
 """Helpers of the process-level tests: `bayes-larq` in a child process, waiting on its run."""
 
 import json
+import signal
 import subprocess
 import sys
 import time
 
 
 def start(args, env=None):
-    """`python -m bayes_larq ARGS` in a child process, output captured."""
+    """`python -m bayes_larq ARGS` in a child process, output captured. The child gets
+    SIGINT's default action back: a suite started in the background by a shell (`cmd &`)
+    inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
     return subprocess.Popen([sys.executable, "-m", "bayes_larq", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for_epochs(process, run_dir, at_least=1, timeout=300):
