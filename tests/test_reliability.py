@@ -315,6 +315,10 @@ OTHER_ROWS = [
     ("output", "the run directory deleted between epochs by another process (it wrote a "
      "half run without config.json)", "2", "was deleted while this training ran (its "
      "config.json is gone) ... Start it again with `bayes-larq train --output RUN`"),
+    ("output", "the run directory deleted just before TensorBoard opens its writers (a "
+     "traceback: TensorFlow's NotFoundError; then the writers recreated their files)", "2",
+     "was deleted while this training ran (its config.json is gone), and nothing is left "
+     "behind"),
     ("TF_CONFIG", "one worker of two, its peer never started (the leader waited an hour, "
      "deaf to signals); tests/test_distributed.py", "1", "The multi-worker cluster did not "
      "start within N s: nothing answers at worker 1 (HOST:PORT) of TF_CONFIG ... set "
@@ -726,6 +730,33 @@ def test_a_run_directory_deleted_between_epochs_stops_the_training(fashion_dir, 
             f"train --output {run_dir}`") in err
     assert "Traceback" not in err
     assert not run_dir.exists()  # nothing half-written: --output starts it again
+
+
+class DeleteTheRunAtTheStartOfEpoch(tf.keras.callbacks.Callback):
+    """Deletes the run directory when the fit of epoch `epoch` (1-based) begins, before
+    TensorBoard opens its writers in it."""
+
+    def __init__(self, run_dir, epoch):
+        super().__init__()
+        self.run_dir, self.epoch, self.fits = run_dir, epoch, 0
+
+    def on_train_begin(self, logs=None):
+        self.fits += 1
+        if self.fits == self.epoch:
+            shutil.rmtree(self.run_dir)
+
+
+def test_a_run_directory_deleted_before_tensorboard_writes_stops_the_training(fashion_dir,
+                                                                               tmp_path):
+    """TensorFlow reports the missing directory as tf.errors.NotFoundError, not OSError
+    (seen once in CI as a traceback and exit code 1)."""
+    run_dir = tmp_path / "run"
+    config = runs.RunConfig(epochs=3, batch_size=32, train_limit=96, test_limit=40,
+                            data_dir=str(fashion_dir), arch={"width": 4})
+    with pytest.raises(runs.RunError, match="was deleted while this training ran"):
+        runs.train(config, run_dir, verbose=0,
+                   extra_callbacks=[DeleteTheRunAtTheStartOfEpoch(run_dir, 2)])
+    assert not run_dir.exists()
 
 
 def test_resuming_a_finished_run_keeps_its_report(trained_run, tmp_path, capsys):

@@ -233,10 +233,12 @@ class RunDirectory:
         previous checkpoint, so the previous one survives until the new one is safe.
 
         Raises:
-            RunError: the run directory was deleted since training started (`deleted`).
+            FileNotFoundError: the run directory was deleted since training started
+                (`was_deleted` says so; training then cleans up and raises `deleted`).
         """
         if not self.config.exists():
-            raise self.deleted()
+            raise FileNotFoundError(errno.ENOENT, "the run's config.json is gone",
+                                    str(self.config))
         self.checkpoints.mkdir(exist_ok=True)
         epoch = state.epochs_done + 1
         checkpoint = self.checkpoints / checkpoint_name(epoch)
@@ -251,10 +253,13 @@ class RunDirectory:
                 old.unlink(missing_ok=True)
         return state
 
-    def was_deleted(self, err: OSError) -> bool:
+    def was_deleted(self, err: OSError | tf.errors.NotFoundError) -> bool:
         """Whether `err`, raised while this run trained, means the directory was deleted
-        (a file is missing and so is config.json)."""
-        return err.errno == errno.ENOENT and not self.config.exists()
+        (a file is missing and so is config.json). TensorFlow's own file operations (the
+        TensorBoard writers) report a missing directory as `tf.errors.NotFoundError`."""
+        missing = (isinstance(err, tf.errors.NotFoundError)
+                   or getattr(err, "errno", None) == errno.ENOENT)
+        return missing and not self.config.exists()
 
     def remove_leftovers(self) -> None:
         """After the directory was deleted mid-training: remove what TensorBoard wrote

@@ -359,11 +359,23 @@ def _validation_data(config):
                      data_dir=config.data_dir, limit=config.test_limit)
 
 
+def _close_summary_writers(fit_callbacks):
+    """Close the TensorBoard writers of the callbacks: an open writer recreates its event
+    file (and the directories above it) when it flushes, so a deleted run would return."""
+    for callback in fit_callbacks:
+        if isinstance(callback, tf.keras.callbacks.TensorBoard):
+            callback._close_writers()
+        writer = getattr(callback, "_writer", None)
+        if writer is not None:
+            writer.close()
+
+
 def _train_epochs(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunState,
                   verbose, extra_callbacks) -> Trained:
     # Every random op of training (the data order) draws from (global seed, op seed);
     # setting the global seed here makes a resumed process repeat the original one.
     tf.keras.utils.set_random_seed(config.seed)
+    fit_callbacks = []
     with interrupts_kept_pending():
         try:
             validation = _validation_data(config)
@@ -411,10 +423,13 @@ def _train_epochs(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunSt
                 signal_name=getattr(interrupt, "signal_name", "SIGINT")) from None
         except DatasetNotFoundError:
             raise
-        except OSError as err:  # a full disk, the run directory removed or read-only
-            if run.was_deleted(err):
+        except (OSError, tf.errors.NotFoundError) as err:  # a full disk, the run
+            if run.was_deleted(err):                       # directory removed or read-only
+                _close_summary_writers(fit_callbacks)
                 run.remove_leftovers()
                 raise run.deleted() from None
+            if not isinstance(err, OSError):
+                raise
             raise unwritable(run.path, err) from None
         except OUT_OF_MEMORY:
             raise _out_of_memory(config) from None
