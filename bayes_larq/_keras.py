@@ -20,8 +20,8 @@ import tensorflow as tf
 from larq.quantizers import _BaseQuantizer
 from tf_keras.src.engine import base_layer_utils
 
-__all__ = ["LarqMetricsQuantizer", "all_layers", "calling_layer", "eager_value",
-           "is_functional", "reads_a_variable"]
+__all__ = ["LarqMetricsQuantizer", "all_layers", "calling_layer", "close_summary_writers",
+           "eager_value", "is_functional", "reads_a_variable"]
 
 # Why private: Larq adds its training metrics (`metrics=[...]`, `lq.context.metrics_scope`)
 # only to quantizers derived from this class; `larq.quantizers.get_kernel_quantizer`
@@ -108,3 +108,15 @@ def eager_value(tensor) -> np.ndarray | None:
                 return tf.raw_ops.ReadVariableOp(resource=external,
                                                  dtype=op.get_attr("dtype")).numpy()
     return None
+
+
+def close_summary_writers(callbacks: list[tf.keras.callbacks.Callback]) -> None:
+    """Close the TensorBoard writers of `callbacks` (Keras' `TensorBoard` and any callback
+    holding a `_writer`): an open writer recreates its event file, and the directories
+    above it, when it flushes, so a deleted run directory would come back."""
+    for callback in callbacks:
+        if isinstance(callback, tf.keras.callbacks.TensorBoard):
+            callback._close_writers()
+        writer = getattr(callback, "_writer", None)
+        if writer is not None:
+            writer.close()

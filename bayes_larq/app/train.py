@@ -26,6 +26,7 @@ from typing import Sequence
 import tensorflow as tf
 
 from bayes_larq import callbacks
+from bayes_larq._keras import close_summary_writers
 from bayes_larq.app import data, report
 from bayes_larq.app.config import FLOAT_TWIN, RunConfig
 from bayes_larq.app.distribute import distribution, strategy_name, trains_as_worker
@@ -359,17 +360,6 @@ def _validation_data(config):
                      data_dir=config.data_dir, limit=config.test_limit)
 
 
-def _close_summary_writers(fit_callbacks):
-    """Close the TensorBoard writers of the callbacks: an open writer recreates its event
-    file (and the directories above it) when it flushes, so a deleted run would return."""
-    for callback in fit_callbacks:
-        if isinstance(callback, tf.keras.callbacks.TensorBoard):
-            callback._close_writers()
-        writer = getattr(callback, "_writer", None)
-        if writer is not None:
-            writer.close()
-
-
 def _train_epochs(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunState,
                   verbose, extra_callbacks) -> Trained:
     # Every random op of training (the data order) draws from (global seed, op seed);
@@ -425,7 +415,7 @@ def _train_epochs(run: RunDirectory, config: RunConfig, bonn: BONN, state: RunSt
             raise
         except (OSError, tf.errors.NotFoundError) as err:  # a full disk, the run
             if run.was_deleted(err):                       # directory removed or read-only
-                _close_summary_writers(fit_callbacks)
+                close_summary_writers(fit_callbacks)
                 run.remove_leftovers()
                 raise run.deleted() from None
             if not isinstance(err, OSError):
