@@ -17,6 +17,7 @@ from bayes_larq.app import cli, data, fashion_mnist, runs, tfds_source
 from bayes_larq.app.config_file import read_settings_file
 from bayes_larq.app.model import new_bonn
 from bayes_larq.weight_decay import decayed_kernels
+from test_cli import _demo_config
 from test_distributed import finish, start_workers
 
 RECIPES = pathlib.Path(__file__).parents[1] / "recipes"
@@ -265,9 +266,7 @@ def test_the_six_recipes_are_there():
 def test_the_demo_recipe_is_what_make_demo_trains():
     settings = read_settings_file(RECIPES / "small-cnn-fashion-mnist.toml")
     assert runs.RunConfig(**settings) == runs.RunConfig(**runs.DEMO_SETTINGS)
-    args = cli.build_parser().parse_args(["demo"])
-    assert cli._train_config(args, args.subparser, recipe=runs.DEMO_SETTINGS) == \
-        runs.RunConfig(**settings)
+    assert _demo_config() == runs.RunConfig(**settings)
 
 
 def test_the_bonn_recipe_is_what_train_trains_by_default():
